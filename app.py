@@ -1,0 +1,102 @@
+"""Paper Playground: one tab per landmark vision-language or diffusion paper.
+
+    python app.py                      # published checkpoints, downloaded on first use
+    python app.py --models tiny        # offline: tiny random models, outputs are noise
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+
+log = logging.getLogger("paper_playground")
+
+AUTH_ENV = "PP_AUTH"  # "user:password", so the secret need not appear in the process list
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", choices=["hub", "tiny"], default=os.environ.get("PP_MODELS", "hub"),
+                        help="hub: real checkpoints (default); tiny: offline random models")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 for the local network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument("--auth", default=os.environ.get(AUTH_ENV),
+                        help=f"USER:PASSWORD required to open the app (or set {AUTH_ENV})")
+    parser.add_argument("--preload", nargs="*", default=[], metavar="NAME",
+                        help="models to load before serving (see the Models panel for names)")
+    parser.add_argument("--max-file-size", default=os.environ.get("PP_MAX_FILE_SIZE", "20mb"),
+                        help="largest upload accepted, e.g. 20mb")
+    return parser.parse_args(argv)
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, separator, password = value.partition(":")
+    if not separator or not user or not password:
+        raise SystemExit(f"--auth / {AUTH_ENV} must look like USER:PASSWORD")
+    return user, password
+
+
+def _error_panel(title: str, error: BaseException) -> None:
+    import gradio as gr
+
+    gr.Markdown(
+        f"### The {title} tab could not be loaded\n\nThe other tabs still work. "
+        f"`{type(error).__name__}: {error}`\n\n```\n{traceback.format_exc(limit=3)}\n```"
+    )
+
+
+def build_app(demo_list=None):
+    """The whole page: banner, one tab per demo (an error panel where one fails), Models panel."""
+    import gradio as gr
+
+    import models
+    from demos import DEMOS
+    from demos.ui import TINY_BANNER, models_panel
+
+    with gr.Blocks(title="Paper Playground") as app:
+        gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
+        if models.settings.profile == "tiny":
+            gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
+        with gr.Tabs():
+            for demo in demo_list if demo_list is not None else DEMOS:
+                with gr.Tab(demo.title):
+                    gr.Markdown(f"*{demo.paper}*")
+                    try:
+                        importlib.import_module(demo.module).build_ui()
+                    except Exception as error:  # one broken tab must not take the page down
+                        log.exception("tab %s failed to build", demo.title)
+                        _error_panel(demo.title, error)
+        models_panel()
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    auth = parse_auth(args.auth)
+    os.environ["PP_MODELS"] = args.models
+
+    import models
+
+    models.settings.profile = args.models
+    for name in args.preload:
+        print(f"preloading {name} …", flush=True)
+        models.get(name)
+    if args.share and auth is None:
+        print("WARNING: --share creates a public link that anyone can open and use your machine "
+              f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)
+    app = build_app()
+    app.queue(default_concurrency_limit=1, max_size=int(os.environ.get("PP_MAX_QUEUE", 32)))
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+               max_file_size=args.max_file_size, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Validation at the boundary of every `run_*`: turn what a user may send into clean values or a
+`UserError` that says what to do."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from models import UserError, settings
+
+MIN_IMAGE_SIDE = 16
+MAX_PROMPT_CHARS = 2000
+
+
+def rgb_image(image: Any, what: str = "an image") -> Image.Image:
+    """An RGB PIL image from a PIL image, numpy array or file path.
+
+    Transparency is flattened onto white, grayscale is expanded, and images larger than
+    `settings.max_image_side` are scaled down (keeping the aspect ratio).
+    """
+    if image is None:
+        raise UserError(f"Please provide {what}: upload one, paste it, or click an example.")
+    if isinstance(image, (str, Path)):
+        try:
+            image = Image.open(image)
+            image.load()
+        except (OSError, Image.DecompressionBombError) as error:
+            raise UserError(f"Could not read {what} ({Path(image).name}): {error}") from None
+    elif isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise UserError(f"Expected {what}, got {type(image).__name__}.")
+    width, height = image.size
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UserError(
+            f"{what[0].upper() + what[1:]} is {width}x{height} pixels; it must be at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side."
+        )
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flattened = Image.new("RGB", rgba.size, (255, 255, 255))
+        flattened.paste(rgba, mask=rgba.getchannel("A"))
+        image = flattened
+    image = image.convert("RGB")
+    limit = settings.max_image_side
+    if max(image.size) > limit:
+        image = image.copy()
+        image.thumbnail((limit, limit), Image.Resampling.LANCZOS)
+    return image
+
+
+def text_items(text: str | Sequence[str] | None, what: str, limit: int) -> list[str]:
+    """Items from comma- or newline-separated text (or a list): stripped, non-empty, unique."""
+    if text is None:
+        text = ""
+    raw = re.split(r"[,\n]", text) if isinstance(text, str) else list(text)
+    items = [str(item).strip() for item in raw if str(item).strip()]
+    if not items:
+        raise UserError(f"Please enter at least one {what}, separated by commas or new lines.")
+    if len(items) > limit:
+        raise UserError(f"At most {limit} {what}s at once (got {len(items)}).")
+    seen: dict[str, str] = {}
+    duplicates = []
+    for item in items:
+        key = item.casefold()
+        if key in seen:
+            duplicates.append(item)
+        seen[key] = item
+    if duplicates:
+        raise UserError(
+            f"Duplicate {what}: {', '.join(sorted(set(duplicates)))}. Each {what} must appear once, "
+            "otherwise the scores split between the copies."
+        )
+    too_long = [item for item in items if len(item) > MAX_PROMPT_CHARS]
+    if too_long:
+        raise UserError(f"A {what} is {len(too_long[0])} characters long; keep each under {MAX_PROMPT_CHARS}.")
+    return items

@@ -1,0 +1,89 @@
+"""Widgets and wiring shared by every tab: the tiny-profile banner, error handling, Models panel."""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import Any, Callable
+
+import gradio as gr
+
+import models
+from models import UserError
+
+log = logging.getLogger(__name__)
+
+TINY_BANNER = (
+    "**Offline `tiny` profile:** every model here is a tiny network with random weights, built on "
+    "this machine. The real pipeline code runs, but the pictures, labels and answers are noise. "
+    "Start with `python app.py` (the `hub` profile) for the published checkpoints."
+)
+
+
+def user_errors(function: Callable) -> Callable:
+    """Wrap an event handler so bad input shows a `gr.Error` and unexpected failures are logged
+    and reported in one line, instead of a stack trace; the app keeps serving either way."""
+
+    def convert(error: Exception) -> gr.Error:
+        if isinstance(error, gr.Error):
+            return error
+        if isinstance(error, UserError):
+            return gr.Error(str(error))
+        log.exception("unexpected error in %s", function.__name__)
+        return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log.")
+
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def wrapped_generator(*args: Any, **kwargs: Any):
+            try:
+                yield from function(*args, **kwargs)
+            except Exception as error:
+                raise convert(error) from error
+        return wrapped_generator
+
+    @functools.wraps(function)
+    def wrapped(*args: Any, **kwargs: Any):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            raise convert(error) from error
+    return wrapped
+
+
+def loaded_models_table() -> list[list[Any]]:
+    return [
+        [m.name, m.checkpoint, m.device, round(m.nbytes / 2**20, 1), round(m.load_seconds, 2),
+         models.cache.load_counts[m.name]]
+        for m in models.cache.loaded()
+    ]
+
+
+def free_models() -> list[list[Any]]:
+    models.cache.clear()
+    return loaded_models_table()
+
+
+def models_panel() -> None:
+    """An accordion listing resident models (device, memory, load time) with a button to free them."""
+    profile = models.settings.profile
+    with gr.Accordion(f"Models (profile: {profile})", open=False):
+        gr.Markdown(
+            "Models load on first use and stay shared between tabs; the least recently used are "
+            f"dropped above {models.settings.max_loaded_models or 'unlimited'} models"
+            + (f" or {models.settings.max_loaded_gib:g} GiB" if models.settings.max_loaded_gib else "")
+            + ". Sizes are download sizes of the published checkpoints."
+        )
+        gr.Dataframe(
+            value=[[s.name, s.checkpoint, s.download_gb, s.description] for s in models.REGISTRY.values()],
+            headers=["model", "checkpoint", "download GB", "about"], interactive=False,
+            label="Available models",
+        )
+        table = gr.Dataframe(
+            headers=["model", "checkpoint", "device", "memory MiB", "load s", "loads"],
+            interactive=False, label="Loaded now",
+        )
+        with gr.Row():
+            refresh = gr.Button("Refresh", size="sm")
+            free = gr.Button("Free all models", size="sm", variant="stop")
+        refresh.click(loaded_models_table, outputs=table, api_name="loaded_models")
+        free.click(free_models, outputs=table, api_name="free_models")

@@ -1,0 +1,22 @@
+"""Shared model handles: `models.get(name)` is the only way a demo reaches a model."""
+from __future__ import annotations
+
+from typing import Any
+
+from .cache import LoadedModel, ModelCache, ProgressFn
+from .errors import ModelUnavailable, UserError
+from .registry import REGISTRY, LoadContext, ModelSpec
+from .settings import PROFILES, settings
+
+cache = ModelCache(REGISTRY, settings)
+
+
+def get(name: str, progress: ProgressFn | None = None) -> Any:
+    """The shared handle for a registered model, loaded on first use."""
+    return cache.get(name, progress)
+
+
+__all__ = [
+    "PROFILES", "REGISTRY", "LoadContext", "LoadedModel", "ModelCache", "ModelSpec",
+    "ModelUnavailable", "UserError", "cache", "get", "settings",
+]

@@ -1,0 +1,44 @@
+"""Device and dtype policy: CUDA in fp16, Apple MPS in fp16, otherwise CPU in fp32."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def pick_device() -> torch.device:
+    """`PP_DEVICE` wins (e.g. `cpu` to keep a GPU free); else the best accelerator present."""
+    forced = os.environ.get("PP_DEVICE", "").strip()
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """Half precision where the hardware runs it fast; fp32 on CPU, where fp16 is slow and lossy."""
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def module_nbytes(obj: object) -> int:
+    """Bytes held by the parameters and buffers of every torch module reachable from `obj`.
+
+    Walks dataclass/pipeline attributes one level deep, counting each tensor once, so a
+    handle that shares modules with another is not double counted within itself.
+    """
+    seen: set[int] = set()
+    total = 0
+    candidates = [obj] + [v for v in getattr(obj, "__dict__", {}).values()]
+    components = getattr(obj, "components", None)
+    if isinstance(components, dict):
+        candidates += list(components.values())
+    for candidate in candidates:
+        if isinstance(candidate, torch.nn.Module):
+            for tensor in list(candidate.parameters()) + list(candidate.buffers()):
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    total += tensor.numel() * tensor.element_size()
+    return total
