@@ -244,7 +244,8 @@ def build_ui() -> None:
                                    sort="-y", height=260)
                 info = gr.Markdown()
                 prompts = gr.Dataframe(headers=["label", "prompt sent to the text encoder"],
-                                       label="Exact prompts", interactive=False, wrap=True)
+                                       label="Exact prompts", interactive=False, wrap=True,
+                                       elem_id="clip-prompts")
         gr.Examples(
             examples=[
                 [str(ASSETS / "chelsea.jpg"), "cat, dog, tiger, lion, fox"],

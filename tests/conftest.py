@@ -1,0 +1,76 @@
+"""Test setup: the offline tiny profile, no hub access, and a live app server for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Before `models` is imported anywhere: its settings are read from the environment.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PP_MODELS"] = "tiny"
+os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-tiny-"))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(ROOT))
+
+ARTIFACTS = ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppServer:
+    """`python app.py --models tiny` in a subprocess, as a user would start it."""
+
+    def __init__(self, *extra_args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = Path(tempfile.mkstemp(prefix="pp-app-", suffix=".log")[1])
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "app.py", "--models", "tiny", "--port", str(self.port), *extra_args],
+            cwd=ROOT, env={**os.environ, **(env or {})},
+            stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
+        )
+        self.startup_seconds = self._wait_until_up()
+
+    def _wait_until_up(self, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited early:\n{self.log()}")
+            try:
+                urllib.request.urlopen(self.url + "gradio_api/info", timeout=2)
+                return time.perf_counter() - self.started
+            except urllib.error.HTTPError:  # up, but e.g. behind auth
+                return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"app did not come up in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server():
+    server = AppServer()
+    yield server
+    server.stop()

@@ -1,0 +1,105 @@
+"""The app shell: tab isolation, error handling, the CLI, and the live server through its API."""
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pytest
+from gradio_client import Client, handle_file
+
+from app import build_app, parse_args, parse_auth
+from demos import DEMOS, Demo
+from demos.clip_zero_shot import ASSETS
+from demos.ui import user_errors
+from models import UserError
+from tests.conftest import AppServer
+
+
+def test_a_tab_that_fails_to_import_shows_an_error_panel_and_the_rest_still_build():
+    broken = Demo("Broken paper", "nobody, 2099", "demos.does_not_exist")
+    app = build_app([broken, *DEMOS])
+    texts = [block.value for block in app.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any("Broken paper tab could not be loaded" in str(text) for text in texts)
+    names = {dependency.get("api_name") for dependency in app.config["dependencies"]}
+    assert "clip_zero_shot" in names  # the CLIP tab still wired its events
+
+
+def test_user_errors_become_gr_errors_and_crashes_become_one_line():
+    @user_errors
+    def bad_input():
+        raise UserError("Please provide an image.")
+
+    @user_errors
+    def crash():
+        raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(gr.Error, match="Please provide an image."):
+        bad_input()
+    with pytest.raises(gr.Error, match="Something went wrong \\(ZeroDivisionError"):
+        crash()
+
+
+def test_cli_defaults_and_auth_parsing(monkeypatch):
+    monkeypatch.delenv("PP_MODELS", raising=False)
+    monkeypatch.delenv("PP_AUTH", raising=False)
+    args = parse_args([])
+    assert args.models == "hub" and args.host == "127.0.0.1" and not args.share
+    assert parse_auth("teacher:s3cret:x") == ("teacher", "s3cret:x")
+    assert parse_auth(None) is None
+    with pytest.raises(SystemExit):
+        parse_auth("no-colon")
+
+
+def test_clip_endpoint_answers_through_gradio_client(app_server):
+    client = Client(app_server.url, verbose=False)
+    started = time.perf_counter()
+    top, chart, summary, prompts = client.predict(
+        handle_file(str(ASSETS / "chelsea.jpg")), "cat, dog, fox", "a photo of a {}.",
+        "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+    print(f"first CLIP call (includes tiny load): {time.perf_counter() - started:.2f}s; "
+          f"server up in {app_server.startup_seconds:.1f}s")
+    assert len(top["confidences"]) == 2
+    assert {row[0] for row in chart["data"]} == {"cat", "dog", "fox"}
+    assert sum(row[1] for row in chart["data"]) == pytest.approx(1.0, abs=1e-4)
+    assert prompts["data"][0] == ["cat", "a photo of a cat."]
+
+
+def test_bad_request_gets_a_clear_error_and_the_server_keeps_serving(app_server):
+    client = Client(app_server.url, verbose=False)
+    with pytest.raises(Exception, match="Please provide an image to classify"):
+        client.predict(None, "cat, dog", "a photo of a {}.", "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+    top, *_ = client.predict(handle_file(str(ASSETS / "coffee.jpg")), "cup, bowl", "{}",
+                             "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+    assert {c["label"] for c in top["confidences"]} == {"cup", "bowl"}
+
+
+def test_auth_refuses_anonymous_clients_and_admits_the_user():
+    server = AppServer(env={"PP_AUTH": "teacher:s3cret"})
+    try:
+        with pytest.raises(Exception):
+            Client(server.url, verbose=False)
+        client = Client(server.url, auth=("teacher", "s3cret"), verbose=False)
+        top, *_ = client.predict(handle_file(str(ASSETS / "rocket.jpg")), "rocket, tree", "{}",
+                                 "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+        assert len(top["confidences"]) == 2
+    finally:
+        server.stop()
+
+
+def test_share_without_auth_warns(monkeypatch, capsys):
+    import app
+
+    monkeypatch.delenv("PP_AUTH", raising=False)
+    launched = {}
+
+    class FakeBlocks:
+        def queue(self, **kwargs):
+            return self
+
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+    monkeypatch.setattr(app, "build_app", lambda: FakeBlocks())
+    app.main(["--models", "tiny", "--share"])
+    assert "WARNING: --share creates a public link" in capsys.readouterr().err
+    assert launched["share"] is True and launched["auth"] is None and launched["max_file_size"] == "20mb"

@@ -1,0 +1,137 @@
+"""CLIP zero-shot on the tiny model: properties that hold only if the computation is right."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models
+from demos.clip_zero_shot import (ASSETS, PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
+                                  run_clip_zero_shot, similarity_heatmap)
+from models import UserError
+
+MODEL = "clip-vit-base-patch32"
+CAT = Image.open(ASSETS / "chelsea.jpg")
+LABELS = ["cat", "dog", "rocket", "cup of coffee"]
+
+
+def test_probabilities_sum_to_one_and_match_transformers_own_forward():
+    result = run_clip_zero_shot(CAT, LABELS, "a photo of a {}.", MODEL)
+    assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
+    handle = models.get(MODEL)
+    inputs = handle.processor(text=[f"a photo of a {label}." for label in LABELS], images=[CAT],
+                              return_tensors="pt", padding=True)
+    with torch.no_grad():
+        reference = handle.model(**inputs).logits_per_image.softmax(-1)[0]
+    assert result.probabilities == pytest.approx(reference.tolist(), abs=1e-5)
+
+
+def test_permuting_labels_permutes_scores():
+    forward = run_clip_zero_shot(CAT, LABELS, model=MODEL)
+    backward = run_clip_zero_shot(CAT, list(reversed(LABELS)), model=MODEL)
+    assert backward.probabilities == pytest.approx(list(reversed(forward.probabilities)), abs=1e-6)
+    assert dict(forward.top(4)) == pytest.approx(dict(backward.top(4)), abs=1e-6)
+
+
+def test_template_reaches_the_tokenizer(monkeypatch):
+    handle = models.get(MODEL)
+    seen: list[str] = []
+    original = handle.processor.tokenizer
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+        def __call__(self, texts, **kwargs):
+            seen.extend(texts)
+            return original(texts, **kwargs)
+
+    monkeypatch.setattr(handle.processor, "tokenizer", Spy())
+    result = run_clip_zero_shot(CAT, "cat, dog", "a blurry sketch of a {}", MODEL)
+    assert "a blurry sketch of a cat" in seen and "a blurry sketch of a dog" in seen
+    assert result.prompts == [["a blurry sketch of a cat"], ["a blurry sketch of a dog"]]
+
+
+def test_ensemble_averages_normalised_prompt_embeddings():
+    templates = PAPER_ENSEMBLE[:3]
+    result = run_clip_zero_shot(CAT, "cat, dog", templates, MODEL)
+    handle = models.get(MODEL)
+    with torch.no_grad():
+        pixels = handle.processor.image_processor(images=[CAT], return_tensors="pt")["pixel_values"]
+        image = torch.nn.functional.normalize(handle.model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        expected = []
+        for label in ("cat", "dog"):
+            tokens = handle.processor.tokenizer([t.replace("{}", label) for t in templates], padding=True, return_tensors="pt")
+            texts = torch.nn.functional.normalize(handle.model.get_text_features(**tokens).pooler_output, dim=-1)
+            expected.append(float(image[0] @ torch.nn.functional.normalize(texts.mean(0), dim=0)))
+    assert result.similarities == pytest.approx(expected, abs=1e-5)
+    single = run_clip_zero_shot(CAT, "cat, dog", templates[:1], MODEL)
+    assert single.similarities != pytest.approx(result.similarities, abs=1e-6)
+
+
+def test_rgba_is_flattened_onto_white_and_grayscale_is_expanded():
+    rgba = CAT.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent
+    white = Image.new("RGB", CAT.size, (255, 255, 255))
+    assert run_clip_zero_shot(rgba, LABELS, model=MODEL).probabilities == pytest.approx(
+        run_clip_zero_shot(white, LABELS, model=MODEL).probabilities, abs=1e-6)
+    gray = CAT.convert("L")
+    assert run_clip_zero_shot(gray, LABELS, model=MODEL).probabilities == pytest.approx(
+        run_clip_zero_shot(gray.convert("RGB"), LABELS, model=MODEL).probabilities, abs=1e-6)
+    assert run_clip_zero_shot(np.asarray(CAT), LABELS, model=MODEL).probabilities == pytest.approx(
+        run_clip_zero_shot(CAT, LABELS, model=MODEL).probabilities, abs=1e-6)
+
+
+def test_huge_image_is_downscaled_not_refused():
+    huge = Image.new("RGB", (8000, 8000), (30, 60, 90))
+    result = run_clip_zero_shot(huge, LABELS, model=MODEL)
+    assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("image, labels, templates, message", [
+    (None, "cat, dog", None, "Please provide an image"),
+    (Image.new("RGB", (1, 1)), "cat, dog", None, "1x1 pixels"),
+    (CAT, "", None, "at least one label"),
+    (CAT, " , \n ,", None, "at least one label"),
+    (CAT, "cat, dog, Cat", None, "Duplicate label: Cat"),
+    (CAT, "cat", "a photo", "needs {} where the label goes"),
+    (CAT, "x" * 10_000, None, "characters long"),
+    (CAT, ",".join(f"label{i}" for i in range(500)), None, "At most"),
+])
+def test_bad_input_gets_a_clear_error(image, labels, templates, message):
+    with pytest.raises(UserError, match=message):
+        run_clip_zero_shot(image, labels, templates, MODEL)
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(UserError, match="Unknown CLIP model"):
+        run_clip_zero_shot(CAT, "cat", None, "resnet-50")
+
+
+def test_long_prompt_is_truncated_with_a_warning():
+    result = run_clip_zero_shot(CAT, ["cat " * 60, "dog"], "{}", MODEL)
+    assert result.warnings and "77-token limit" in result.warnings[0]
+
+
+def test_parse_templates_defaults_and_lines():
+    assert parse_templates("") == ["a photo of a {}."]
+    assert parse_templates("a {}\n\n  art of the {}.  ") == ["a {}", "art of the {}."]
+
+
+def test_similarity_matrix_rows_agree_with_zero_shot():
+    images = [ASSETS / "chelsea.jpg", ASSETS / "astronaut.jpg", ASSETS / "rocket.jpg"]
+    texts = ["a cat", "an astronaut", "a rocket", "a cup of coffee"]
+    result = run_clip_similarity([str(path) for path in images], "\n".join(texts), "{}", MODEL)
+    assert result.similarities.shape == (3, 4) and result.image_names[0] == "chelsea.jpg"
+    assert result.probabilities.sum(axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+    for row, path in enumerate(images):
+        single = run_clip_zero_shot(Image.open(path), texts, "{}", MODEL)
+        assert result.probabilities[row] == pytest.approx(single.probabilities, abs=1e-5)
+    figure = similarity_heatmap(result)
+    assert len(figure.axes[0].texts) == 12  # one annotation per cell
+
+
+def test_similarity_needs_images():
+    with pytest.raises(UserError, match="at least one image"):
+        run_clip_similarity([], "a cat", "{}", MODEL)
