@@ -5,9 +5,10 @@ from typing import Any
 
 from .cache import LoadedModel, ModelCache, ProgressFn
 from .errors import ModelUnavailable, UserError
-from .registry import REGISTRY, LoadContext, ModelSpec
+from .registry import LoadContext, ModelSpec, collect_registry
 from .settings import PROFILES, settings
 
+REGISTRY = collect_registry()
 cache = ModelCache(REGISTRY, settings)
 
 

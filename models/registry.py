@@ -1,6 +1,6 @@
 """One table of every model the playground can load.
 
-A row names the published checkpoint, its approximate download size, the loader that turns a
+A row (`ModelSpec`) names the published checkpoint, its approximate download size, the loader that turns a
 folder or repo id into a ready handle, and the builder of a tiny random-initialised stand-in
 with the same classes and file layout. Both profiles go through the same loader.
 """
@@ -36,27 +36,17 @@ class ModelSpec:
     description: str = ""
 
 
-def _clip_specs() -> list[ModelSpec]:
-    from . import loaders, tiny
-
-    return [
-        ModelSpec(
-            name="clip-vit-base-patch32",
-            checkpoint="openai/clip-vit-base-patch32",
-            download_gb=0.6,
-            loader=loaders.load_clip,
-            tiny_builder=lambda folder: tiny.build_clip(folder, patch_size=32),
-            description="CLIP ViT-B/32, 151M parameters",
-        ),
-        ModelSpec(
-            name="clip-vit-large-patch14",
-            checkpoint="openai/clip-vit-large-patch14",
-            download_gb=1.7,
-            loader=loaders.load_clip,
-            tiny_builder=lambda folder: tiny.build_clip(folder, patch_size=14),
-            description="CLIP ViT-L/14, 428M parameters",
-        ),
-    ]
+# One module per model family; each holds its loaders, tiny builders and a SPECS list.
+FAMILIES = ["clip", "stable_diffusion"]
 
 
-REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _clip_specs()}
+def collect_registry() -> dict[str, ModelSpec]:
+    import importlib
+
+    specs: dict[str, ModelSpec] = {}
+    for family in FAMILIES:
+        for spec in importlib.import_module(f"{__package__}.{family}").SPECS:
+            if spec.name in specs:
+                raise ValueError(f"model name {spec.name!r} is registered twice")
+            specs[spec.name] = spec
+    return specs

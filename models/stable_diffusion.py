@@ -1,0 +1,94 @@
+"""Stable Diffusion 1.5: the one base pipeline that every SD-1.5 tab derives from.
+
+Tabs never load their own copy: ControlNet, T2I-Adapter, layout guidance and the like build
+their pipelines from this handle with `DiffusionPipeline.from_pipe(base, ..., dtype=...)`,
+which shares the UNet, VAE and text encoder by reference.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .registry import LoadContext, ModelSpec
+
+SD15 = "sd15"
+# SD-1.5's scheduler settings (scheduler/scheduler_config.json of the published repo).
+SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                      num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1,
+                      set_alpha_to_one=False)
+TINY_IMAGE_SIDE = 128  # tiny UNet sample_size 16 x VAE factor 8
+
+
+def fp16_variant(context: LoadContext) -> str | None:
+    """Published SD repos ship `fp16` weight files: half the download when running in fp16."""
+    import torch
+
+    return "fp16" if context.dtype == torch.float16 and not Path(context.source).is_dir() else None
+
+
+def load_sd15(context: LoadContext) -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        context.source, revision=context.revision, dtype=context.dtype, variant=fp16_variant(context),
+        use_safetensors=True,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(context.device)
+
+
+def tiny_unet_config(in_channels: int = 4, cross_attention_dim: int = 32) -> dict:
+    """SD-1.5's UNet block structure (3 cross-attention down blocks, mid, 3 cross-attention up
+    blocks, VAE factor 8) at toy width, so processor names like `up_blocks.1.attentions.0...`
+    exist as in the real model."""
+    return dict(
+        sample_size=TINY_IMAGE_SIDE // 8, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 16, 32, 32), norm_num_groups=8, attention_head_dim=2,
+        cross_attention_dim=cross_attention_dim,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+
+
+def tiny_sd_components(unet_in_channels: int = 4) -> dict:
+    """Tiny random UNet, VAE, CLIP text encoder, tokenizer and scheduler in SD-1.5's classes."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .clip import image_processor, tiny_text_config, tiny_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+        norm_num_groups=8, sample_size=TINY_IMAGE_SIDE,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    return dict(
+        unet=UNet2DConditionModel(**tiny_unet_config(unet_in_channels)),
+        vae=vae,
+        text_encoder=CLIPTextModel(CLIPTextConfig(**tiny_text_config(tokenizer))),
+        tokenizer=tokenizer,
+        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        feature_extractor=image_processor(),
+    )
+
+
+def build_tiny_sd15(folder: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**tiny_sd_components(), safety_checker=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+SPECS = [
+    ModelSpec(
+        name=SD15,
+        checkpoint="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        download_gb=2.1,
+        loader=load_sd15,
+        tiny_builder=build_tiny_sd15,
+        description="Stable Diffusion 1.5 (fp16 files on GPU): UNet 860M, VAE, CLIP text encoder; shared base",
+    ),
+]
