@@ -50,6 +50,14 @@ def user_errors(function: Callable) -> Callable:
     return wrapped
 
 
+def seed_controls(default: int = 0):
+    """A seed box and a randomise toggle; handlers return the seed they used into the box."""
+    with gr.Row():
+        seed = gr.Number(label="Seed", value=default, precision=0, minimum=0)
+        randomize = gr.Checkbox(label="Random seed", value=False)
+    return seed, randomize
+
+
 def loaded_models_table() -> list[list[Any]]:
     return [
         [m.name, m.checkpoint, m.device, round(m.nbytes / 2**20, 1), round(m.load_seconds, 2),

@@ -1,35 +1,11 @@
 """Browser test: Debian's chromium driven by Playwright against the live tiny-profile app."""
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
+from tests.conftest import ARTIFACTS, require_browser
 
-from tests.conftest import ARTIFACTS
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-if not CHROMIUM.exists():
-    if os.environ.get("PP_REQUIRE_BROWSER"):
-        raise RuntimeError("PP_REQUIRE_BROWSER is set but /usr/bin/chromium is missing (apt-get install chromium)")
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1100})
-        yield context.new_page()
-        context.close()
+require_browser()
 
 
 def test_clip_tab_runs_an_example_and_shows_labels(app_server, page):
