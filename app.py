@@ -14,6 +14,7 @@ import traceback
 
 log = logging.getLogger("paper_playground")
 
+GPU_QUEUE = "gpu"  # concurrency id shared by every heavy event: one diffusion/LLM job at a time
 AUTH_ENV = "PP_AUTH"  # "user:password", so the secret need not appear in the process list
 
 
@@ -52,6 +53,14 @@ def _error_panel(title: str, error: BaseException) -> None:
     )
 
 
+def _share_gpu_queue(events: list) -> None:
+    """Heavy events wait in one queue, so a single GPU never runs two of them at once, while
+    light events (CLIP, UI updates) keep their own queues and are not stuck behind them."""
+    for event in events:
+        event.concurrency_id = GPU_QUEUE
+        event.concurrency_limit = 1
+
+
 def build_app(demo_list=None):
     """The whole page: banner, one tab per demo (an error panel where one fails), Models panel."""
     import gradio as gr
@@ -68,11 +77,14 @@ def build_app(demo_list=None):
             for demo in demo_list if demo_list is not None else DEMOS:
                 with gr.Tab(demo.title):
                     gr.Markdown(f"*{demo.paper}*")
+                    events_before = set(app.fns)
                     try:
                         importlib.import_module(demo.module).build_ui()
                     except Exception as error:  # one broken tab must not take the page down
                         log.exception("tab %s failed to build", demo.title)
                         _error_panel(demo.title, error)
+                    if demo.heavy:
+                        _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
         models_panel()
     return app
 
@@ -88,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     models.settings.profile = args.models
     for name in args.preload:
         print(f"preloading {name} …", flush=True)
-        models.get(name)
+        try:
+            models.get(name)
+        except models.ModelUnavailable as error:
+            raise SystemExit(f"--preload {name}: {error}") from None
     if args.share and auth is None:
         print("WARNING: --share creates a public link that anyone can open and use your machine "
               f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)

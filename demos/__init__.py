@@ -14,6 +14,7 @@ class Demo:
     title: str
     paper: str  # citation shown above the tab
     module: str  # importable module with build_ui()
+    heavy: bool = False  # runs a diffusion model or an LLM: its events share the one GPU queue
 
 
 DEMOS: list[Demo] = [

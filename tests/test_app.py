@@ -24,6 +24,23 @@ def test_a_tab_that_fails_to_import_shows_an_error_panel_and_the_rest_still_buil
     assert "clip_zero_shot" in names  # the CLIP tab still wired its events
 
 
+def test_heavy_tabs_share_one_gpu_queue_and_light_ones_do_not():
+    heavy_clip = Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True)
+    app = build_app([heavy_clip, DEMOS[0]])
+    by_api = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
+    heavy = [fn for name, fn in by_api.items() if name in ("clip_zero_shot", "clip_similarity")]
+    light = [fn for name, fn in by_api.items() if name in ("clip_zero_shot_1", "clip_similarity_1")]
+    assert heavy and all(fn.concurrency_id == "gpu" and fn.concurrency_limit == 1 for fn in heavy)
+    assert light and all(fn.concurrency_id != "gpu" for fn in light)
+
+
+def test_preload_of_an_unknown_model_exits_with_a_message():
+    import app
+
+    with pytest.raises(SystemExit, match="--preload nope: Unknown model 'nope'"):
+        app.main(["--models", "tiny", "--preload", "nope"])
+
+
 def test_user_errors_become_gr_errors_and_crashes_become_one_line():
     @user_errors
     def bad_input():
