@@ -82,21 +82,13 @@ def build_tiny_clip(folder: Path, patch_size: int) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def _spec(name: str, checkpoint: str, download_gb: float, patch_size: int, description: str) -> ModelSpec:
+    return ModelSpec(name=name, checkpoint=checkpoint, download_gb=download_gb, loader=load_clip,
+                     tiny_builder=lambda folder: build_tiny_clip(folder, patch_size=patch_size),
+                     description=description)
+
+
 SPECS = [
-    ModelSpec(
-        name="clip-vit-base-patch32",
-        checkpoint="openai/clip-vit-base-patch32",
-        download_gb=0.6,
-        loader=load_clip,
-        tiny_builder=lambda folder: build_tiny_clip(folder, patch_size=32),
-        description="CLIP ViT-B/32, 151M parameters",
-    ),
-    ModelSpec(
-        name="clip-vit-large-patch14",
-        checkpoint="openai/clip-vit-large-patch14",
-        download_gb=1.7,
-        loader=load_clip,
-        tiny_builder=lambda folder: build_tiny_clip(folder, patch_size=14),
-        description="CLIP ViT-L/14, 428M parameters",
-    ),
+    _spec("clip-vit-base-patch32", "openai/clip-vit-base-patch32", 0.6, 32, "CLIP ViT-B/32, 151M parameters"),
+    _spec("clip-vit-large-patch14", "openai/clip-vit-large-patch14", 1.7, 14, "CLIP ViT-L/14, 428M parameters"),
 ]
