@@ -20,4 +20,5 @@ class Demo:
 DEMOS: list[Demo] = [
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.clip_zero_shot"),
+    Demo("Compare", "Several methods on one input, side by side", "demos.compare"),
 ]

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 
 import models
+from demos import compare
 from demos.inputs import rgb_image, text_items
 from models import UserError
 from models.cache import ProgressFn
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-CLIP_MODELS = ["clip-vit-base-patch32", "clip-vit-large-patch14"]
+CLIP_MODELS = ["clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"]
 DEFAULT_TEMPLATE = "a photo of a {}."
 # The seven templates the CLIP authors selected for ImageNet ensembling (their prompt notebook).
 PAPER_ENSEMBLE = [
@@ -177,6 +178,17 @@ def run_clip_similarity(
         seconds=time.perf_counter() - started,
         warnings=warnings,
     )
+
+
+def _compare_adapter(model: str):
+    def run(image: Any, labels: str, template: str = DEFAULT_TEMPLATE) -> compare.Output:
+        result = run_clip_zero_shot(image, labels, template, model)
+        return compare.Output(scores=dict(zip(result.labels, result.probabilities)))
+    return run
+
+
+for _model in CLIP_MODELS:
+    compare.register(compare.Method(compare.SCORES, _model, _compare_adapter(_model), {"template": DEFAULT_TEMPLATE}))
 
 
 # ---- presentation ------------------------------------------------------------------------

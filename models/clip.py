@@ -90,5 +90,6 @@ def _spec(name: str, checkpoint: str, download_gb: float, patch_size: int, descr
 
 SPECS = [
     _spec("clip-vit-base-patch32", "openai/clip-vit-base-patch32", 0.6, 32, "CLIP ViT-B/32, 151M parameters"),
+    _spec("clip-vit-base-patch16", "openai/clip-vit-base-patch16", 0.6, 16, "CLIP ViT-B/16, 150M parameters"),
     _spec("clip-vit-large-patch14", "openai/clip-vit-large-patch14", 1.7, 14, "CLIP ViT-L/14, 428M parameters"),
 ]

@@ -31,6 +31,7 @@ class Settings:
     max_image_side: int = field(default_factory=lambda: _env_int("PP_MAX_IMAGE_SIDE", 4096))
     max_labels: int = field(default_factory=lambda: _env_int("PP_MAX_LABELS", 64))
     max_images: int = field(default_factory=lambda: _env_int("PP_MAX_IMAGES", 16))
+    max_compare_cells: int = field(default_factory=lambda: _env_int("PP_MAX_COMPARE_CELLS", 24))
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -1,0 +1,101 @@
+"""The Compare tab: cells equal each tab's own run_*, exports re-run, failures stay in their cell."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+import models
+from demos import compare
+from demos.clip_zero_shot import ASSETS, run_clip_zero_shot
+from demos.compare import Plan, compare_grid, export, load_preset, plan_from_json, run_compare
+from demos.generation import read_parameters
+from models import ModelUnavailable, UserError
+
+CAT = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
+THREE = ["clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"]
+TEMPLATES = ["a photo of a {}.", "a drawing of a {}."]
+
+
+def plan(**overrides) -> Plan:
+    values = dict(task=compare.SCORES, methods=THREE, inputs={"image": CAT, "labels": "cat, dog, fox"},
+                  sweep="template", values=TEMPLATES)
+    return Plan(**{**values, **overrides})
+
+
+def test_three_methods_by_two_values_equal_each_methods_own_run():
+    grid = compare_grid(plan())
+    assert [len(row) for row in grid] == [2, 2, 2]
+    for row, model in enumerate(THREE):
+        for column, template in enumerate(TEMPLATES):
+            cell = grid[row][column]
+            own = run_clip_zero_shot(CAT, "cat, dog, fox", template, model)
+            assert cell.method == model and cell.parameters == {"template": template} and not cell.error
+            assert cell.output.scores == pytest.approx(dict(zip(own.labels, own.probabilities)), abs=1e-6)
+    # different models really are different models, not one answer copied
+    assert grid[0][0].output.scores != pytest.approx(grid[2][0].output.scores, abs=1e-4)
+
+
+def test_exported_json_reruns_to_the_same_grid_and_png_carries_parameters():
+    original = plan()
+    grid = compare_grid(original)
+    png, json_path = export(original, grid)
+    rerun = compare_grid(plan_from_json(open(json_path).read()))
+    assert [[c.output.scores for c in row] for row in rerun] == [[c.output.scores for c in row] for row in grid]
+    metadata = read_parameters(png)
+    assert metadata["methods"] == THREE and metadata["values"] == TEMPLATES
+    assert len(metadata["cells"]) == 3 and metadata["cells"][1][0]["parameters"] == {"template": TEMPLATES[0]}
+    image = Image.open(png)
+    assert image.width > 2 * compare.TILE and image.height > 3 * compare.TILE
+
+
+def test_a_failing_method_fills_its_own_cell_and_the_rest_complete(monkeypatch):
+    real_get = models.get
+
+    def unavailable_b16(name, progress=None):
+        if name == "clip-vit-base-patch16":
+            raise ModelUnavailable("Could not load clip-vit-base-patch16 from 'openai/clip-vit-base-patch16'")
+        return real_get(name, progress)
+
+    monkeypatch.setattr(models, "get", unavailable_b16)
+    grid = compare_grid(plan())
+    assert all("clip-vit-base-patch16" in cell.error for cell in grid[1])
+    assert all(cell.output is not None and not cell.error for row in (grid[0], grid[2]) for cell in row)
+    assert "error: Could not load" in grid[1][0].caption
+
+
+def test_cells_stream_in_as_they_finish():
+    seen = [(row, column) for row, column, _ in run_compare(plan())]
+    assert seen == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+
+
+def test_preset_loads_and_runs():
+    preset = load_preset("clip-three-models-two-templates")
+    assert preset.methods == THREE and preset.inputs["image"].size == Image.open(ASSETS / "chelsea.jpg").size
+    assert len(compare_grid(preset)) == 3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(methods=[]), "at least one method"),
+    (dict(methods=["stable-diffusion-9"]), "Not a method"),
+    (dict(sweep="guidance_scale"), "no parameter 'guidance_scale'"),
+    (dict(values=[]), "at least one value"),
+    (dict(task="telepathy"), "Unknown task"),
+    (dict(values=[f"{i} {{}}" for i in range(20)]), "more than the limit"),
+])
+def test_bad_plans_are_refused(overrides, message):
+    with pytest.raises(UserError, match=message):
+        list(run_compare(plan(**overrides)))
+
+
+def test_parse_values_and_bad_json():
+    assert compare.parse_values("5, 7.5,10", 7.5) == [5.0, 7.5, 10.0]
+    assert compare.parse_values("a {}\nb, {}", "x") == ["a {}", "b, {}"]
+    assert compare.parse_values("20, 30", 25) == [20, 30]
+    with pytest.raises(UserError, match="must be numbers"):
+        compare.parse_values("high, low", 7.5)
+    with pytest.raises(UserError, match="not a comparison"):
+        plan_from_json(json.dumps({"methods": []}))
+    with pytest.raises(UserError, match="not a comparison"):
+        plan_from_json(json.dumps({"task": compare.SCORES, "methods": [], "inputs": {"image": "../../etc/passwd"}}))
