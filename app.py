@@ -53,12 +53,31 @@ def _error_panel(title: str, error: BaseException) -> None:
     )
 
 
+def _zero_gpu_decorator():
+    """`spaces.GPU` on a Hugging Face ZeroGPU Space (which sets SPACES_ZERO_GPU), else None."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return None
+    try:
+        import spaces
+    except ImportError:
+        log.warning("SPACES_ZERO_GPU is set but the `spaces` package is missing; running without it")
+        return None
+    return spaces.GPU
+
+
 def _share_gpu_queue(events: list) -> None:
     """Heavy events wait in one queue, so a single GPU never runs two of them at once, while
-    light events (CLIP, UI updates) keep their own queues and are not stuck behind them."""
+    light events (CLIP, UI updates) keep their own queues and are not stuck behind them.
+    On ZeroGPU each heavy handler also asks the Space for a GPU while it runs. Non-public events
+    (widget updates such as filling a template box) do no model work and are left alone."""
+    request_gpu = _zero_gpu_decorator()
     for event in events:
+        if event.api_visibility != "public":
+            continue
         event.concurrency_id = GPU_QUEUE
         event.concurrency_limit = 1
+        if request_gpu is not None:
+            event.fn = request_gpu(event.fn)
 
 
 def build_app(demo_list=None):
@@ -70,7 +89,9 @@ def build_app(demo_list=None):
     from demos.ui import TINY_BANNER, models_panel
 
     with gr.Blocks(title="Paper Playground") as app:
-        gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
+        with gr.Row():
+            gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
+            gr.DeepLinkButton("Copy a link to this exact setup", size="sm", scale=0, min_width=240)
         if models.settings.profile == "tiny":
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
         with gr.Tabs():

@@ -29,9 +29,31 @@ def test_heavy_tabs_share_one_gpu_queue_and_light_ones_do_not():
     app = build_app([heavy_clip, DEMOS[0]])
     by_api = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
     heavy = [fn for name, fn in by_api.items() if name in ("clip_zero_shot", "clip_similarity")]
+    private = [fn for fn in app.fns.values() if fn.api_visibility != "public"]
+    assert private and all(fn.concurrency_id != "gpu" for fn in private)
     light = [fn for name, fn in by_api.items() if name in ("clip_zero_shot_1", "clip_similarity_1")]
     assert heavy and all(fn.concurrency_id == "gpu" and fn.concurrency_limit == 1 for fn in heavy)
     assert light and all(fn.concurrency_id != "gpu" for fn in light)
+
+
+def test_zero_gpu_wraps_heavy_handlers_only(monkeypatch):
+    import sys
+    import types
+
+    wrapped = []
+
+    def gpu(function):
+        wrapped.append(function)
+        return function
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    build_app([Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True), DEMOS[0]])
+    assert sorted(fn.__name__ for fn in wrapped) == ["classify_for_ui", "similarity_for_ui"]
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    wrapped.clear()
+    build_app([Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True)])
+    assert wrapped == []
 
 
 def test_preload_of_an_unknown_model_exits_with_a_message():
@@ -90,8 +112,9 @@ def test_bad_request_gets_a_clear_error_and_the_server_keeps_serving(app_server)
     assert {c["label"] for c in top["confidences"]} == {"cup", "bowl"}
 
 
-def test_auth_refuses_anonymous_clients_and_admits_the_user():
-    server = AppServer(env={"PP_AUTH": "teacher:s3cret"})
+def test_space_settings_with_auth_refuse_anonymous_clients_and_env_limits_hold_on_the_api():
+    space_env = {"SYSTEM": "spaces", "SPACE_ID": "teacher/paper-playground", "GRADIO_SERVER_NAME": "0.0.0.0"}
+    server = AppServer(env={**space_env, "PP_AUTH": "teacher:s3cret", "PP_MAX_LABELS": "3"})
     try:
         with pytest.raises(Exception):
             Client(server.url, verbose=False)
@@ -99,6 +122,9 @@ def test_auth_refuses_anonymous_clients_and_admits_the_user():
         top, *_ = client.predict(handle_file(str(ASSETS / "rocket.jpg")), "rocket, tree", "{}",
                                  "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
         assert len(top["confidences"]) == 2
+        with pytest.raises(Exception, match="At most 3 labels"):
+            client.predict(handle_file(str(ASSETS / "rocket.jpg")), "a, b, c, d", "{}",
+                           "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
     finally:
         server.stop()
 
