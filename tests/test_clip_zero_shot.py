@@ -135,3 +135,14 @@ def test_similarity_matrix_rows_agree_with_zero_shot():
 def test_similarity_needs_images():
     with pytest.raises(UserError, match="at least one image"):
         run_clip_similarity([], "a cat", "{}", MODEL)
+
+
+def test_hub_checkpoint_that_cannot_be_fetched_names_itself_and_the_offline_way(monkeypatch):
+    """The real hub loader, offline (HF_HUB_OFFLINE=1 in conftest): a clear error, no crash."""
+    monkeypatch.setattr(models.settings, "profile", "hub")
+    models.cache.evict("clip-vit-large-patch14")
+    with pytest.raises(models.ModelUnavailable) as error:
+        run_clip_zero_shot(CAT, "cat, dog", None, "clip-vit-large-patch14")
+    message = str(error.value)
+    assert "'openai/clip-vit-large-patch14'" in message and "1.7 GB" in message
+    assert "python app.py --models tiny" in message
