@@ -183,7 +183,7 @@ def stream_llava(image: Any, history: Sequence[dict], question: str, model: str 
     if inputs["input_ids"].shape[1] + decoding.max_new_tokens > context:
         raise UserError(f"The conversation ({inputs['input_ids'].shape[1]} tokens with the image) plus "
                         f"{decoding.max_new_tokens} new tokens exceeds {model}'s {context}-token context: "
-                        "press Clear to start a new chat, or lower max new tokens.")
+                        "press Clear chat to start a new one, or lower max new tokens.")
     kwargs = dict(inputs, **decoding.generate_kwargs())
     started = time.perf_counter()
     torch.manual_seed(decoding.seed)
@@ -374,7 +374,7 @@ def build_ui() -> None:
             with gr.Row():
                 ask_button = gr.Button("Ask", variant="primary")
                 regenerate = gr.Button("Regenerate")
-                clear = gr.Button("Clear")
+                clear = gr.Button("Clear chat")
             quantizations = available_quantizations()
             precision = gr.Radio([("fp16 on GPU / fp32 on CPU", "none")] + [(q, q) for q in quantizations],
                                  value="none", label="Weights", visible=bool(quantizations),
@@ -405,9 +405,11 @@ def build_ui() -> None:
             with gr.Column():
                 gr.Markdown("**LLaVA** (LLaVA demo: sampling, temperature 0.2, top-p 0.7)")
                 llava_controls = decoding_controls(LLAVA_DECODING)
-    with gr.Row():
-        save = gr.Button("Save conversation", size="sm")
-        saved = gr.File(label="Conversation (JSON)", visible=True, height=60)
+    with gr.Accordion("Save conversation", open=False):
+        gr.Markdown("Writes the LLaVA chat and BLIP-2's last answer to a JSON file for you to download.")
+        with gr.Row():
+            save = gr.Button("Save conversation", size="sm")
+            saved = gr.File(label="Conversation (JSON)", height=80)
     gr.Examples(
         examples=[[str(ASSETS / "chelsea.jpg"), "What animal is this?"],
                   [str(ASSETS / "astronaut.jpg"), "What is the person wearing?"],

@@ -256,7 +256,7 @@ def build_tiny_llava_interleave(folder: Path) -> None:
                                            image_std=[0.5] * 3, resample=3)
     _build_tiny_llava(folder, tiny_qwen2_tokenizer(), dict(model_type="siglip_vision_model", image_size=384,
                                                            patch_size=14),
-                      dict(model_type="qwen2", num_key_value_heads=1, tie_word_embeddings=True),
+                      dict(model_type="qwen2", num_key_value_heads=2, tie_word_embeddings=True),
                       image_processor, LLAVA_INTERLEAVE_CHAT_TEMPLATE,
                       select_strategy="full", feature_layer=-1, additional_image_tokens=0)
 
@@ -271,7 +271,7 @@ _CHECKPOINTS = [
      "BLIP-2: ViT-g + Q-Former (32 queries) + Flan-T5-XL encoder-decoder, 3.9B parameters"),
     ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", 14.1, load_llava, build_tiny_llava_15,
      "LLaVA-1.5: CLIP ViT-L/14-336 + MLP projector + Vicuna-7B, 7.1B parameters"),
-    ("llava-interleave-qwen-0.5b", "llava-hf/llava-interleave-qwen-0.5b-hf", 1.8, load_llava,
+    ("llava-interleave-qwen-0.5b", "llava-hf/llava-interleave-qwen-0.5b-hf", 1.7, load_llava,
      build_tiny_llava_interleave, "LLaVA-Interleave: SigLIP-400M + MLP projector + Qwen1.5-0.5B, 0.9B parameters"),
 ]
 
