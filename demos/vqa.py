@@ -26,7 +26,7 @@ from demos.generation import resolve_seed
 from demos.inputs import MAX_PROMPT_CHARS, rgb_image
 from models import UserError
 from models.cache import ProgressFn
-from models.vqa import available_quantizations, quantized_name
+from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BLIP2_MODELS = ["blip2-opt-2.7b", "blip2-flan-t5-xl"]
@@ -258,6 +258,8 @@ def validate_question(question: Any) -> str:
                         "answers it).")
     if len(text) > MAX_QUESTION_CHARS:
         raise UserError(f"The question is {len(text)} characters long; keep it under {MAX_QUESTION_CHARS}.")
+    if IMAGE_TOKEN in text:
+        raise UserError(f"{IMAGE_TOKEN} is where the models put the image; please leave it out of the question.")
     return text
 
 
@@ -290,8 +292,10 @@ def run_vqa(image: Any, question: str, history: Sequence[dict] | None = None,
 
 
 def _turn(question: str, answer: Answer) -> list[dict[str, str]]:
-    reply = answer.answer if answer.error is None else f"⚠️ {answer.error}"
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+    """This exchange for the chat; a failed one is left out so it never becomes context for the next."""
+    if answer.error is not None:
+        return []
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer.answer}]
 
 
 def ask(*args: Any, **kwargs: Any) -> SideBySide:

@@ -51,7 +51,6 @@ class VqaHandle:
     model: Any  # Blip2ForConditionalGeneration | LlavaForConditionalGeneration
     processor: Any  # Blip2Processor | LlavaProcessor
     device: "torch.device"
-    quantization: str | None = None
 
     @property
     def image_token_id(self) -> int:
@@ -94,7 +93,7 @@ def _load(model_class: str, family: str, context: LoadContext, quantization: str
     if quantization_config is None:
         model = model.to(context.device)
     processor = transformers.AutoProcessor.from_pretrained(context.source, revision=context.revision)
-    return VqaHandle(family, model.eval(), processor, context.device, quantization)
+    return VqaHandle(family, model.eval(), processor, context.device)
 
 
 load_blip2 = partial(_load, "Blip2ForConditionalGeneration", "blip2")
