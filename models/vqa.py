@@ -170,6 +170,23 @@ def tiny_qwen2_tokenizer():
 
 # ---- tiny builders ------------------------------------------------------------------------------
 
+def save_processor_in_published_layout(processor, folder: Path) -> None:
+    """Save as the published repos are laid out (written by transformers 4.x): the image processor in
+    `preprocessor_config.json`, the processor's own settings in `processor_config.json`, the chat
+    template in `chat_template.json`, so the tiny profile loads through the hub's file layout."""
+    import json
+
+    processor.save_pretrained(folder)
+    settings_path = folder / "processor_config.json"
+    settings = json.loads(settings_path.read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps(settings.pop("image_processor"), indent=2))
+    settings_path.write_text(json.dumps(settings, indent=2))
+    template = folder / "chat_template.jinja"
+    if template.exists():
+        (folder / "chat_template.json").write_text(json.dumps({"chat_template": template.read_text()}))
+        template.unlink()
+
+
 def _tiny_layers(hidden: int = 32) -> dict:
     return dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2)
 
@@ -187,7 +204,7 @@ def _build_tiny_blip2(folder: Path, tokenizer, text_config: Callable[[Any], dict
     Blip2ForConditionalGeneration(config).save_pretrained(folder)
     image_processor = BlipImageProcessor(size={"height": 224, "width": 224}, image_mean=CLIP_MEAN,
                                          image_std=CLIP_STD, do_convert_rgb=True)
-    Blip2Processor(image_processor, tokenizer, num_query_tokens=32).save_pretrained(folder)
+    save_processor_in_published_layout(Blip2Processor(image_processor, tokenizer, num_query_tokens=32), folder)
 
 
 def _opt_config(tokenizer) -> dict:
@@ -230,9 +247,10 @@ def _build_tiny_llava(folder: Path, tokenizer, vision: dict, text: dict, image_p
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(folder)
-    LlavaProcessor(image_processor, tokenizer, patch_size=vision["patch_size"],
-                   vision_feature_select_strategy=select_strategy, chat_template=chat_template,
-                   num_additional_image_tokens=additional_image_tokens).save_pretrained(folder)
+    processor = LlavaProcessor(image_processor, tokenizer, patch_size=vision["patch_size"],
+                               vision_feature_select_strategy=select_strategy, chat_template=chat_template,
+                               num_additional_image_tokens=additional_image_tokens)
+    save_processor_in_published_layout(processor, folder)
 
 
 def build_tiny_llava_15(folder: Path) -> None:

@@ -207,3 +207,20 @@ def test_both_models_answer_through_the_api(app_server):
     with pytest.raises(Exception, match="Please type a question"):
         client.predict(handle_file(str(ASSETS / "coffee.jpg")), "", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1],
                        "none", 3, False, *greedy, *greedy, api_name="/vqa")
+
+
+@pytest.mark.parametrize("name", BLIP2_MODELS + LLAVA_MODELS)
+def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
+    models.REGISTRY[name].tiny_builder(tmp_path)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json",
+            "tokenizer.json", "tokenizer_config.json"} <= files
+    assert ("chat_template.json" in files) == (name in LLAVA_MODELS)
+    settings = json.loads((tmp_path / "processor_config.json").read_text())
+    if name in LLAVA_MODELS:  # processor and model agree on how many tokens the image becomes
+        config = json.loads((tmp_path / "config.json").read_text())
+        assert settings["vision_feature_select_strategy"] == config["vision_feature_select_strategy"]
+        assert settings["patch_size"] == config["vision_config"]["patch_size"]
+    else:
+        assert settings["num_query_tokens"] == 32
+
