@@ -24,9 +24,26 @@ def test_vqa_tab_answers_an_example_on_both_sides(app_server, page):
     expect(page.locator("#vqa-blip2-prompt textarea")).to_have_value("Question: What is in the cup? Answer:")
     expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile(r"<image>\s*\n?What is in the cup\?"))
     chat = page.locator("#vqa-llava-chat")
-    expect(chat).to_contain_text("What is in the cup?")
-    expect(chat.locator(".message.bot, [data-testid='bot']").first).to_be_visible()
+    user_turns, bot_turns = chat.locator("[data-testid='user']"), chat.locator("[data-testid='bot']")
+    expect(user_turns).to_have_count(1)
+    expect(bot_turns).to_have_count(1)
+    expect(user_turns.first).to_contain_text("What is in the cup?")
     page.screenshot(path=str(ARTIFACTS / "vqa.png"), full_page=True)
+
+    # Regenerate replaces the last answer; a follow-up question extends the chat.
+    seed = page.get_by_role("spinbutton", name="Seed")
+    expect(seed).to_have_value("0")
+    page.get_by_label("Random seed").check()
+    page.get_by_role("button", name="Regenerate", exact=True).click()
+    expect(seed).not_to_have_value("0", timeout=90_000)  # the run happened and returned the seed it drew
+    expect(page.locator("#vqa-llava-info")).to_contain_text("image tokens", timeout=90_000)
+    expect(user_turns).to_have_count(1)
+    expect(bot_turns).to_have_count(1)
+    page.get_by_role("textbox", name="Question").fill("Is it hot?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(user_turns).to_have_count(2, timeout=90_000)
+    expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile(r"What is in the cup\?.*Is it hot\?",
+                                                                                re.S), timeout=90_000)
 
     page.get_by_role("button", name="Clear chat", exact=True).click()
     expect(chat).not_to_contain_text("What is in the cup?", timeout=15_000)
