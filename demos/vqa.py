@@ -300,18 +300,15 @@ def _turn(question: str, answer: Answer) -> list[dict[str, str]]:
 
 def ask(*args: Any, **kwargs: Any) -> SideBySide:
     """`run_vqa` without streaming: the final side-by-side result."""
-    result = None
-    for result in run_vqa(*args, **kwargs):
-        pass
-    assert result is not None
-    return result
+    *_, last = run_vqa(*args, **kwargs)
+    return last
 
 
-def export_conversation(result_history: Sequence[dict], blip2: dict | None = None) -> str:
+def export_conversation(history: Sequence[dict], blip2: dict | None = None) -> str:
     """Write the chat (and BLIP-2's last answer) to a JSON file for download — only when asked."""
     folder = Path(tempfile.mkdtemp(prefix="pp-vqa-"))
     path = folder / "conversation.json"
-    payload = {"llava_chat": [{"role": m["role"], "content": message_text(m["content"])} for m in result_history],
+    payload = {"llava_chat": [{"role": m["role"], "content": message_text(m["content"])} for m in history],
                "blip2": blip2 or {}}
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
     return str(path)
