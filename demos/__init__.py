@@ -20,5 +20,8 @@ class Demo:
 DEMOS: list[Demo] = [
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.clip_zero_shot"),
+    Demo("Visual QA: BLIP-2 vs LLaVA", "Li et al., BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image "
+         "Encoders and Large Language Models, ICML 2023 · Liu et al., Visual Instruction Tuning, NeurIPS 2023",
+         "demos.vqa", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare"),
 ]

@@ -1,0 +1,226 @@
+"""Visual QA on the tiny BLIP-2 and LLaVA models: prompts, generation through the real processors,
+streaming, the side-by-side call with one side failing, and bad input."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import pytest
+import torch
+from PIL import Image
+
+import models
+from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS, Decoding,
+                       answer_blip2, ask, blip2_prompt, export_conversation, llava_conversation, run_vqa,
+                       stream_llava)
+from models import ModelUnavailable, UserError
+from models.vqa import available_quantizations
+
+CAT = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
+GREEDY = Decoding(max_new_tokens=12, strategy="greedy")
+HISTORY = [{"role": "user", "content": "What animal is this?"}, {"role": "assistant", "content": "A cat."},
+           {"role": "user", "content": [{"type": "text", "text": "What color is it?"}]},
+           {"role": "assistant", "content": "Orange."}]
+
+
+def _greedy_reference(handle, prompt: str, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' own processor + generate(), without the demo code: (prompt ids, output ids)."""
+    inputs = handle.processor(images=CAT, text=prompt, return_tensors="pt")
+    with torch.no_grad():
+        output = handle.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+    return inputs["input_ids"], output
+
+
+# ---- prompt builders ----------------------------------------------------------------------------
+
+def test_blip2_prompt_formats():
+    assert blip2_prompt("what is the man holding?") == "Question: what is the man holding? Answer:"
+    assert blip2_prompt("ignored", mode="caption") == ""
+    with pytest.raises(UserError, match="Unknown BLIP-2 mode"):
+        blip2_prompt("q", mode="poem")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("llava-1.5-7b", "USER: <image>\nWhat animal is this? ASSISTANT: A cat. USER: What color is it? ASSISTANT: "
+                     "Orange. USER: Is it asleep? ASSISTANT:"),
+    ("llava-interleave-qwen-0.5b", "<|im_start|>user <image>\nWhat animal is this?<|im_end|><|im_start|>assistant "
+                                   "\nA cat.<|im_end|><|im_start|>user \nWhat color is it?<|im_end|>"
+                                   "<|im_start|>assistant \nOrange.<|im_end|><|im_start|>user \nIs it asleep?"
+                                   "<|im_end|><|im_start|>assistant\n"),
+])
+def test_llava_chat_template_has_one_image_placeholder_and_turns_in_order(name, expected):
+    conversation = llava_conversation(HISTORY, "Is it asleep?")
+    assert [turn["role"] for turn in conversation] == ["user", "assistant", "user", "assistant", "user"]
+    prompt = models.get(name).processor.apply_chat_template(conversation, add_generation_prompt=True)
+    assert prompt == expected  # the published checkpoint's template, rendered
+    assert prompt.count("<image>") == 1
+
+
+# ---- generation through the real processors -----------------------------------------------------
+
+@pytest.mark.parametrize("name", BLIP2_MODELS)
+def test_blip2_answer_is_transformers_greedy_output_without_the_prompt(name):
+    handle = models.get(name)
+    result = answer_blip2(CAT, "What animal is this?", "vqa", name, GREEDY)
+    prompt_ids, output = _greedy_reference(handle, "Question: What animal is this? Answer:", 12)
+    if handle.model.config.is_encoder_decoder:  # T5 decodes from scratch: nothing to cut
+        expected = output
+    else:  # OPT returns prompt + continuation
+        assert torch.equal(output[0, :prompt_ids.shape[1]], prompt_ids[0])
+        expected = output[:, prompt_ids.shape[1]:]
+    assert result.answer == handle.processor.batch_decode(expected, skip_special_tokens=True)[0].strip()
+    assert "Question:" not in result.answer
+    assert result.image_tokens == handle.model.config.num_query_tokens == 32
+    assert result.prompt == "Question: What animal is this? Answer:"
+    caption = answer_blip2(CAT, "ignored", "caption", name, GREEDY)
+    assert caption.prompt == "" and caption.image_tokens == 32 and caption.prompt_tokens < result.prompt_tokens
+
+
+@pytest.mark.parametrize("name, image_tokens", [("llava-1.5-7b", 576), ("llava-interleave-qwen-0.5b", 729)])
+def test_llava_streams_growing_prefixes_that_join_to_the_greedy_answer(name, image_tokens):
+    steps = list(stream_llava(CAT, HISTORY[:2], "What color is it?", name, replace(GREEDY, max_new_tokens=24)))
+    partial, final = steps[:-1], steps[-1]
+    assert len(partial) >= 2 and not any(step.done for step in partial) and final.done
+    texts = [step.answer for step in steps]
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    assert len(set(texts)) >= 2  # it really streamed
+
+    handle = models.get(name)
+    prompt_ids, output = _greedy_reference(handle, final.prompt, 24)
+    expected = handle.processor.batch_decode(output[:, prompt_ids.shape[1]:], skip_special_tokens=True)[0].strip()
+    assert final.answer == expected
+    assert final.image_tokens == image_tokens == int((prompt_ids == handle.model.config.image_token_id).sum())
+    assert final.new_tokens == output.shape[1] - prompt_ids.shape[1]
+    assert "What color is it?" not in final.answer and final.prompt.count("<image>") == 1
+
+
+def test_llava_beam_search_answers_once_and_sampling_is_reproducible_by_seed():
+    (beam,) = list(stream_llava(CAT, [], "Describe it.", LLAVA_MODELS[1], replace(GREEDY, strategy="beam", num_beams=2)))
+    assert beam.done and beam.new_tokens > 0
+    sample = replace(LLAVA_DECODING, max_new_tokens=10, temperature=1.5, top_p=1.0, seed=7)
+    first = list(stream_llava(CAT, [], "Describe it.", LLAVA_MODELS[1], sample))[-1].answer
+    again = list(stream_llava(CAT, [], "Describe it.", LLAVA_MODELS[1], sample))[-1].answer
+    assert first == again
+
+
+def test_decoding_settings_are_checked():
+    with pytest.raises(UserError, match="temperature"):
+        replace(LLAVA_DECODING, temperature=0).checked()
+    with pytest.raises(UserError, match="decoding strategy"):
+        replace(BLIP2_DECODING, strategy="nucleus").checked()
+    with pytest.raises(UserError, match="max new tokens"):
+        replace(BLIP2_DECODING, max_new_tokens=10_000).checked()
+    assert BLIP2_DECODING.generate_kwargs() == dict(max_new_tokens=30, repetition_penalty=1.5, do_sample=False,
+                                                    num_beams=5)
+    assert LLAVA_DECODING.generate_kwargs()["temperature"] == 0.2 and LLAVA_DECODING.generate_kwargs()["top_p"] == 0.7
+
+
+# ---- side by side ---------------------------------------------------------------------------------
+
+def test_one_call_answers_on_both_sides_and_extends_the_chat():
+    steps = list(run_vqa(CAT, "What animal is this?", HISTORY[:2], llava_decoding=replace(GREEDY, max_new_tokens=16)))
+    first, final = steps[0], steps[-1]
+    assert first.blip2.done and not first.llava.done  # BLIP-2 answers before LLaVA starts streaming
+    assert final.blip2.error is None and final.llava.error is None
+    assert final.blip2.image_tokens == 32 and final.llava.image_tokens == 576
+    assert final.history[:2] == HISTORY[:2]
+    assert final.history[2:] == [{"role": "user", "content": "What animal is this?"},
+                                 {"role": "assistant", "content": final.llava.answer}]
+    assert final.blip2.seconds > 0 and final.llava.seconds > 0
+
+
+@pytest.mark.parametrize("broken", [BLIP2_MODELS[0], LLAVA_MODELS[0]])
+def test_a_model_that_cannot_be_fetched_fails_on_its_side_only(monkeypatch, broken):
+    real_get = models.get
+
+    def get(name, progress=None):
+        if name == broken:
+            raise ModelUnavailable(f"Could not load {name} from the Hugging Face Hub checkpoint (offline)")
+        return real_get(name, progress)
+
+    monkeypatch.setattr(models, "get", get)
+    result = ask(CAT, "What animal is this?", llava_decoding=replace(GREEDY, max_new_tokens=8))
+    failed, answered = (result.blip2, result.llava) if broken in BLIP2_MODELS else (result.llava, result.blip2)
+    assert failed.error and f"Could not load {broken}" in failed.error and failed.answer == ""
+    assert answered.error is None and answered.done and answered.new_tokens > 0
+    if broken in LLAVA_MODELS:  # the failed exchange does not become chat context
+        assert result.history == []
+
+
+def test_quantized_loading_is_refused_clearly_without_bitsandbytes():
+    if available_quantizations():
+        pytest.skip("bitsandbytes and CUDA are present")
+    assert not any(name.endswith(("-8bit", "-4bit")) for name in models.REGISTRY)
+    result = ask(CAT, "What is this?", quantization="8-bit", llava_decoding=GREEDY)
+    assert "needs a CUDA GPU and the bitsandbytes package" in result.blip2.error
+    assert "needs a CUDA GPU and the bitsandbytes package" in result.llava.error
+
+
+# ---- bad input and privacy ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image, question, message", [
+    (None, "What is this?", "Please provide an image"),
+    (CAT, "", "Please type a question"),
+    (CAT, "   \n", "Please type a question"),
+    (CAT, "why?" * 2500, "10000 characters long; keep it under 2000"),
+    (CAT, "What is <image>?", "<image> is where the models put the image"),
+], ids=["no image", "empty question", "blank question", "10k-character question", "image placeholder"])
+def test_bad_input_is_refused_before_any_model_runs(monkeypatch, image, question, message):
+    monkeypatch.setattr(models, "get", lambda *args, **kwargs: pytest.fail("no model should load"))
+    with pytest.raises(UserError, match=message):
+        ask(image, question)
+
+
+def test_rgba_is_flattened_onto_white_and_grayscale_is_expanded():
+    settings = dict(blip2_decoding=GREEDY, llava_decoding=GREEDY, llava_model=LLAVA_MODELS[1])
+    rgba = CAT.convert("RGBA")
+    rgba.putalpha(0)
+    white = Image.new("RGB", CAT.size, (255, 255, 255))
+    assert ask(rgba, "What is this?", **settings).blip2.answer == ask(white, "What is this?", **settings).blip2.answer
+    gray = CAT.convert("L")
+    from_gray, from_rgb = ask(gray, "What is this?", **settings), ask(gray.convert("RGB"), "What is this?", **settings)
+    assert (from_gray.blip2.answer, from_gray.llava.answer) == (from_rgb.blip2.answer, from_rgb.llava.answer)
+
+
+def test_the_conversation_is_not_logged_and_saved_only_on_request(caplog, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.DEBUG)
+    secret = "Is my passport number 12345 visible?"
+    result = ask(CAT, secret, llava_decoding=replace(GREEDY, max_new_tokens=4))
+    assert secret not in caplog.text and list(tmp_path.iterdir()) == []
+    saved = json.loads(open(export_conversation(result.history, {"answer": result.blip2.answer})).read())
+    assert saved["llava_chat"][0] == {"role": "user", "content": secret}
+
+
+def test_both_models_answer_through_the_api(app_server):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    greedy = [16, "greedy", 1, 1.0, 1.0, 1.0]
+    blip2, blip2_info, blip2_sent, chat, llava_info, llava_sent, seed = client.predict(
+        handle_file(str(ASSETS / "coffee.jpg")), "What is in the cup?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1],
+        "none", 3, False, *greedy, *greedy, api_name="/vqa")
+    assert blip2_sent == "Question: What is in the cup? Answer:" and "32 image tokens" in blip2_info
+    assert "729 image tokens" in llava_info and llava_sent.count("<image>") == 1 and seed == 3
+    assert [message["role"] for message in chat] == ["user", "assistant"]
+    with pytest.raises(Exception, match="Please type a question"):
+        client.predict(handle_file(str(ASSETS / "coffee.jpg")), "", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1],
+                       "none", 3, False, *greedy, *greedy, api_name="/vqa")
+
+
+@pytest.mark.parametrize("name", BLIP2_MODELS + LLAVA_MODELS)
+def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
+    models.REGISTRY[name].tiny_builder(tmp_path)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json",
+            "tokenizer.json", "tokenizer_config.json"} <= files
+    assert ("chat_template.json" in files) == (name in LLAVA_MODELS)
+    settings = json.loads((tmp_path / "processor_config.json").read_text())
+    if name in LLAVA_MODELS:  # processor and model agree on how many tokens the image becomes
+        config = json.loads((tmp_path / "config.json").read_text())
+        assert settings["vision_feature_select_strategy"] == config["vision_feature_select_strategy"]
+        assert settings["patch_size"] == config["vision_config"]["patch_size"]
+    else:
+        assert settings["num_query_tokens"] == 32
+
