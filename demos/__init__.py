@@ -19,4 +19,7 @@ class Demo:
 DEMOS: list[Demo] = [
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.clip_zero_shot"),
+    Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
+         "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
+         "Diffusion Models, AAAI 2024", "demos.controlnet"),
 ]
