@@ -292,12 +292,16 @@ def _save(images: list[Image.Image], parameters: dict[str, Any], stem: str) -> l
 
 # ---- presentation ------------------------------------------------------------------------------
 
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e6:.1f}M" if parameters >= 1e6 else f"{parameters / 1e3:.0f}K"
+
+
 def summary(result: ControlNetResult) -> str:
     width, height = result.size
     lines = [f"**Seed {result.seed}** · {width}x{height} · {', '.join(result.conditions)} · "
-             f"{result.seconds:.1f} s (after loading)"]
-    lines += [f"- {name}: **{count / 1e6:.1f}M** extra parameters "
-              f"({100 * count / result.base_parameters:.0f}% of the SD UNet's {result.base_parameters / 1e6:.1f}M)"
+             f"{result.seconds:.1f} s (including first-time loading)"]
+    lines += [f"- {name}: **{_count(count)}** extra parameters "
+              f"({100 * count / result.base_parameters:.0f}% of the SD UNet's {_count(result.base_parameters)})"
               for name, count in result.extra_parameters.items()]
     lines += [f"⚠️ {warning}" for warning in result.warnings]
     return "\n\n".join(lines)
