@@ -148,6 +148,16 @@ def _step_progress(progress: ProgressFn | None, label: str, pipe: Any) -> Callab
     return report
 
 
+def _on_step_end(progress: ProgressFn | None, label: str, pipe: Any) -> Callable[..., dict]:
+    """A diffusers `callback_on_step_end` that reports progress and changes nothing."""
+    report = _step_progress(progress, label, pipe)
+
+    def callback(_pipe: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+        report(step)
+        return tensors
+    return callback
+
+
 def _controlnet_pipeline(conditions: list[str], progress: ProgressFn | None) -> Any:
     """One condition: its shared pipeline. Two: a Multi-ControlNet pipeline over the same base."""
     pipes = [models.get(CONDITIONS[name].controlnet, progress) for name in conditions]
@@ -238,13 +248,12 @@ def run_controlnet(
                           detect_resolution=map_parameters.detect_resolution)
 
     several = len(conditions) > 1
-    report = _step_progress(progress, "ControlNet", pipe)
     images = pipe(**common, image=maps if several else maps[0],
                   controlnet_conditioning_scale=scales if several else scales[0],
                   control_guidance_start=[start] * len(conditions) if several else start,
                   control_guidance_end=[end] * len(conditions) if several else end,
                   guess_mode=guess_mode, generator=generator_for(seed),
-                  callback_on_step_end=lambda _pipe, step, _t, tensors: (report(step), tensors)[1]).images
+                  callback_on_step_end=_on_step_end(progress, "ControlNet", pipe)).images
     controlnet_ids = [models.REGISTRY[CONDITIONS[name].controlnet].checkpoint for name in conditions]
     saved = _save(images, {**parameters, "method": "ControlNet", "controlnet": controlnet_ids}, "controlnet")
     extra = {f"ControlNet {name}": parameter_count(net)
@@ -256,26 +265,17 @@ def run_controlnet(
         if adapter_name is None:
             warnings.append(f"There is no SD-1.5 T2I-Adapter for {conditions[0]} maps; compared nothing.")
         else:
-            adapter_pipe = models.get(adapter_name, progress)
-            adapter_map = maps[0].convert("L") if adapter_pipe.adapter.config.in_channels == 1 else maps[0]
-            adapter_report = _step_progress(progress, "T2I-Adapter", adapter_pipe)
-            adapter_images = adapter_pipe(**common, image=adapter_map, adapter_conditioning_scale=scales[0],
-                                          generator=generator_for(seed), callback_steps=1,
-                                          callback=lambda step, _t, _latents: adapter_report(step)).images
-            checkpoint = models.REGISTRY[adapter_name].checkpoint
-            adapter_saved = _save(adapter_images, {**parameters, "method": "T2I-Adapter", "adapter": checkpoint,
-                                                   "conditions": conditions[:1]}, "t2iadapter")
-            extra[f"T2I-Adapter ({checkpoint.split('/')[-1]})"] = parameter_count(adapter_pipe.adapter)
+            adapter_saved, adapter_parameters = _run_adapter(adapter_name, maps[0], scales[0], common, seed,
+                                                             {**parameters, "conditions": conditions[:1]}, progress)
+            extra[f"T2I-Adapter ({models.REGISTRY[adapter_name].checkpoint.split('/')[-1]})"] = adapter_parameters
             if several:
                 warnings.append(f"T2I-Adapter used only the first condition ({conditions[0]}).")
 
     plain_saved: list[str] = []
     if compare_plain:
         base = models.get(SD15, progress)
-        plain_report = _step_progress(progress, "SD-1.5 without control", base)
-        plain_images = base(
-            **common, generator=generator_for(seed),
-            callback_on_step_end=lambda _pipe, step, _t, tensors: (plain_report(step), tensors)[1]).images
+        plain_images = base(**common, generator=generator_for(seed),
+                            callback_on_step_end=_on_step_end(progress, "SD-1.5 without control", base)).images
         plain_saved = _save(plain_images, {**parameters, "method": "SD-1.5 (no control)"}, "sd15")
 
     return ControlNetResult(
@@ -283,6 +283,20 @@ def run_controlnet(
         seed=seed, size=size, extra_parameters=extra, base_parameters=parameter_count(pipe.unet),
         parameters=parameters, seconds=time.perf_counter() - started, warnings=warnings,
     )
+
+
+def _run_adapter(name: str, control: Image.Image, scale: float, common: dict[str, Any], seed: int,
+                 parameters: dict[str, Any], progress: ProgressFn | None) -> tuple[list[str], int]:
+    """T2I-Adapter on the same map, prompt and seed; its saved images and its parameter count."""
+    pipe = models.get(name, progress)
+    if pipe.adapter.config.in_channels == 1:  # the sketch adapters read one grey channel
+        control = control.convert("L")
+    report = _step_progress(progress, "T2I-Adapter", pipe)
+    images = pipe(**common, image=control, adapter_conditioning_scale=scale, generator=generator_for(seed),
+                  callback=lambda step, _timestep, _latents: report(step), callback_steps=1).images
+    saved = _save(images, {**parameters, "method": "T2I-Adapter", "adapter": models.REGISTRY[name].checkpoint},
+                  "t2iadapter")
+    return saved, parameter_count(pipe.adapter)
 
 
 def _save(images: list[Image.Image], parameters: dict[str, Any], stem: str) -> list[str]:
