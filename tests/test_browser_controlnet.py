@@ -16,6 +16,10 @@ def test_controlnet_canny_example_shows_control_map_and_image(app_server, page):
     page.get_by_role("gridcell", name="an astronaut in a spacesuit, oil painting").click()
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("an astronaut in a spacesuit, oil painting",
                                                                   timeout=15_000)
+    page.get_by_text("Generation", exact=True).click()  # open the accordion; 4 steps keep the test quick
+    steps = page.get_by_label("number input for Steps")
+    steps.fill("4")
+    steps.press("Enter")
     page.get_by_role("button", name="Generate", exact=True).click()
     expect(page.locator("#controlnet-info")).to_contain_text("extra parameters", timeout=120_000)
     expect(page.locator("#controlnet-maps img").first).to_be_visible()
