@@ -23,5 +23,8 @@ DEMOS: list[Demo] = [
     Demo("Visual QA: BLIP-2 vs LLaVA", "Li et al., BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image "
          "Encoders and Large Language Models, ICML 2023 · Liu et al., Visual Instruction Tuning, NeurIPS 2023",
          "demos.vqa", heavy=True),
+    Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
+         "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
+         "Diffusion Models, AAAI 2024", "demos.controlnet", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare"),
 ]

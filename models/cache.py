@@ -47,6 +47,7 @@ class ModelCache:
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._name_locks: dict[str, threading.Lock] = {}
+        self._dependencies: dict[str, set[str]] = {}  # name -> handles its loader reused via context.get
 
     # ---- public API -------------------------------------------------------------------
     def get(self, name: str, progress: ProgressFn | None = None) -> Any:
@@ -62,6 +63,7 @@ class ModelCache:
             entry = self._load(spec, progress)
             with self._lock:
                 self._loaded[name] = entry
+                self._keep_dependencies_newer(name)
             self._enforce_budget(keep=name)
             return entry.handle
 
@@ -104,7 +106,15 @@ class ModelCache:
             entry = self._loaded.get(name)
             if entry is not None:
                 self._loaded.move_to_end(name)
+                self._keep_dependencies_newer(name)
             return entry
+
+    def _keep_dependencies_newer(self, name: str) -> None:
+        """Order a shared dependency (e.g. the SD base) after its dependents, so least-recently-used
+        eviction drops the dependents first and never a base they still hold (a reload would copy it)."""
+        for dependency in self._dependencies.get(name, ()):
+            if dependency in self._loaded:
+                self._loaded.move_to_end(dependency)
 
     def _name_lock(self, name: str) -> threading.Lock:
         with self._lock:
@@ -125,7 +135,7 @@ class ModelCache:
                 revision=spec.revision if self.settings.profile == "hub" else None,
                 device=device,
                 dtype=pick_dtype(device),
-                get=lambda dependency: self.get(dependency, progress),
+                get=lambda dependency: self._get_dependency(spec.name, dependency, progress),
             )
             handle = spec.loader(context)
         except ModelUnavailable:
@@ -137,6 +147,11 @@ class ModelCache:
         self.load_counts[spec.name] += 1
         log.info("loaded %s in %.1fs", spec.name, elapsed)
         return LoadedModel(spec.name, spec.checkpoint, handle, str(device), module_nbytes(handle), elapsed)
+
+    def _get_dependency(self, name: str, dependency: str, progress: ProgressFn | None) -> Any:
+        with self._lock:
+            self._dependencies.setdefault(name, set()).add(dependency)
+        return self.get(dependency, progress)
 
     def _unavailable_message(self, spec: ModelSpec, error: Exception) -> str:
         reason = f"{type(error).__name__}: {error}".strip()

@@ -26,15 +26,22 @@ def pick_dtype(device: torch.device) -> torch.dtype:
 def module_nbytes(obj: object) -> int:
     """Bytes held by the parameters and buffers of every torch module reachable from `obj`.
 
-    Walks dataclass/pipeline attributes one level deep, counting each tensor once, so a
-    handle that shares modules with another is not double counted within itself.
+    Walks dataclass/pipeline attributes two levels deep (a detector holding an estimator holding a
+    network), counting each tensor once, so a handle that shares modules with another is not double
+    counted within itself.
     """
     seen: set[int] = set()
     total = 0
-    candidates = [obj] + [v for v in getattr(obj, "__dict__", {}).values()]
-    components = getattr(obj, "components", None)
-    if isinstance(components, dict):
-        candidates += list(components.values())
+    candidates = [obj]
+    for _ in range(2):
+        children = []
+        for parent in candidates:
+            if not isinstance(parent, torch.nn.Module):
+                children += list(getattr(parent, "__dict__", {}).values())
+                components = getattr(parent, "components", None)
+                if isinstance(components, dict):
+                    children += list(components.values())
+        candidates += [child for child in children if all(child is not c for c in candidates)]
     for candidate in candidates:
         if isinstance(candidate, torch.nn.Module):
             for tensor in list(candidate.parameters()) + list(candidate.buffers()):

@@ -34,10 +34,13 @@ class ModelSpec:
     tiny_builder: Callable[[Path], None]
     revision: str | None = None
     description: str = ""
+    # The published weights are pickle files (no safetensors exist; read with torch.load's
+    # weights_only=True); the tiny stand-in then uses the same format so one loader reads both.
+    pickled: bool = False
 
 
 # One module per model family; each holds its loaders, tiny builders and a SPECS list.
-FAMILIES = ["clip", "stable_diffusion", "vqa"]
+FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet"]
 
 
 def collect_registry() -> dict[str, ModelSpec]:

@@ -141,3 +141,16 @@ def test_free_all_releases_handles(tmp_path):
     cache.get("a")
     cache.clear()
     assert cache.loaded() == []
+
+
+def test_a_shared_dependency_is_evicted_after_its_dependents(tmp_path):
+    base = spec("base", lambda c: object())
+    derived = [spec(f"derived-{n}", lambda c: ("derived", c.get("base"))) for n in "ab"]
+    other = spec("other", lambda c: object())
+    cache = make_cache(tmp_path, base, *derived, other, max_loaded_models=2)
+    cache.get("derived-a")  # loads base first, then derived-a
+    cache.get("derived-a")  # a hit keeps its base at least as recent
+    cache.get("other")  # over budget: derived-a goes, not the base it holds
+    assert [m.name for m in cache.loaded()] == ["base", "other"]
+    cache.get("derived-b")
+    assert cache.load_counts["base"] == 1
