@@ -428,4 +428,4 @@ def build_ui() -> None:
         inputs=[*map_inputs, prompt, negative_prompt, steps, guidance_scale, num_images, conditioning_scale,
                 guidance_start, guidance_end, guess_mode, second_condition, second_image, second_scale,
                 compare_adapter, compare_plain, seed],
-        outputs=[maps, results, info, seed], api_name="controlnet", concurrency_id="diffusion")
+        outputs=[maps, results, info, seed], api_name="controlnet")
