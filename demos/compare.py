@@ -30,7 +30,7 @@ IMAGE = "text + layout → image"
 ANSWER = "image + question → answer"
 TASK_INPUTS: dict[str, tuple[str, ...]] = {
     SCORES: ("image", "labels"),
-    IMAGE: ("prompt", "boxes", "control_image"),
+    IMAGE: ("prompt", "seed", "boxes", "control_image"),
     ANSWER: ("image", "question"),
 }
 IMAGE_INPUTS = {"image", "control_image"}
@@ -53,7 +53,9 @@ class Method:
     task: str
     name: str
     run: Callable[..., Output]  # called with the task's inputs and the parameters as keywords
-    parameters: Mapping[str, Any] = field(default_factory=dict)  # sweepable, with defaults
+    # Sweepable parameters with their defaults; a shared input named here (e.g. "question") can be
+    # swept too: the swept value overrides the input, the input overrides the default.
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,13 +157,10 @@ def run_compare(plan: Plan) -> Iterator[tuple[int, int, Cell]]:
     columns = plan.values if plan.sweep else [None]
     for row, method in enumerate(chosen):
         for column, value in enumerate(columns):
-            parameters = dict(method.parameters)
-            if plan.sweep:
-                parameters[plan.sweep] = value
             cell = Cell(method.name, {plan.sweep: value} if plan.sweep else {})
             started = time.perf_counter()
-            try:
-                cell.output = method.run(**inputs, **parameters)
+            try:  # defaults < shared inputs < the swept value
+                cell.output = method.run(**{**method.parameters, **inputs, **cell.parameters})
             except UserError as error:
                 cell.error = str(error)
             except Exception as error:  # a broken method must not stop the comparison
@@ -323,6 +322,7 @@ def build_ui() -> None:
             labels = gr.Textbox(label="Labels (comma separated)", value="cat, dog, astronaut, rocket")
             question = gr.Textbox(label="Question", visible=False)
             prompt = gr.Textbox(label="Prompt", visible=False)
+            seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, visible=False)
             boxes = gr.Textbox(label="Boxes (phrase: x0,y0,x1,y1 per line)", lines=3, visible=False)
             control_image = gr.Image(label="Control image", type="pil", visible=False, height=200)
             with gr.Row():
@@ -342,8 +342,8 @@ def build_ui() -> None:
                 right = gr.Dropdown(label="Slider: right cell", choices=[])
             slider = gr.ImageSlider(label="Before / after", type="pil", format="png")
     cells_state = gr.State([])
-    widgets = {"image": image, "labels": labels, "question": question, "prompt": prompt, "boxes": boxes,
-               "control_image": control_image}
+    widgets = {"image": image, "labels": labels, "question": question, "prompt": prompt, "seed": seed,
+               "boxes": boxes, "control_image": control_image}
 
     def on_task(task):
         names = [method.name for method in methods_for(task)] if task else []
@@ -377,11 +377,11 @@ def build_ui() -> None:
     outputs = [gallery, status, grid_png, grid_json, cells_state, left, right]
 
     @user_errors
-    def compare_for_ui(task, chosen, image, labels, question, prompt, boxes, control_image, sweep, values):
+    def compare_for_ui(task, chosen, image, labels, question, prompt, seed, boxes, control_image, sweep, values):
         defaults = [m.parameters.get(sweep) for m in methods_for(task) if m.name in (chosen or [])] if sweep else []
         plan = Plan(task=task, methods=list(chosen or []),
                     inputs={"image": image, "labels": labels, "question": question, "prompt": prompt,
-                            "boxes": boxes, "control_image": control_image},
+                            "seed": seed, "boxes": boxes, "control_image": control_image},
                     sweep=sweep or None,
                     values=parse_values(values, defaults[0]) if sweep and defaults else [])
         yield from stream(plan)
@@ -409,7 +409,7 @@ def build_ui() -> None:
             return None
         return cells[int(left.split(":")[0])], cells[int(right.split(":")[0])]
 
-    inputs = [task, methods, image, labels, question, prompt, boxes, control_image, sweep, values]
+    inputs = [task, methods, *widgets.values(), sweep, values]
     task.change(on_task, task, [methods, *widgets.values()], api_visibility="private")
     methods.change(on_methods, [task, methods], sweep, api_visibility="private")
     run.click(compare_for_ui, inputs, outputs, api_name="compare")

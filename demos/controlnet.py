@@ -16,6 +16,7 @@ from typing import Any, Callable
 from PIL import Image
 
 import models
+from demos import compare
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import MAX_PROMPT_CHARS, rgb_image
 from models import UserError
@@ -283,6 +284,29 @@ def run_controlnet(
         seed=seed, size=size, extra_parameters=extra, base_parameters=parameter_count(pipe.unet),
         parameters=parameters, seconds=time.perf_counter() - started, warnings=warnings,
     )
+
+
+COMPARE_PARAMETERS = {"seed": 0, "steps": 20, "guidance_scale": 7.5}
+
+
+def _compare_adapter(output: str, **options: Any):
+    """One Compare cell through `run_controlnet` itself: ControlNet's image, or the T2I-Adapter's
+    or plain SD's on the same canny map and seed (those two also run ControlNet; one code path)."""
+    def run(prompt: str, control_image: Any, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
+            conditioning_scale: float = 1.0, **_unused: Any) -> compare.Output:
+        result = run_controlnet(control_image, "canny", prompt, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                                conditioning_scale=conditioning_scale, **options)
+        return compare.Output(image=Image.open(getattr(result, output)[0]))
+    return run
+
+
+compare.register(compare.Method(compare.IMAGE, "SD-1.5 (no control)", _compare_adapter("plain_images", compare_plain=True),
+                                COMPARE_PARAMETERS))
+compare.register(compare.Method(compare.IMAGE, "ControlNet (canny)", _compare_adapter("images"),
+                                {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}))
+compare.register(compare.Method(compare.IMAGE, "T2I-Adapter (sketch, canny map)",
+                                _compare_adapter("adapter_images", compare_adapter=True),
+                                {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}))
 
 
 def _run_adapter(name: str, control: Image.Image, scale: float, common: dict[str, Any], seed: int,

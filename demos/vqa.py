@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 import models
+from demos import compare
 from demos.generation import resolve_seed
 from demos.inputs import MAX_PROMPT_CHARS, rgb_image
 from models import UserError
@@ -302,6 +303,22 @@ def ask(*args: Any, **kwargs: Any) -> SideBySide:
     """`run_vqa` without streaming: the final side-by-side result."""
     *_, last = run_vqa(*args, **kwargs)
     return last
+
+
+def _compare_adapter(model: str):
+    """One Compare cell: a single-turn answer from `model` through this tab's own functions."""
+    def run(image: Any, question: str) -> compare.Output:
+        picture, text = rgb_image(image, "an image to ask about"), validate_question(question)
+        if model in BLIP2_MODELS:
+            answer = answer_blip2(picture, text, model=model)
+        else:
+            *_, answer = stream_llava(picture, [], text, model=model)
+        return compare.Output(text=answer.answer)
+    return run
+
+
+for _model in BLIP2_MODELS + LLAVA_MODELS:
+    compare.register(compare.Method(compare.ANSWER, _model, _compare_adapter(_model), {"question": ""}))
 
 
 def export_conversation(history: Sequence[dict], blip2: dict | None = None) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -99,3 +100,29 @@ def test_parse_values_and_bad_json():
         plan_from_json(json.dumps({"methods": []}))
     with pytest.raises(UserError, match="not a comparison"):
         plan_from_json(json.dumps({"task": compare.SCORES, "methods": [], "inputs": {"image": "../../etc/passwd"}}))
+
+
+def test_image_cells_equal_the_controlnet_tabs_own_images():
+    from demos.controlnet import run_controlnet
+
+    image_plan = load_preset("one-control-map-three-methods")
+    image_plan.sweep, image_plan.values = "steps", [3]
+    image_plan.inputs["prompt"] = "an astronaut"
+    grid = compare_grid(Plan(**{**image_plan.__dict__, "methods": image_plan.methods[:2]}))
+    own = run_controlnet(image_plan.inputs["control_image"], "canny", "an astronaut", seed=0, steps=3,
+                         guidance_scale=7.5, compare_plain=True)
+    plain, controlnet = grid[0][0].output.image, grid[1][0].output.image
+    assert np.array_equal(np.asarray(plain), np.asarray(Image.open(own.plain_images[0])))
+    assert np.array_equal(np.asarray(controlnet), np.asarray(Image.open(own.images[0])))
+    assert not np.array_equal(np.asarray(plain), np.asarray(controlnet))
+
+
+def test_answer_cells_sweep_the_question_through_the_vqa_tabs_own_functions():
+    from demos.vqa import answer_blip2
+
+    questions = load_preset("blip2-vs-llava-five-questions")
+    questions.values = questions.values[:2]
+    grid = compare_grid(Plan(**{**questions.__dict__, "methods": ["blip2-opt-2.7b"]}))
+    for cell, question in zip(grid[0], questions.values):
+        assert cell.parameters == {"question": question} and not cell.error
+        assert cell.output.text == answer_blip2(questions.inputs["image"], question, model="blip2-opt-2.7b").answer
