@@ -19,4 +19,6 @@ class Demo:
 DEMOS: list[Demo] = [
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.clip_zero_shot"),
+    Demo("Face swap (DiffFace)", "Kim et al., DiffFace: Diffusion-based Face Swapping with Facial Guidance, "
+         "arXiv 2212.13344, 2022", "demos.face_swap"),
 ]

@@ -1,0 +1,1 @@
+"""Algorithms no library provides, one paper per module."""
