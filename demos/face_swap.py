@@ -298,11 +298,12 @@ def schedule_plot(result: FaceSwapResult):
         twin = axes.twinx()
         for name, values in result.losses.items():
             peak = max(abs(v) for v in values) or 1.0
-            twin.plot(steps[: len(values)], np.asarray(values) / peak, ls="--", label=f"L_{name[:3]} (÷{peak:.3g})")
+            symbol = {"identity": "L_id", "parsing": "L_seg", "reconstruction": "L_rec"}.get(name, name)
+            twin.plot(steps[: len(values)], np.asarray(values) / peak, ls="--", label=f"{symbol} (÷{peak:.3g})")
         twin.set_ylabel("loss / its max")
         twin.legend(loc="center right", fontsize=7)
     axes.legend(loc="upper left", fontsize=7)
-    axes.set_title("Target-preserving mask schedule and guidance losses")
+    axes.set_title("Target-preserving mask schedule and guidance losses", fontsize=9)
     return figure
 
 
@@ -320,7 +321,6 @@ def _summary(result: FaceSwapResult) -> str:
 
 def build_ui() -> None:
     import gradio as gr
-    from gradio_imageslider import ImageSlider
 
     from demos.ui import seed_controls, user_errors
 
@@ -364,9 +364,10 @@ def build_ui() -> None:
             result = gr.Image(label="Result (PNG with generation metadata)", type="filepath", format="png",
                               elem_id="face-swap-result")
             summary = gr.Markdown(elem_id="face-swap-summary")
-            slider = ImageSlider(label="Before / after", type="pil", interactive=False)
+            # Gradio 6's own slider: gradio_imageslider 0.0.20 crashes the page when it shows an output.
+            slider = gr.ImageSlider(label="Before / after", type="pil", format="png", interactive=False)
     with gr.Row():
-        aligned = gr.Gallery(label="Aligned source, target, result (256² FFHQ crop)", columns=3, height=220,
+        aligned = gr.Gallery(label="FFHQ-aligned source, target, result (the prior's size: 256² in the hub profile)", columns=3, height=220,
                              format="png")
         trajectory = gr.Gallery(label="Predicted x0 along the trajectory", columns=4, height=220, format="png")
     with gr.Row():
@@ -376,11 +377,11 @@ def build_ui() -> None:
     gr.Examples(
         examples=[
             [str(ASSETS / "camera.jpg"), str(ASSETS / "astronaut.jpg"), 1, 100, 0.75, 6000, 200, 50, 30, 4],
-            [str(ASSETS / "astronaut.jpg"), str(ASSETS / "camera.jpg"), 1, 20, 0.75, 6000, 200, 50, 6, 2],
+            [str(ASSETS / "astronaut.jpg"), str(ASSETS / "camera.jpg"), 1, 10, 0.8, 6000, 200, 50, 3, 2],
         ],
         inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                 mask_threshold, candidates],
-        label="Examples (public-domain photos from scikit-image; the second is a quick 20-step run)",
+        label="Examples (public-domain photos from scikit-image; the second is a quick 10-step run)",
     )
 
     @user_errors
