@@ -25,7 +25,7 @@ from demos.inputs import rgb_image
 from models import UserError
 from models.cache import ProgressFn
 from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, feathered, paste_back
-from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, mask_weights, parsing_loss,
+from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,
                                         reconstruction_loss)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
