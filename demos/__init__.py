@@ -26,5 +26,7 @@ DEMOS: list[Demo] = [
     Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
          "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
          "Diffusion Models, AAAI 2024", "demos.controlnet", heavy=True),
-    Demo("Compare", "Several methods on one input, side by side", "demos.compare"),
+    Demo("Face swap (DiffFace)", "Kim et al., DiffFace: Diffusion-based Face Swapping with Facial Guidance, "
+         "arXiv 2212.13344, 2022", "demos.face_swap", heavy=True),
+    Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

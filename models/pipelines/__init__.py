@@ -1,1 +1,1 @@
-"""Algorithm code that no library provides, used by the tabs' `run_*` functions."""
+"""Algorithms no library provides, one paper per module, used by the tabs' `run_*` functions."""

@@ -1,0 +1,407 @@
+"""DiffFace-style face swap (Kim et al. 2022, "DiffFace: Diffusion-based Face Swapping with Facial
+Guidance"), training-free on an off-the-shelf face DDPM.
+
+Both faces are detected and FFHQ-aligned. Sampling starts from the noised aligned target; at
+every step the predicted clean image is pulled toward the source identity (FaceNet), toward the
+target's face parse (shape and expression) and toward the target's colours, while the mask M_t
+keeps the noised target outside a face region that grows from nothing to the full face mask.
+The best of N candidates (scored by a second, independent face network) is pasted back into
+the photo under a feathered mask.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import models
+from demos.generation import generator_for, png_with_parameters, resolve_seed
+from demos.inputs import rgb_image
+from models import UserError
+from models.cache import ProgressFn
+from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, feathered, paste_back
+from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,
+                                        reconstruction_loss)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PRIOR, GUIDE, JUDGE, PARSER, DETECTOR = (
+    "ddpm-celebahq-256", "facenet-vggface2", "facenet-casia-webface", "face-parser-segformer", "face-detector-mtcnn")
+MIN_FACE_SIDE = 40  # detection box side in pixels: smaller faces have too little detail to swap
+IDENTITY_VIEWS = 8  # 1 clean + 7 augmented crops per identity-loss evaluation (DiffFace)
+MAX_STEPS = 200
+MAX_CANDIDATES = 8
+ETHICS_NOTE = (
+    "**Use with consent.** Swap only faces of people who agreed to it, and never present the result as a "
+    "real photo: face swaps can deceive, defame and harass. Every image saved from this tab carries PNG "
+    "metadata saying it was generated."
+)
+
+
+@dataclass
+class SwapSettings:
+    steps: int = 100  # respaced DDPM steps (DiffFace: 100)
+    start_noise: float = 0.75  # fraction of the schedule that is run: skip the first 25 of 100
+    lambda_id: float = 6000.0
+    lambda_seg: float = 200.0
+    lambda_rec: float = 50.0
+    mask_threshold: int = 30  # λ of the M_t schedule, a respaced step index (DiffFace: 30)
+    candidates: int = 4  # best of N by identity (DiffFace draws 4)
+
+    @property
+    def skip(self) -> int:
+        return self.steps - self.steps_run
+
+    @property
+    def steps_run(self) -> int:
+        return max(1, round(self.steps * self.start_noise))
+
+
+@dataclass
+class FaceSwapResult:
+    image: Image.Image  # the swap pasted back into the full target photo
+    path: str  # the same image as PNG with its parameters in text metadata
+    target: Image.Image  # the target photo as given (for before/after)
+    aligned: dict[str, Image.Image]  # "source", "target", "result": FFHQ-aligned crops
+    trajectory: list[tuple[Image.Image, str]]  # predicted x0 along the chosen trajectory
+    mask: Image.Image  # M in aligned space
+    paste_mask: Image.Image  # the feathered mask in photo space
+    schedule: list[float]  # w(τ) per step
+    similarity: dict[str, float]  # judge network cosine: source↔result, target↔result, source↔target
+    candidate_scores: list[float]  # judge cosine source↔candidate, per candidate
+    losses: dict[str, list[float]]  # the chosen trajectory's loss terms per step
+    faces_found: int
+    seed: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _settings(steps: Any, start_noise: Any, lambda_id: Any, lambda_seg: Any, lambda_rec: Any,
+              mask_threshold: Any, candidates: Any) -> SwapSettings:
+    try:
+        settings = SwapSettings(int(steps), float(start_noise), float(lambda_id), float(lambda_seg),
+                                float(lambda_rec), int(mask_threshold), int(candidates))
+    except (TypeError, ValueError):
+        raise UserError("Steps, start noise, the λ weights, the mask-schedule λ and N must be numbers.") from None
+    if not 2 <= settings.steps <= MAX_STEPS:
+        raise UserError(f"Steps must be between 2 and {MAX_STEPS} (DiffFace uses 100); got {settings.steps}.")
+    if not 0 < settings.start_noise <= 1:
+        raise UserError(f"The start noise level must be in (0, 1] (DiffFace: 0.75); got {settings.start_noise}.")
+    if min(settings.lambda_id, settings.lambda_seg, settings.lambda_rec) < 0:
+        raise UserError("The loss weights λ_id, λ_seg and λ_rec must be zero or positive.")
+    if not 0 <= settings.mask_threshold < settings.steps_run:
+        raise UserError(
+            f"The mask-schedule λ must be between 0 and {settings.steps_run - 1}: it is the step index (counting "
+            f"down from {settings.steps_run - 1}) where M_t reaches the full mask; {settings.steps} steps at start "
+            f"noise {settings.start_noise:g} run {settings.steps_run}. Got {settings.mask_threshold}.")
+    if not 1 <= settings.candidates <= MAX_CANDIDATES:
+        raise UserError(f"N candidates must be between 1 and {MAX_CANDIDATES}; got {settings.candidates}.")
+    return settings
+
+
+def detect_faces(image: Image.Image, what: str, progress: ProgressFn | None = None) -> list[Face]:
+    """The faces in `image`, left to right; a `UserError` naming `what` if there is none."""
+    faces = models.get(DETECTOR, progress).detect(image)
+    if not faces:
+        raise UserError(f"No face found in the {what}. Use a photo where the face is visible, roughly frontal "
+                        "and not covered.")
+    return faces
+
+
+def _pick(faces: list[Face], index: int, what: str) -> Face:
+    if not 1 <= index <= len(faces):
+        raise UserError(f"The {what} has {len(faces)} face(s), numbered 1 to {len(faces)} from the left; "
+                        f"face {index} does not exist.")
+    face = faces[index - 1]
+    if face.side < MIN_FACE_SIDE:
+        raise UserError(f"The face in the {what} is only {face.side:.0f} pixels wide; it must be at least "
+                        f"{MIN_FACE_SIDE} pixels. Use a larger or closer photo.")
+    return face
+
+
+def _tensor(image: np.ndarray, like: torch.nn.Module) -> torch.Tensor:
+    """uint8 HWC → [1,3,H,W] in [-1,1] on the module's device and dtype."""
+    weight = next(like.parameters())
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return pixels.to(weight.device, weight.dtype)
+
+
+def _uint8(tensor: torch.Tensor) -> np.ndarray:
+    pixels = ((tensor[0].detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
+    return pixels.permute(1, 2, 0).cpu().numpy()
+
+
+def _box(aligned: AlignedFace) -> torch.Tensor:
+    return torch.tensor(aligned.box, dtype=torch.float32)
+
+
+def _judge_similarity(judge: Any, first: torch.Tensor, first_box: torch.Tensor, second: torch.Tensor,
+                      second_box: torch.Tensor) -> float:
+    with torch.no_grad():
+        a = judge.embed(face_views(first, first_box, judge.image_size))
+        b = judge.embed(face_views(second, second_box, judge.image_size))
+    return float(torch.nn.functional.cosine_similarity(a.float(), b.float()).item())
+
+
+def run_face_swap(
+    source: Any,
+    target: Any,
+    target_face: int = 1,
+    steps: int = 100,
+    start_noise: float = 0.75,
+    lambda_id: float = 6000.0,
+    lambda_seg: float = 200.0,
+    lambda_rec: float = 50.0,
+    mask_threshold: int = 30,
+    candidates: int = 4,
+    seed: Any = 404,
+    randomize_seed: bool = False,
+    progress: ProgressFn | None = None,
+) -> FaceSwapResult:
+    """Put the identity of the face in `source` onto face `target_face` (1 = leftmost) of `target`."""
+    source_image = rgb_image(source, "a source face photo")
+    target_image = rgb_image(target, "a target photo")
+    settings = _settings(steps, start_noise, lambda_id, lambda_seg, lambda_rec, mask_threshold, candidates)
+    try:
+        face_index = int(target_face)
+    except (TypeError, ValueError):
+        raise UserError(f"The target face must be a number (1 = leftmost), not {target_face!r}.") from None
+    seed = resolve_seed(seed, randomize_seed)
+    source_faces = detect_faces(source_image, "source image", progress)
+    target_faces = detect_faces(target_image, "target image", progress)
+    source_face = _pick(source_faces, 1 + int(np.argmax([face.side for face in source_faces])), "source image")
+    target_face_found = _pick(target_faces, face_index, "target image")
+
+    prior = models.get(PRIOR, progress)
+    guide, judge, parser = (models.get(name, progress) for name in (GUIDE, JUDGE, PARSER))
+    started = time.perf_counter()
+    size = prior.unet.config.sample_size
+    target_photo = np.asarray(target_image)
+    aligned_source = align_face(np.asarray(source_image), source_face, size)
+    aligned_target = align_face(target_photo, target_face_found, size)
+    x_source = _tensor(aligned_source.image, prior.unet)
+    x_target = _tensor(aligned_target.image, prior.unet)
+    source_box, target_box = _box(aligned_source), _box(aligned_target)
+
+    with torch.no_grad():
+        target_logits = parser.logits(x_target)
+        mask = parser.face_mask(target_logits).to(x_target.dtype)
+        source_embedding = guide.embed(face_views(x_source, source_box, guide.image_size))
+    if not mask.any():
+        raise UserError("The face parser found no skin, eyes, nose or mouth in the target face; try another photo.")
+
+    device = x_target.device
+    best = None
+    scores = []
+    for candidate in range(settings.candidates):
+        augment = torch.Generator().manual_seed(seed + candidate)
+        losses = {
+            "identity": (settings.lambda_id, identity_loss(guide.embed, source_embedding, mask, target_box,
+                                                           guide.image_size, IDENTITY_VIEWS, augment)),
+            "parsing": (settings.lambda_seg, parsing_loss(parser.logits, target_logits, FACE_CLASSES)),
+            "reconstruction": (settings.lambda_rec, reconstruction_loss(x_target)),
+        }
+
+        def report(done: int, total: int, candidate: int = candidate) -> None:
+            if progress is not None:
+                progress((candidate * total + done) / (settings.candidates * total),
+                         desc=f"candidate {candidate + 1}/{settings.candidates}, step {done}/{total}")
+
+        trace = face_swap_sample(prior.unet, prior.scheduler, x_target, mask, losses, steps=settings.steps,
+                                 skip=settings.skip, threshold=settings.mask_threshold,
+                                 generator=generator_for(seed + candidate, device), callback=report)
+        scores.append(_judge_similarity(judge, x_source, source_box, trace.image, target_box))
+        if best is None or scores[-1] > scores[best[0]]:
+            best = (candidate, trace)
+    chosen, trace = best
+
+    result_aligned = _uint8(trace.image)
+    face_mask = mask[0, 0].float().cpu().numpy()
+    paste_mask_aligned = feathered(face_mask, grow=max(1, size // 64), blur=max(1, size // 32))
+    composite, paste_mask = paste_back(target_photo, result_aligned, aligned_target, paste_mask_aligned)
+    similarity = {
+        "source↔result": scores[chosen],
+        "target↔result": _judge_similarity(judge, x_target, target_box, trace.image, target_box),
+        "source↔target": _judge_similarity(judge, x_source, source_box, x_target, target_box),
+    }
+    parameters = {
+        "generated": "AI-generated face swap (DiffFace-style diffusion), not a real photograph",
+        "seed": seed, "steps": settings.steps, "start_noise": settings.start_noise, "skip": settings.skip,
+        "lambda_id": settings.lambda_id, "lambda_seg": settings.lambda_seg, "lambda_rec": settings.lambda_rec,
+        "mask_threshold": settings.mask_threshold, "candidates": settings.candidates, "chosen_candidate": chosen + 1,
+        "target_face": face_index, "models": [PRIOR, GUIDE, JUDGE, PARSER, DETECTOR],
+        "profile": models.settings.profile,
+    }
+    image = Image.fromarray(composite)
+    return FaceSwapResult(
+        image=image,
+        path=png_with_parameters(image, parameters, stem="face-swap"),
+        target=target_image,
+        aligned={"source": Image.fromarray(aligned_source.image), "target": Image.fromarray(aligned_target.image),
+                 "result": Image.fromarray(result_aligned)},
+        trajectory=[(Image.fromarray(_uint8(x0)), f"x0 at t={t}") for t, x0 in trace.x0],
+        mask=Image.fromarray((face_mask * 255).astype(np.uint8)),
+        paste_mask=Image.fromarray((paste_mask * 255).round().astype(np.uint8)),
+        schedule=trace.weights,
+        similarity=similarity,
+        candidate_scores=scores,
+        losses=trace.losses,
+        faces_found=len(target_faces),
+        seed=seed,
+        parameters=parameters,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def preview_faces(target: Any, progress: ProgressFn | None = None) -> tuple[Image.Image, int]:
+    """The target photo with every detected face boxed and numbered (1 = leftmost), and the count."""
+    from PIL import ImageDraw
+
+    image = rgb_image(target, "a target photo")
+    faces = detect_faces(image, "target image", progress)
+    drawn = image.copy()
+    draw = ImageDraw.Draw(drawn)
+    width = max(2, image.width // 200)
+    for number, face in enumerate(faces, start=1):
+        colour = (0, 220, 0) if face.side >= MIN_FACE_SIDE else (230, 0, 0)
+        draw.rectangle(face.box.tolist(), outline=colour, width=width)
+        for x, y in face.landmarks:
+            draw.ellipse([x - width, y - width, x + width, y + width], fill=colour)
+        draw.text((face.box[0] + width, face.box[1] + width), str(number), fill=colour,
+                  font_size=max(12, int(face.side / 4)))
+    return drawn, len(faces)
+
+
+# ---- presentation ----------------------------------------------------------------------------
+
+def schedule_plot(result: FaceSwapResult):
+    """w(τ) of M_t = M·w(τ) per sampling step, and the guidance loss terms along the way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 3.2), layout="constrained")
+    axes = figure.subplots()
+    steps = np.arange(1, len(result.schedule) + 1)
+    axes.plot(steps, result.schedule, color="tab:blue", label="w(τ): M_t = M·w(τ)")
+    axes.axvline(len(result.schedule) - result.parameters["mask_threshold"], color="tab:blue", ls=":",
+                 label=f"λ = {result.parameters['mask_threshold']}")
+    axes.set_xlabel("sampling step (noisy → clean)")
+    axes.set_ylabel("mask weight")
+    axes.set_ylim(-0.05, 1.05)
+    if result.losses:
+        twin = axes.twinx()
+        for name, values in result.losses.items():
+            peak = max(abs(v) for v in values) or 1.0
+            symbol = {"identity": "L_id", "parsing": "L_seg", "reconstruction": "L_rec"}.get(name, name)
+            twin.plot(steps[: len(values)], np.asarray(values) / peak, ls="--", label=f"{symbol} (÷{peak:.3g})")
+        twin.set_ylabel("loss / its max")
+        twin.legend(loc="center right", fontsize=7)
+    axes.legend(loc="upper left", fontsize=7)
+    axes.set_title("Target-preserving mask schedule and guidance losses", fontsize=9)
+    return figure
+
+
+def _summary(result: FaceSwapResult) -> str:
+    sim = result.similarity
+    scores = ", ".join(f"{score:.3f}" for score in result.candidate_scores)
+    return (
+        f"**Identity (judge: {JUDGE}, not the guide)** · source↔result **{sim['source↔result']:.3f}** · "
+        f"target↔result {sim['target↔result']:.3f} · source↔target {sim['source↔target']:.3f}\n\n"
+        f"Candidates (source↔candidate): {scores} → kept #{result.parameters['chosen_candidate']} · "
+        f"{result.faces_found} face(s) in the target · seed {result.seed} · "
+        f"{result.parameters['steps']} steps, skip {result.parameters['skip']} · {result.seconds:.1f} s"
+    )
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import seed_controls, user_errors
+
+    gr.Markdown(
+        "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
+        "expression, lighting and background. A face diffusion model (DDPM, CelebA-HQ) starts from the noised "
+        "target; each step its predicted clean face x0 is pushed toward the source identity (λ_id, FaceNet), "
+        "the target's face parse (λ_seg) and colours (λ_rec), and outside the growing mask M_t the noised "
+        "target is put back. The best of N candidates, judged by a *second* face network, is pasted back."
+    )
+    gr.Markdown(ETHICS_NOTE, elem_id="face-swap-ethics")
+    defaults = SwapSettings()
+    with gr.Row():
+        with gr.Column():
+            with gr.Row():
+                source = gr.Image(label="Source face (identity)", type="pil", image_mode=None, height=240,
+                                  sources=["upload", "clipboard", "webcam"])
+                target = gr.Image(label="Target photo (pose, expression, background)", type="pil",
+                                  image_mode=None, height=240, sources=["upload", "clipboard", "webcam"])
+            with gr.Row():
+                faces = gr.Image(label="Faces found in the target (1 = leftmost)", type="pil", height=200,
+                                 interactive=False, format="png")
+                target_face = gr.Number(label="Target face number", value=1, precision=0, minimum=1)
+            with gr.Accordion("Sampler", open=True):
+                with gr.Row():
+                    steps = gr.Slider(2, MAX_STEPS, value=defaults.steps, step=1, label="Steps (respaced)")
+                    start_noise = gr.Slider(0.05, 1.0, value=defaults.start_noise, step=0.05,
+                                            label="Start noise (fraction of the steps run)")
+                with gr.Row():
+                    lambda_id = gr.Number(label="λ_id (identity)", value=defaults.lambda_id, minimum=0)
+                    lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
+                    lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
+                with gr.Row():
+                    mask_threshold = gr.Slider(0, MAX_STEPS - 1, value=defaults.mask_threshold, step=1,
+                                               label="Mask-schedule λ (step index where M_t = M)")
+                    candidates = gr.Slider(1, MAX_CANDIDATES, value=defaults.candidates, step=1,
+                                           label="N candidates (best by identity)")
+                seed, randomize = seed_controls(default=404)
+            swap = gr.Button("Swap faces", variant="primary")
+        with gr.Column():
+            result = gr.Image(label="Result (PNG with generation metadata)", type="filepath", format="png",
+                              elem_id="face-swap-result")
+            summary = gr.Markdown(elem_id="face-swap-summary")
+            # Gradio 6's own slider: gradio_imageslider 0.0.20 crashes the page when it shows an output.
+            slider = gr.ImageSlider(label="Before / after", type="pil", format="png", interactive=False)
+    with gr.Row():
+        aligned = gr.Gallery(label="FFHQ-aligned source, target, result (the prior's size: 256² in the hub profile)", columns=3, height=220,
+                             format="png")
+        trajectory = gr.Gallery(label="Predicted x0 along the trajectory", columns=4, height=220, format="png")
+    with gr.Row():
+        masks = gr.Gallery(label="Face mask M (aligned) and feathered paste-back mask", columns=2, height=220,
+                           format="png")
+        plot = gr.Plot(label="M_t schedule")
+    gr.Examples(
+        examples=[
+            [str(ASSETS / "camera.jpg"), str(ASSETS / "astronaut.jpg"), 1, 100, 0.75, 6000, 200, 50, 30, 4],
+            [str(ASSETS / "astronaut.jpg"), str(ASSETS / "camera.jpg"), 1, 10, 0.8, 6000, 200, 50, 3, 2],
+        ],
+        inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
+                mask_threshold, candidates],
+        label="Examples (public-domain photos from scikit-image; the second is a quick 10-step run)",
+    )
+
+    @user_errors
+    def find_faces(target, progress=gr.Progress(track_tqdm=True)):
+        if target is None:
+            return None, 1
+        drawn, count = preview_faces(target, progress)
+        return drawn, gr.Number(value=1, maximum=count)
+
+    @user_errors
+    def swap_for_ui(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
+                    mask_threshold, candidates, seed, randomize, progress=gr.Progress(track_tqdm=True)):
+        out = run_face_swap(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
+                            mask_threshold, candidates, seed, randomize, progress)
+        aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
+        return (out.path, _summary(out), (out.target, out.image), aligned_items, out.trajectory,
+                [(out.mask, "M (aligned)"), (out.paste_mask, "paste-back mask")], schedule_plot(out), out.seed)
+
+    target.change(find_faces, inputs=target, outputs=[faces, target_face], api_name="face_swap_faces")
+    swap.click(swap_for_ui,
+               inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
+                       mask_threshold, candidates, seed, randomize],
+               outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")

@@ -1,0 +1,213 @@
+"""DiffFace-style face swap: sampler, mask schedule, face toolkit (real MTCNN), run_face_swap."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+import models
+from demos.face_swap import MIN_FACE_SIDE, run_face_swap
+from demos.generation import read_parameters
+from models import UserError
+from models.faces import align_face, feathered, invert, paste_back, transform_points
+from models.pipelines.face_swap import face_swap_sample, face_views, identity_loss, mask_weights, reconstruction_loss
+
+FAST = dict(steps=4, start_noise=1.0, mask_threshold=1, candidates=1, seed=3)  # 4 steps, tiny models
+# Where the FFHQ recipe puts the eyes in a 256² crop: 64 px apart around x = 128, ~0.47 of the height.
+TEMPLATE_EYES_256 = np.array([[96.0, 121.0], [160.0, 121.0]])
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return models.get("face-detector-mtcnn")
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return models.get("ddpm-celebahq-256")
+
+
+@pytest.fixture(scope="module")
+def aligned_pair(astronaut, detector, prior):
+    """Aligned target (astronaut) and source (cameraman) at the tiny prior's size, as [-1,1] tensors."""
+    size = prior.unet.config.sample_size
+    camera = np.asarray(Image.open("assets/camera.jpg").convert("RGB"))
+    pair = []
+    for photo in (astronaut, camera):
+        aligned = align_face(photo, detector.detect(Image.fromarray(photo))[0], size)
+        pixels = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float() / 127.5 - 1
+        pair.append((pixels, torch.tensor(aligned.box, dtype=torch.float32)))
+    return pair
+
+
+def centre_mask(size: int) -> torch.Tensor:
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+    return mask
+
+
+# ---- the M_t schedule and the sampler --------------------------------------------------------
+
+def test_mask_schedule_starts_at_zero_rises_linearly_and_is_one_from_lambda_on():
+    weights = mask_weights(75, 30)  # DiffFace: 75 steps run, λ = 30
+    assert weights[0] == 0.0
+    assert np.allclose(np.diff(weights[:46]), 1 / 45)  # linear up to τ = λ−1 (step 45)
+    assert weights[45] == 1.0 and all(w == 1.0 for w in weights[45:])
+    assert all(0 < w < 1 for w in weights[1:45])
+    assert mask_weights(10, 0) == [i / 10 for i in range(10)]  # λ = 0: reaches 1 only after the last step
+    with pytest.raises(ValueError):
+        mask_weights(10, 10)
+
+
+def plain_masked_sdedit(unet, scheduler, target, mask, steps, skip, threshold, generator):
+    """Reference: SDEdit from the noised target with DiffFace's blend, written without guidance."""
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps[skip:]
+    count = len(timesteps)
+    noise = lambda: randn_tensor(target.shape, generator=generator, dtype=target.dtype)  # noqa: E731
+    x = scheduler.add_noise(target, noise(), timesteps[:1])
+    for index, t in enumerate(timesteps):
+        with torch.no_grad():
+            eps = unet(x, t).sample
+            alpha = scheduler.alphas_cumprod[t]
+            x0 = (x - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+            x_prev = scheduler.step(eps, t, x, generator=generator).prev_sample
+        previous = t - scheduler.config.num_train_timesteps // steps
+        background = scheduler.add_noise(target, noise(), previous.view(1)) if previous >= 0 else target
+        m_t = mask * min(1.0, index / (count - threshold))
+        x = m_t * x_prev + (1 - m_t) * background
+    return mask * x0 + (1 - mask) * target
+
+
+def test_zero_guidance_equals_plain_masked_sdedit_and_keeps_the_target_outside_the_mask(prior, aligned_pair):
+    (target, _), _ = aligned_pair
+    mask = centre_mask(target.shape[-1])
+    zero = {"identity": (0.0, lambda x: x.sum()), "reconstruction": (0.0, reconstruction_loss(target))}
+    trace = face_swap_sample(prior.unet, prior.scheduler, target, mask, zero, steps=6, skip=1, threshold=2,
+                             generator=torch.Generator().manual_seed(7))
+    reference = plain_masked_sdedit(prior.unet, prior.scheduler, target, mask, 6, 1, 2, torch.Generator().manual_seed(7))
+    assert torch.allclose(trace.image, reference, atol=1e-5)
+    assert torch.equal(trace.image[mask.expand_as(target) == 0], target[mask.expand_as(target) == 0])
+    assert not torch.allclose(trace.image, target)  # inside the mask something was sampled
+    assert trace.losses == {}  # zero-weight terms are not evaluated
+
+
+def test_identity_guidance_lowers_the_identity_loss(prior, aligned_pair):
+    (target, target_box), (source, source_box) = aligned_pair
+    guide = models.get("facenet-vggface2")
+    mask = centre_mask(target.shape[-1])
+    with torch.no_grad():
+        source_embedding = guide.embed(face_views(source, source_box, guide.image_size))
+    final_loss = identity_loss(guide.embed, source_embedding, mask, target_box, guide.image_size, 1, None)
+
+    def final_identity_loss(weight: float) -> float:
+        losses = {"identity": (weight, final_loss)}
+        trace = face_swap_sample(prior.unet, prior.scheduler, target, mask, losses, steps=25, skip=5, threshold=8,
+                                 generator=torch.Generator().manual_seed(11))
+        with torch.no_grad():
+            return float(final_loss(trace.image))
+
+    unguided, guided = final_identity_loss(0.0), final_identity_loss(300.0)
+    assert guided < 0.9 * unguided, (guided, unguided)  # measured: 0.485 -> 0.406
+
+
+# ---- face toolkit on a real photo -------------------------------------------------------------
+
+def test_real_mtcnn_finds_one_face_and_alignment_puts_the_eyes_on_the_template(astronaut, detector):
+    faces = detector.detect(Image.fromarray(astronaut))
+    assert len(faces) == 1 and faces[0].score > 0.99 and faces[0].side > MIN_FACE_SIDE
+    aligned = align_face(astronaut, faces[0], 256)
+    assert aligned.image.shape == (256, 256, 3)
+    assert np.abs(aligned.landmarks[:2] - TEMPLATE_EYES_256).max() < 4  # within a few pixels
+    points = np.random.default_rng(0).uniform(0, 512, size=(20, 2))
+    back = transform_points(invert(aligned.matrix), transform_points(aligned.matrix, points))
+    assert np.abs(back - points).max() < 1e-6
+    # The aligned crop really shows that region: warping it back matches the photo around the eyes.
+    restored, mask = paste_back(astronaut, aligned.image, aligned, np.ones((256, 256), np.float32))
+    x0, y0, x1, y1 = faces[0].box.astype(int)
+    error = np.abs(restored[y0:y1, x0:x1].astype(int) - astronaut[y0:y1, x0:x1].astype(int)).mean()
+    assert error < 6, error
+
+
+def test_paste_back_restores_the_photo_outside_the_feathered_mask(astronaut, detector):
+    aligned = align_face(astronaut, detector.detect(Image.fromarray(astronaut))[0], 64)
+    face = np.zeros((64, 64), np.float32)
+    face[20:44, 16:48] = 1
+    soft = feathered(face, grow=2, blur=3)
+    assert 0 < soft[18, 30] < 1 or 0 < soft[16, 30] < 1  # the edge is soft
+    result = np.full((64, 64, 3), 255, np.uint8)
+    composite, mask = paste_back(astronaut, result, aligned, soft)
+    outside = mask == 0
+    assert outside.mean() > 0.9
+    assert np.array_equal(composite[outside], astronaut[outside])
+    assert (composite[mask > 0.99] >= 250).all()  # inside, the new pixels
+
+
+# ---- run_face_swap: the tab's function ---------------------------------------------------------
+
+def test_swap_end_to_end_keeps_the_target_outside_the_mask_and_marks_the_png(astronaut):
+    result = run_face_swap("assets/camera.jpg", Image.fromarray(astronaut), **FAST)  # camera.jpg is grayscale
+    assert result.image.size == (512, 512) and result.faces_found == 1
+    photo = np.asarray(result.image)
+    paste = np.asarray(result.paste_mask)
+    assert np.array_equal(photo[paste == 0], astronaut[paste == 0])
+    assert (paste > 0).any() and not np.array_equal(photo, astronaut)
+    parameters = read_parameters(result.path)
+    assert "generated" in parameters["generated"].lower() and parameters["seed"] == 3
+    assert len(result.schedule) == 4 and result.schedule[0] == 0.0
+    assert set(result.similarity) == {"source↔result", "target↔result", "source↔target"}
+    assert len(result.trajectory) >= 2
+
+
+def test_same_seed_same_swap(astronaut):
+    first = run_face_swap("assets/camera.jpg", astronaut, **FAST)
+    second = run_face_swap("assets/camera.jpg", astronaut, **FAST)
+    assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
+
+
+def test_no_face_errors_name_the_image():
+    with pytest.raises(UserError, match="No face found in the source image"):
+        run_face_swap(skimage.data.coffee(), "assets/astronaut.jpg", **FAST)
+    with pytest.raises(UserError, match="No face found in the target image"):
+        run_face_swap("assets/astronaut.jpg", skimage.data.rocket(), **FAST)
+
+
+def test_several_faces_the_chosen_one_is_swapped(astronaut):
+    camera = np.asarray(Image.open("assets/camera.jpg").convert("RGB"))
+    group = np.concatenate([astronaut, camera], axis=1)  # face 1 left, face 2 right
+    result = run_face_swap("assets/astronaut.jpg", group, target_face=2, **FAST)
+    paste = np.asarray(result.paste_mask)
+    assert result.faces_found == 2 and result.parameters["target_face"] == 2
+    assert paste[:, :512].max() == 0 and paste[:, 512:].max() > 0
+    with pytest.raises(UserError, match="2 face"):
+        run_face_swap("assets/astronaut.jpg", group, target_face=3, **FAST)
+
+
+def test_tiny_faces_are_refused(astronaut):
+    small = Image.fromarray(astronaut).resize((200, 200))  # the face shrinks to about 34 px
+    with pytest.raises(UserError, match=f"at least {MIN_FACE_SIDE} pixels"):
+        run_face_swap("assets/astronaut.jpg", small, **FAST)
+
+
+def test_rgba_and_grayscale_photos_are_accepted(astronaut):
+    rgba = Image.fromarray(astronaut).convert("RGBA")
+    gray = Image.fromarray(astronaut).convert("L")
+    result = run_face_swap(rgba, gray, **FAST)
+    assert result.image.mode == "RGB" and result.image.size == (512, 512)
+
+
+def test_bad_settings_are_user_errors(astronaut):
+    with pytest.raises(UserError, match="mask-schedule"):
+        run_face_swap(astronaut, astronaut, **{**FAST, "mask_threshold": 4})
+    with pytest.raises(UserError, match="Steps"):
+        run_face_swap(astronaut, astronaut, **{**FAST, "steps": 1})
+    with pytest.raises(UserError, match="source face"):
+        run_face_swap(None, astronaut, **FAST)
