@@ -1,0 +1,1 @@
+"""Algorithms no library provides, written over diffusers / transformers components."""
