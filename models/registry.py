@@ -37,7 +37,7 @@ class ModelSpec:
 
 
 # One module per model family; each holds its loaders, tiny builders and a SPECS list.
-FAMILIES = ["clip", "stable_diffusion"]
+FAMILIES = ["clip", "stable_diffusion", "gligen"]
 
 
 def collect_registry() -> dict[str, ModelSpec]:
