@@ -19,7 +19,7 @@ CANVAS_SIDE = 512  # pixel coordinates refer to this square (SD-1.x's output siz
 LAYOUTS = Path(__file__).resolve().parent.parent / "assets" / "layouts"
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
           (240, 50, 230), (210, 245, 60)]
-_LINE = re.compile(r"^(?P<phrase>.+?)\s*:\s*(?P<numbers>[^:]+)$")
+_LINE = re.compile(r"^(?P<phrase>.*?)\s*:\s*(?P<numbers>[^:]+)$")
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,15 @@ def _box_from_numbers(phrase: str, numbers: list[float], where: str) -> Box:
         raise UserError(f"{where}: give four numbers x0,y0,x1,y1 after the phrase (got {len(numbers)}).")
     if all(0 <= n <= 1 for n in numbers):
         return Box(phrase, *numbers)
+    if not all(n == int(n) for n in numbers):
+        raise UserError(f"{where}: {', '.join(f'{n:g}' for n in numbers)} reaches outside the image in 0-1 "
+                        f"coordinates; pixel coordinates (0-{CANVAS_SIDE}) are whole numbers.")
     return normalise(phrase, *numbers, CANVAS_SIDE, CANVAS_SIDE)
 
 
 def parse_layout(text: str | None) -> list[Box]:
     """Boxes from the text form: one `phrase: x0,y0,x1,y1` per line (all four in 0-1: normalised,
-    otherwise pixels of the 512x512 canvas), or a JSON layout as in assets/layouts. Not validated."""
+    otherwise whole pixels of the 512x512 canvas), or a JSON layout as in assets/layouts. Not validated."""
     text = (text or "").strip()
     if text.startswith(("{", "[")):
         return _parse_json(text)
