@@ -173,9 +173,9 @@ def blank_canvas() -> np.ndarray:
 
 
 def box_editor(default: ExampleLayout | None = None):
-    """The canvas + text form. The text is what the run reads; drawing on the canvas rewrites it, and
-    "Show on canvas" redraws the typed boxes. Returns (prompt, layout_text) components, plus the
-    examples are wired to fill both."""
+    """The canvas + text form. The text is what the run reads; two buttons copy the drawn boxes into
+    it and redraw the typed ones (explicit, because the canvas also fires `change` when it mounts).
+    Examples fill prompt and text. Returns the (prompt, layout_text) components."""
     import gradio as gr
     from gradio_image_annotation import image_annotator
 
@@ -193,7 +193,9 @@ def box_editor(default: ExampleLayout | None = None):
             text = gr.Textbox(
                 label="Boxes (`phrase: x0, y0, x1, y1` per line; 0-1, or pixels of the 512x512 canvas)",
                 value=default.text if default else "", lines=5, elem_classes=["box-text"])
-            show = gr.Button("Show typed boxes on the canvas", size="sm")
+            with gr.Row():
+                use = gr.Button("Use the drawn boxes", size="sm")
+                show = gr.Button("Show typed boxes on the canvas", size="sm")
     if layouts:
         gr.Examples([[layout.prompt, layout.text] for layout in layouts], inputs=[prompt, text],
                     label="Example layouts (assets/layouts)")
@@ -206,6 +208,6 @@ def box_editor(default: ExampleLayout | None = None):
     def text_to_canvas(layout_text):
         return annotation_from_boxes(parse_layout(layout_text), blank_canvas())
 
-    canvas.change(canvas_to_text, inputs=canvas, outputs=text, api_visibility="private")
+    use.click(canvas_to_text, inputs=canvas, outputs=text, api_visibility="private")
     show.click(text_to_canvas, inputs=text, outputs=canvas, api_visibility="private")
     return prompt, text

@@ -190,7 +190,7 @@ def energy_figure(result: LayoutGuidanceResult):
     right.plot(steps, [r.inside_after for r in result.steps], label="layout guidance")
     if result.plain_steps is not None:
         right.plot(steps, [r.inside_after for r in result.plain_steps], label="no guidance", linestyle="--")
-    right.axvspan(0.5, result.parameters["guided_steps"] + 0.5, color="orange", alpha=0.15, label="guided steps")
+    right.axvspan(0.5, min(result.parameters["guided_steps"], len(steps)) + 0.5, color="orange", alpha=0.15, label="guided steps")
     right.set_xlabel("denoising step")
     right.set_ylabel("attention share inside boxes")
     right.set_title("Phrase attention inside its box")
@@ -206,7 +206,7 @@ def summary(result: LayoutGuidanceResult) -> str:
         lines.append(f"- `{box.phrase}` → prompt tokens {tokens}")
     final = result.steps[-1].inside_after
     if result.plain_steps is not None:
-        lines.append(f"Attention inside the boxes at the last step: {final:.3f} with guidance, "
+        lines.append(f"\nAttention inside the boxes at the last step: {final:.3f} with guidance, "
                      f"{result.plain_steps[-1].inside_after:.3f} without.")
     return "\n".join(lines)
 
