@@ -85,6 +85,7 @@ def run_layout_guidance(
     seed: int = lg.SEED,
     randomize: bool = False,
     compare_unguided: bool = True,
+    forward_strength: float = 0.0,
     progress: ProgressFn | None = None,
 ) -> LayoutGuidanceResult:
     """Generate with layout guidance over the shared SD-1.5 base (and, to compare, without)."""
@@ -97,25 +98,30 @@ def run_layout_guidance(
         raise UserError(f"The loss scale must be between 0 and 1000 (got {loss_scale}).")
     if not 1 <= float(guidance_scale) <= 30:
         raise UserError(f"The CFG scale must be between 1 and 30 (got {guidance_scale}).")
+    if not 0 <= float(forward_strength) <= 1:
+        raise UserError(f"The forward-guidance strength λ must be between 0 and 1 (got {forward_strength}).")
     seed = resolve_seed(seed, randomize)
     base = models.get(SD15, progress)
     token_groups = token_groups_for(base.tokenizer, prompt, boxes)
     box_groups = [[box.xyxy] for box in boxes]
     started = time.perf_counter()
-    runs = [("layout guidance", float(loss_scale))] + ([("plain SD", 0.0)] if compare_unguided else [])
+    runs = [("layout guidance", float(loss_scale), float(forward_strength))]
+    runs += [("plain SD", 0.0, 0.0)] if compare_unguided else []
     outputs = []
-    for run_index, (what, scale) in enumerate(runs):
+    for run_index, (what, scale, strength) in enumerate(runs):
         def on_step(index: int, what=what, run_index=run_index) -> None:
             if progress is not None:
                 progress((run_index * steps + index + 1) / (len(runs) * steps), desc=f"{what}: step {index + 1}/{steps}")
         outputs.append(lg.generate_with_layout_guidance(
             lg.lms_pipeline(base), prompt, token_groups, box_groups, generator_for(seed, base.device),
             steps=steps, guided_steps=guided_steps, iterations=iterations, loss_scale=scale,
-            loss_threshold=float(loss_threshold), guidance_scale=float(guidance_scale), on_step=on_step))
+            loss_threshold=float(loss_threshold), guidance_scale=float(guidance_scale), forward_strength=strength,
+            on_step=on_step))
     parameters = dict(method="layout guidance (Chen et al.)", model=SD15, prompt=prompt,
                       boxes=[[box.phrase, *box.xyxy] for box in boxes], steps=steps, guided_steps=guided_steps,
                       iterations=iterations, loss_scale=float(loss_scale), loss_threshold=float(loss_threshold),
-                      guidance_scale=float(guidance_scale), scheduler="LMSDiscreteScheduler", seed=seed)
+                      guidance_scale=float(guidance_scale), forward_strength=float(forward_strength),
+                      scheduler="LMSDiscreteScheduler", seed=seed)
     guided = outputs[0]
     plain = outputs[1] if compare_unguided else None
     return LayoutGuidanceResult(
@@ -123,7 +129,8 @@ def run_layout_guidance(
         boxed=draw_boxes(guided.image, boxes),
         boxes=boxes,
         steps=guided.steps,
-        plain_image=png_with_parameters(plain.image, {**parameters, "loss_scale": 0.0}, "plain-sd") if plain else None,
+        plain_image=png_with_parameters(plain.image, {**parameters, "loss_scale": 0.0, "forward_strength": 0.0},
+                                        "plain-sd") if plain else None,
         plain_steps=plain.steps if plain else None,
         token_groups=token_groups,
         parameters=parameters,
@@ -236,6 +243,8 @@ def build_ui() -> None:
                     loss_scale = gr.Slider(0, 100, value=lg.LOSS_SCALE, step=1, label="Loss scale η (0 = off)")
                     threshold = gr.Slider(0, 1, value=lg.LOSS_THRESHOLD, step=0.01, label="Stop below energy")
                     cfg = gr.Slider(1, 20, value=lg.CFG_SCALE, step=0.5, label="CFG scale")
+                forward = gr.Slider(0, 1, value=0, step=0.05,
+                                    label="Forward guidance λ (the paper's weaker, gradient-free variant; 0 = off)")
                 compare = gr.Checkbox(value=True, label="Also run without guidance (same seed) to compare")
             seed, randomize = seed_controls(lg.SEED)
             generate = gr.Button("Generate with layout guidance", variant="primary")
@@ -253,9 +262,9 @@ def build_ui() -> None:
 
     @user_errors
     def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg, seed,
-                        randomize, compare, map_step, progress=gr.Progress(track_tqdm=True)):
+                        randomize, compare, forward, map_step, progress=gr.Progress(track_tqdm=True)):
         result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg,
-                                     seed, randomize, compare, progress)
+                                     seed, randomize, compare, forward, progress)
         guided_view, plain_view = attention_views(result, map_step)
         return (result.boxed, result.image, result.plain_image, summary(result), guided_view, plain_view,
                 energy_figure(result), result.parameters["seed"], result)
@@ -268,7 +277,7 @@ def build_ui() -> None:
 
     generate.click(generate_for_ui,
                    inputs=[prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg, seed,
-                           randomize, compare, map_step],
+                           randomize, compare, forward, map_step],
                    outputs=[boxed, image, plain, info, guided_maps, plain_maps, energy, seed, state],
                    api_name="layout_guidance", concurrency_id="diffusion")
     map_step.release(maps_at, inputs=[state, map_step], outputs=[guided_maps, plain_maps],

@@ -101,7 +101,7 @@ def test_box_endpoints_answer_through_gradio_client(app_server):
     client = Client(app_server.url, verbose=False)
     layout = "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 320, 256, 480, 448"
     boxed, image, plain, info, guided_maps, plain_maps, energy, seed = client.predict(
-        PROMPT, layout, 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 1, api_name="/layout_guidance")
+        PROMPT, layout, 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 0.0, 1, api_name="/layout_guidance")
     assert seed == 9 and "teddy bear" in info
     assert read_parameters(image)["boxes"][1] == ["red ball", 0.625, 0.5, 0.9375, 0.875]
     assert Image.open(guided_maps).size == Image.open(plain_maps).size
@@ -110,5 +110,5 @@ def test_box_endpoints_answer_through_gradio_client(app_server):
     plain, guided, gligen, seed = client.predict(PROMPT, layout, 2, 6, False, api_name="/boxes_side_by_side")
     assert seed == 6 and Image.open(plain).size == Image.open(gligen).size
     with pytest.raises(Exception, match="phrase 'dragon' is not in the prompt"):
-        client.predict(PROMPT, "dragon: 0.1,0.1,0.5,0.5", 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 1,
+        client.predict(PROMPT, "dragon: 0.1,0.1,0.5,0.5", 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 0.0, 1,
                        api_name="/layout_guidance")

@@ -155,3 +155,28 @@ def test_run_returns_images_maps_and_parameters():
 def test_bad_layouts_are_refused_with_a_clear_message(layout, message):
     with pytest.raises(UserError, match=message):
         run_layout_guidance(PROMPT, layout, steps=1)
+
+
+def test_forward_guidance_moves_a_share_of_each_token_mass_into_its_box_in_the_conditional_half():
+    maps = torch.cat([_maps(0.0), _maps(0.0)])  # [uncond heads; cond heads], token 1 all outside the box
+    top_left = [[0.0, 0.0, 0.5, 0.5]]
+    assert torch.equal(lg.forward_guidance_edit([[1]], [top_left], 0.0, True)(maps), maps)
+    edited = lg.forward_guidance_edit([[1]], [top_left], 0.5, True)(maps)
+    uncond, cond = edited.chunk(2)
+    assert torch.equal(uncond, maps.chunk(2)[0]) and torch.equal(cond[:, :, [0, 2, 3, 4]], maps[2:, :, [0, 2, 3, 4]])
+    assert torch.allclose(cond[:, :, 1].sum(dim=1), maps[2:, :, 1].sum(dim=1))  # each token keeps its mass
+    share = lg.inside_fraction(cond, [1], top_left)
+    assert (share > 0.4).all() and (share <= 0.5 + 1e-6).all()  # about λ of it now lies inside
+
+
+def test_forward_guidance_alone_changes_the_image_and_raises_in_box_attention(guided_and_plain):
+    _, plain = guided_and_plain
+    base = models.get("sd15")
+    groups = lg.phrase_token_indices(base.tokenizer, PROMPT, ["cat", "teddy bear", "cat"])
+    boxes = [[[0, 0, 0.5, 0.5]], [[0.5, 0.5, 1, 1]], [[0, 0.5, 0.5, 1]]]
+    forward = lg.generate_with_layout_guidance(
+        lg.lms_pipeline(base), PROMPT, groups, boxes, torch.Generator().manual_seed(7), steps=STEPS,
+        guided_steps=GUIDED, loss_scale=0.0, forward_strength=0.5)
+    assert all(not record.energies for record in forward.steps)  # no gradient steps
+    assert forward.steps[0].inside_after > plain.steps[0].inside_after
+    assert not np.array_equal(np.asarray(forward.image), np.asarray(plain.image))

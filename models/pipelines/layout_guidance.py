@@ -16,6 +16,10 @@ One deliberate difference from the repo: its loss variable is set to 10000 once 
 iteration gets below the threshold guidance never runs again. Here each guided step starts afresh
 (at least one iteration, stop after the iteration whose energy is at or below the threshold), as the
 paper describes guidance at every one of the first steps.
+
+Forward guidance (paper only, weaker) is here too: during the guided steps the normal step's
+cross-attention of the object tokens is partly moved into a blurred box window
+(`forward_guidance_edit`), without gradients.
 """
 from __future__ import annotations
 
@@ -125,6 +129,30 @@ def mean_inside_fraction(layer_maps: Sequence[torch.Tensor], token_groups: Seque
     return float(torch.stack(values).mean())
 
 
+def forward_guidance_edit(token_groups: Sequence[Sequence[int]], box_groups: Sequence[Sequence[Box]],
+                          strength: float, conditional_half: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Forward guidance (the paper's weaker variant; not in the repo): for each object token i,
+    A[:, i] ← (1-λ)·A[:, i] + λ·g·Σ_p A[p, i], with g the object's box mask blurred by a Gaussian
+    and normalised to sum 1 — each token keeps its mass, a share λ of it moves into the box. Only the
+    conditional half of a CFG batch is edited."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    def edit(probabilities: torch.Tensor) -> torch.Tensor:
+        side = int(round(probabilities.shape[1] ** 0.5))
+        edited = probabilities.clone()
+        rows = slice(probabilities.shape[0] // 2 if conditional_half else 0, None)
+        for tokens, boxes in zip(token_groups, box_groups):
+            window = gaussian_blur(box_mask(boxes, side, side, probabilities.device)[None, None],
+                                   kernel_size=2 * (side // 8) + 1, sigma=max(side / 16, 0.5)).reshape(-1)
+            window = (window / window.sum()).to(probabilities.dtype)
+            for token in tokens:
+                column = probabilities[rows, :, token]
+                edited[rows, :, token] = (1 - strength) * column + strength * window * column.sum(dim=1, keepdim=True)
+        return edited
+
+    return edit
+
+
 # ---- capturing cross-attention probabilities --------------------------------------------------
 
 def guided_layer_names(unet: Any) -> list[str]:
@@ -134,11 +162,13 @@ def guided_layer_names(unet: Any) -> list[str]:
 
 
 class AttentionStore:
-    """Receives the softmaxed cross-attention of the guided layers while `recording` is set."""
+    """Receives the softmaxed cross-attention of the guided layers while `recording` is set; when
+    `edit` is set, the layers use `edit(probabilities)` instead (forward guidance)."""
 
     def __init__(self) -> None:
         self.recording = False
         self.maps: dict[str, torch.Tensor] = {}
+        self.edit: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def layer_maps(self, conditional_half: bool) -> list[torch.Tensor]:
         """The captured maps in layer order; with CFG batches keep the conditional half."""
@@ -165,6 +195,8 @@ class CaptureCrossAttention:
         key = attn.head_to_batch_dim(attn.to_k(context))
         value = attn.head_to_batch_dim(attn.to_v(context))
         probabilities = attn.get_attention_scores(query, key, attention_mask)  # [B*heads, HW, 77]
+        if self.store.edit is not None:
+            probabilities = self.store.edit(probabilities)
         if self.store.recording:
             self.store.maps[self.name] = probabilities
         hidden_states = attn.batch_to_head_dim(torch.bmm(probabilities, value))
@@ -212,6 +244,7 @@ class StepRecord:
     energies: list[float] = field(default_factory=list)  # L before each guidance update (empty: not guided)
     energy_after: float = 0.0  # L at the latent the normal step used
     inside_after: float = 0.0  # mean share of the phrases' attention inside their boxes, same latent
+    # (with forward guidance: of the edited attention the step used)
     phrase_maps: np.ndarray | None = None  # [phrases, h, w] attention per phrase (mean of layers, heads, tokens)
 
 
@@ -256,13 +289,15 @@ def generate_with_layout_guidance(
     loss_scale: float = LOSS_SCALE,
     loss_threshold: float = LOSS_THRESHOLD,
     guidance_scale: float = CFG_SCALE,
+    forward_strength: float = 0.0,
     on_step: Callable[[int], None] | None = None,
 ) -> LayoutGuidanceOutput:
     """Sample one image from `pipe` (a StableDiffusionPipeline with an LMS scheduler of its own),
     steering the latent so each object's tokens (`token_groups`) attend inside its boxes.
 
-    With `loss_scale=0` or `guided_steps=0` this is the plain CFG sampler (the same image as
-    `pipe(...)` with the same generator)."""
+    `forward_strength` λ > 0 also edits the attention of the normal step during the guided steps
+    (forward guidance). With `loss_scale=0` and λ=0, or `guided_steps=0`, this is the plain CFG
+    sampler (the same image as `pipe(...)` with the same generator)."""
     device = pipe._execution_device
     do_cfg = guidance_scale > 1.0
     with torch.no_grad():
@@ -282,9 +317,12 @@ def generate_with_layout_guidance(
             if index < guided_steps and loss_scale > 0:
                 latents = _guide(pipe, store, latents, timestep, sigma, conditional, token_groups, box_groups,
                                  iterations, loss_scale, loss_threshold, record)
+            if index < guided_steps and forward_strength > 0:
+                store.edit = forward_guidance_edit(token_groups, box_groups, forward_strength, do_cfg)
             with torch.no_grad():
                 model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if do_cfg else latents, timestep)
                 noise = pipe.unet(model_input, timestep, encoder_hidden_states=text).sample
+                store.edit = None
                 layer_maps = store.layer_maps(conditional_half=do_cfg)
                 record.energy_after = float(layout_energy(layer_maps, token_groups, box_groups))
                 record.inside_after = mean_inside_fraction(layer_maps, token_groups, box_groups)
