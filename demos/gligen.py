@@ -16,10 +16,11 @@ from PIL import Image
 import models
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
+from demos.inputs import rgb_image
 from demos.layout_guidance import MAX_STEPS, check_int, check_prompt
 from models import UserError
 from models.cache import ProgressFn
-from models.gligen import GLIGEN, MAX_OBJECTS
+from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
 
 BETA = 0.3  # diffusers' default scheduled-sampling β (the docs examples use 1.0)
 STEPS = 50
@@ -49,9 +50,11 @@ def run_gligen(
     guidance_scale: float = CFG_SCALE,
     seed: int = 0,
     randomize: bool = False,
+    image: Any = None,
     progress: ProgressFn | None = None,
 ) -> GligenResult:
-    """Generate with GLIGEN's gated grounding layers fed the typed boxes."""
+    """Generate with GLIGEN's gated grounding layers fed the typed boxes; given an `image`, insert the
+    objects into it (the inpainting checkpoint regenerates the boxes of its centre square)."""
     prompt = check_prompt(prompt)
     boxes = validate_boxes(parse_layout(layout), MAX_OBJECTS)
     steps = check_int(steps, "Steps", 1, MAX_STEPS)
@@ -59,14 +62,17 @@ def run_gligen(
         raise UserError(f"β (the share of steps with grounding) must be between 0 and 1 (got {beta}).")
     if not 1 <= float(guidance_scale) <= 30:
         raise UserError(f"The CFG scale must be between 1 and 30 (got {guidance_scale}).")
+    picture = None if image is None else rgb_image(image, "an image to insert into")
     seed = resolve_seed(seed, randomize)
-    pipe = models.get(GLIGEN, progress)
+    model = GLIGEN if picture is None else GLIGEN_INPAINTING
+    pipe = models.get(model, progress)
     phrases, normalised = gligen_grounding(boxes)
     started = time.perf_counter()
     image = pipe(prompt, gligen_phrases=phrases, gligen_boxes=normalised,
                  gligen_scheduled_sampling_beta=float(beta), num_inference_steps=steps,
-                 guidance_scale=float(guidance_scale), generator=generator_for(seed, pipe.device)).images[0]
-    parameters = dict(method="GLIGEN", model=GLIGEN, prompt=prompt, boxes=[[p, *b] for p, b in zip(phrases, normalised)],
+                 guidance_scale=float(guidance_scale), gligen_inpaint_image=picture,
+                 generator=generator_for(seed, pipe.device)).images[0]
+    parameters = dict(method="GLIGEN", model=model, prompt=prompt, boxes=[[p, *b] for p, b in zip(phrases, normalised)],
                       beta=float(beta), steps=steps, guidance_scale=float(guidance_scale), seed=seed)
     return GligenResult(png_with_parameters(image, parameters, "gligen"), draw_boxes(image, boxes), phrases,
                         normalised, parameters, time.perf_counter() - started)
@@ -91,6 +97,10 @@ def build_ui() -> None:
                 beta = gr.Slider(0, 1, value=BETA, step=0.05, label="β: share of steps with grounding")
                 steps = gr.Slider(1, MAX_STEPS, value=STEPS, step=1, label="Steps")
                 cfg = gr.Slider(1, 20, value=CFG_SCALE, step=0.5, label="CFG scale")
+            with gr.Accordion("Insert into my image (GLIGEN inpainting checkpoint)", open=False):
+                picture = gr.Image(label="Image (its centre square is used; the boxes are regenerated)",
+                                   type="pil", sources=["upload", "clipboard"], height=240)
+                clear = gr.Button("No image: generate from scratch", size="sm")
             seed, randomize = seed_controls()
             generate = gr.Button("Generate with GLIGEN", variant="primary")
         with gr.Column():
@@ -99,9 +109,11 @@ def build_ui() -> None:
             grounding = gr.JSON(label="Grounding sent to the pipeline (phrase, normalised x0 y0 x1 y1)")
 
     @user_errors
-    def generate_for_ui(prompt, layout, beta, steps, cfg, seed, randomize, progress=gr.Progress(track_tqdm=True)):
-        result = run_gligen(prompt, layout, beta, steps, cfg, seed, randomize, progress)
+    def generate_for_ui(prompt, layout, beta, steps, cfg, seed, randomize, picture,
+                        progress=gr.Progress(track_tqdm=True)):
+        result = run_gligen(prompt, layout, beta, steps, cfg, seed, randomize, picture, progress)
         return result.boxed, result.image, result.parameters["boxes"], result.parameters["seed"]
 
-    generate.click(generate_for_ui, inputs=[prompt, layout, beta, steps, cfg, seed, randomize],
+    clear.click(lambda: None, outputs=picture, api_visibility="private")
+    generate.click(generate_for_ui, inputs=[prompt, layout, beta, steps, cfg, seed, randomize, picture],
                    outputs=[boxed, image, grounding, seed], api_name="gligen", concurrency_id="diffusion")

@@ -10,6 +10,7 @@ from .registry import LoadContext, ModelSpec
 from .stable_diffusion import fp16_variant, tiny_sd_components, tiny_unet_config
 
 GLIGEN = "gligen-text-box"
+GLIGEN_INPAINTING = "gligen-inpainting-text-box"
 MAX_OBJECTS = 30  # StableDiffusionGLIGENPipeline keeps only the first 30 boxes
 
 
@@ -24,13 +25,14 @@ def load_gligen(context: LoadContext) -> Any:
     return pipe.to(context.device)
 
 
-def build_tiny_gligen(folder: Path) -> None:
+def build_tiny_gligen(folder: Path, unet_in_channels: int = 4) -> None:
     """Tiny SD components with a gated (GLIGEN) UNet; phrase features are the text encoder's pooled
-    output, so the text hidden size must equal the UNet's cross-attention dim (32 here)."""
+    output, so the text hidden size must equal the UNet's cross-attention dim (32 here). The
+    inpainting UNet reads 9 channels: latent, masked image latent, mask."""
     from diffusers import StableDiffusionGLIGENPipeline, UNet2DConditionModel
 
     components = tiny_sd_components()
-    components["unet"] = UNet2DConditionModel(**tiny_unet_config(), attention_type="gated")
+    components["unet"] = UNet2DConditionModel(**tiny_unet_config(unet_in_channels), attention_type="gated")
     pipe = StableDiffusionGLIGENPipeline(**components, safety_checker=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
 
@@ -43,5 +45,13 @@ SPECS = [
         loader=load_gligen,
         tiny_builder=build_tiny_gligen,
         description="GLIGEN text-box grounding on SD-1.4 (fp16 files on GPU): UNet with gated self-attention",
+    ),
+    ModelSpec(
+        name=GLIGEN_INPAINTING,
+        checkpoint="masterful/gligen-1-4-inpainting-text-box",
+        download_gb=2.6,
+        loader=load_gligen,
+        tiny_builder=lambda folder: build_tiny_gligen(folder, unet_in_channels=9),
+        description="GLIGEN inpainting: regenerates the boxes of a given image, grounded by the phrases",
     ),
 ]

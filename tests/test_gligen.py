@@ -13,7 +13,7 @@ from demos.boxes_side_by_side import run_side_by_side
 from demos.generation import read_parameters
 from demos.gligen import run_gligen
 from models import UserError
-from models.gligen import GLIGEN, MAX_OBJECTS
+from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
 
 PROMPT = "a teddy bear and a red ball on a wooden table"
 
@@ -77,6 +77,26 @@ def test_gligen_gets_normalised_xyxy_boxes_in_phrase_order(monkeypatch):
     assert list(Image.open(again.image).getdata()) == list(Image.open(result.image).getdata())  # same seed
 
 
+def test_inserting_into_an_image_uses_the_inpainting_checkpoint_with_that_image(monkeypatch):
+    from demos.clip_zero_shot import ASSETS
+
+    pipe = models.get(GLIGEN_INPAINTING)
+    assert pipe.unet.config.in_channels == 9  # latent + masked-image latent + mask
+    calls = []
+    original = type(pipe).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append((self, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    result = run_gligen(PROMPT, "red ball: 0.6,0.5,0.9,0.8", steps=2, seed=1, image=str(ASSETS / "coffee.jpg"))
+    ((called, kwargs),) = calls
+    assert called is pipe and kwargs["gligen_inpaint_image"].size == Image.open(ASSETS / "coffee.jpg").size
+    assert read_parameters(result.image)["model"] == GLIGEN_INPAINTING
+    assert Image.open(result.image).size == (pipe.vae.config.sample_size,) * 2
+
+
 @pytest.mark.parametrize("layout, message", [
     ("ball: -0.1, 0.2, 0.5, 0.9", "outside the image"),
     ("ball: 0.4, 0.2, 0.1, 0.9", "no area"),
@@ -105,7 +125,7 @@ def test_box_endpoints_answer_through_gradio_client(app_server):
     assert seed == 9 and "teddy bear" in info
     assert read_parameters(image)["boxes"][1] == ["red ball", 0.625, 0.5, 0.9375, 0.875]
     assert Image.open(guided_maps).size == Image.open(plain_maps).size
-    boxed, image, grounding, seed = client.predict(PROMPT, layout, 0.3, 2, 7.5, 4, False, api_name="/gligen")
+    boxed, image, grounding, seed = client.predict(PROMPT, layout, 0.3, 2, 7.5, 4, False, None, api_name="/gligen")
     assert seed == 4 and [row[0] for row in grounding] == ["teddy bear", "red ball"]
     plain, guided, gligen, seed = client.predict(PROMPT, layout, 2, 6, False, api_name="/boxes_side_by_side")
     assert seed == 6 and Image.open(plain).size == Image.open(gligen).size
