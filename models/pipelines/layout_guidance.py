@@ -24,8 +24,9 @@ cross-attention of the object tokens is partly moved into a blurred box window
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -206,30 +207,23 @@ class CaptureCrossAttention:
         return hidden_states / attn.rescale_output_factor
 
 
-class capture_cross_attention:
-    """Context manager: install capturing processors on the guided layers of a (shared) UNet and put
-    the previous processors back on exit, whatever happens. The UNet belongs to the shared SD-1.5
-    base, so other tabs would see the swap: a lock keeps layout-guidance runs from interleaving, and
-    the capturing processor computes the same attention as the default one, so a concurrent run of
-    another tab on the same UNet gets the same result (only slower; the heavy tabs share one queue)."""
-
-    def __init__(self, unet: Any) -> None:
-        self.unet, self.store = unet, AttentionStore()
-
-    def __enter__(self) -> AttentionStore:
-        _PROCESSOR_LOCK.acquire()
-        self.previous = dict(self.unet.attn_processors)
-        processors = dict(self.previous)
-        for name in guided_layer_names(self.unet):
-            processors[name] = CaptureCrossAttention(name, self.store)
-        self.unet.set_attn_processor(processors)
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
+@contextmanager
+def capture_cross_attention(unet: Any) -> Iterator[AttentionStore]:
+    """Install capturing processors on the guided layers of a (shared) UNet and put the previous
+    processors back on exit, whatever happens. The UNet belongs to the shared SD-1.5 base, so other
+    tabs would see the swap: a lock keeps layout-guidance runs from interleaving, and the capturing
+    processor computes the same attention as the default one (except during a forward-guided step),
+    so a concurrent run of another tab on the same UNet gets the same result, only slower. The
+    events of the diffusion tabs share one queue (`concurrency_id="diffusion"`), so none runs then."""
+    store = AttentionStore()
+    with _PROCESSOR_LOCK:
+        previous = dict(unet.attn_processors)
+        unet.set_attn_processor(
+            {**previous, **{name: CaptureCrossAttention(name, store) for name in guided_layer_names(unet)}})
         try:
-            self.unet.set_attn_processor(self.previous)
+            yield store
         finally:
-            _PROCESSOR_LOCK.release()
+            unet.set_attn_processor(previous)
 
 
 # ---- the sampler ------------------------------------------------------------------------------
