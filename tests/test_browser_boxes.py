@@ -1,5 +1,5 @@
-"""Browser test: load an example layout in the box editor and run the layout-guidance and GLIGEN tabs
-in the live tiny-profile app; the images and attention maps appear."""
+"""Browser test: load an example layout in the box editor and run the layout-guidance, GLIGEN and
+side-by-side tabs in the live tiny-profile app; the images and attention maps appear."""
 from __future__ import annotations
 
 import re
@@ -9,6 +9,7 @@ from tests.conftest import ARTIFACTS, require_browser
 require_browser()
 
 EXAMPLE_PROMPT = "a teddy bear and a red ball on a wooden table"
+SERVED = re.compile(r"/gradio_api/file=.*\.png")
 
 
 def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
@@ -31,7 +32,7 @@ def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
     steps_box.press("Enter")
 
 
-def test_layout_guidance_and_gligen_tabs_run_an_example_layout(app_server, page):
+def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_server, page):
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -42,15 +43,25 @@ def test_layout_guidance_and_gligen_tabs_run_an_example_layout(app_server, page)
     _load_example_and_set_steps(page, 3, open_settings=True)
     page.get_by_role("button", name="Generate with layout guidance").click()
     expect(page.locator("#lg-summary")).to_contain_text("teddy bear", timeout=120_000)
-    expect(page.locator("#lg-maps img")).to_be_visible()
-    expect(page.locator("#lg-boxed img")).to_be_visible()
+    for output in ("#lg-boxed", "#lg-maps"):  # images are lazy-loaded: check they were sent
+        expect(page.locator(f"{output} img")).to_have_attribute("src", SERVED, timeout=30_000)
+    page.locator("#lg-boxed").scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "layout_guidance.png"), full_page=True)
 
     page.get_by_role("tab", name="GLIGEN", exact=True).click()
     _load_example_and_set_steps(page, 2, open_settings=False)
     page.get_by_role("button", name="Generate with GLIGEN").click()
-    expect(page.locator("#gligen-boxed img")).to_be_visible(timeout=120_000)
+    expect(page.locator("#gligen-boxed img")).to_have_attribute("src", SERVED, timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "gligen.png"), full_page=True)
+
+    page.get_by_role("tab", name="Boxes side by side", exact=True).click()
+    _load_example_and_set_steps(page, 2, open_settings=False)
+    page.get_by_role("button", name="Generate all three").click()
+    for output in ("#sbs-plain", "#sbs-guided", "#sbs-gligen"):
+        expect(page.locator(f"{output} img")).to_have_attribute("src", SERVED, timeout=120_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "boxes_side_by_side.png"), full_page=True)
 
     # Bad input is reported, not crashed on: a phrase that is not in the prompt.
     page.get_by_role("tab", name="Layout guidance", exact=True).click()
