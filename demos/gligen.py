@@ -16,8 +16,8 @@ from PIL import Image
 import models
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import rgb_image
-from demos.layout_guidance import MAX_STEPS, check_int, check_prompt
+from demos.inputs import prompt_text, rgb_image, whole_number
+from demos.layout_guidance import MAX_STEPS
 from models import UserError
 from models.cache import ProgressFn
 from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
@@ -55,9 +55,9 @@ def run_gligen(
 ) -> GligenResult:
     """Generate with GLIGEN's gated grounding layers fed the typed boxes; given an `image`, insert the
     objects into it (the inpainting checkpoint regenerates the boxes of its centre square)."""
-    prompt = check_prompt(prompt)
+    prompt = prompt_text(prompt, "the scene; the boxes say where its objects go")
     boxes = validate_boxes(parse_layout(layout), MAX_OBJECTS)
-    steps = check_int(steps, "Steps", 1, MAX_STEPS)
+    steps = whole_number(steps, "Steps", 1, MAX_STEPS)
     if not 0 <= float(beta) <= 1:
         raise UserError(f"β (the share of steps with grounding) must be between 0 and 1 (got {beta}).")
     if not 1 <= float(guidance_scale) <= 30:

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 import models
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
+from demos.inputs import prompt_text, whole_number
 from models import UserError
 from models.cache import ProgressFn
 from models.pipelines import layout_guidance as lg
@@ -25,7 +26,6 @@ from models.stable_diffusion import SD15
 
 MAX_BOXES = 8
 MAX_STEPS = 100
-MAX_PROMPT_CHARS = 400
 PANEL_SIDE = 256
 
 
@@ -40,25 +40,6 @@ class LayoutGuidanceResult:
     token_groups: list[list[int]]  # prompt token positions steered for each box
     parameters: dict[str, Any]
     seconds: float
-
-
-def check_prompt(prompt: str | None) -> str:
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise UserError("Please enter a prompt that names the objects in your boxes.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise UserError(f"The prompt is {len(prompt)} characters long; keep it under {MAX_PROMPT_CHARS}.")
-    return prompt
-
-
-def check_int(value: Any, what: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what} must be a whole number, not {value!r}.") from None
-    if not low <= number <= high:
-        raise UserError(f"{what} must be between {low} and {high} (got {number}).")
-    return number
 
 
 def token_groups_for(tokenizer: Any, prompt: str, boxes: list[Box]) -> list[list[int]]:
@@ -89,11 +70,11 @@ def run_layout_guidance(
     progress: ProgressFn | None = None,
 ) -> LayoutGuidanceResult:
     """Generate with layout guidance over the shared SD-1.5 base (and, to compare, without)."""
-    prompt = check_prompt(prompt)
+    prompt = prompt_text(prompt, "the objects in your boxes")
     boxes = validate_boxes(parse_layout(layout), MAX_BOXES)
-    steps = check_int(steps, "Steps", 1, MAX_STEPS)
-    guided_steps = check_int(guided_steps, "Guided steps", 0, MAX_STEPS)  # beyond `steps`: all guided
-    iterations = check_int(iterations, "Iterations per guided step", 1, 20)
+    steps = whole_number(steps, "Steps", 1, MAX_STEPS)
+    guided_steps = whole_number(guided_steps, "Guided steps", 0, MAX_STEPS)  # beyond `steps`: all guided
+    iterations = whole_number(iterations, "Iterations per guided step", 1, 20)
     if not 0 <= float(loss_scale) <= 1000:
         raise UserError(f"The loss scale must be between 0 and 1000 (got {loss_scale}).")
     if not 1 <= float(guidance_scale) <= 30:
