@@ -28,5 +28,10 @@ DEMOS: list[Demo] = [
          "Diffusion Models, AAAI 2024", "demos.controlnet", heavy=True),
     Demo("Face swap (DiffFace)", "Kim et al., DiffFace: Diffusion-based Face Swapping with Facial Guidance, "
          "arXiv 2212.13344, 2022", "demos.face_swap", heavy=True),
+    Demo("Layout guidance", "Chen, Laina, Vedaldi, Training-Free Layout Control with Cross-Attention Guidance, "
+         "WACV 2024", "demos.layout_guidance", heavy=True),
+    Demo("GLIGEN", "Li et al., GLIGEN: Open-Set Grounded Text-to-Image Generation, CVPR 2023", "demos.gligen", heavy=True),
+    Demo("Boxes side by side", "Plain Stable Diffusion vs. layout guidance (Chen et al. 2024) vs. GLIGEN "
+         "(Li et al. 2023), same prompt, boxes and seed", "demos.boxes_side_by_side", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

@@ -78,3 +78,24 @@ def text_items(text: str | Sequence[str] | None, what: str, limit: int) -> list[
     if too_long:
         raise UserError(f"A {what} is {len(too_long[0])} characters long; keep each under {MAX_PROMPT_CHARS}.")
     return items
+
+
+def prompt_text(prompt: str | None, what: str, limit: int = 400) -> str:
+    """A stripped, non-empty text prompt of at most `limit` characters; `what` says what it should describe."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise UserError(f"Please enter a prompt that describes {what}.")
+    if len(prompt) > limit:
+        raise UserError(f"The prompt is {len(prompt)} characters long; keep it under {limit}.")
+    return prompt
+
+
+def whole_number(value: Any, what: str, low: int, high: int) -> int:
+    """An integer setting (steps, iterations ...) within [low, high]."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a whole number, not {value!r}.") from None
+    if not low <= number <= high:
+        raise UserError(f"{what} must be between {low} and {high} (got {number}).")
+    return number

@@ -1,0 +1,71 @@
+"""Browser test: load an example layout in the box editor and run the layout-guidance, GLIGEN and
+side-by-side tabs in the live tiny-profile app; the images and attention maps appear."""
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ARTIFACTS, require_browser
+
+require_browser()
+
+EXAMPLE_PROMPT = "a teddy bear and a red ball on a wooden table"
+SERVED = re.compile(r"/gradio_api/file=.*\.png")
+
+
+def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
+    from playwright.sync_api import expect
+
+    panel = page.locator(".tabitem:visible")
+    panel.get_by_role("gridcell", name=EXAMPLE_PROMPT).first.click()
+    expect(panel.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPT, timeout=15_000)
+    expect(panel.locator(".box-text textarea")).to_have_value(
+        "teddy bear: 0.100, 0.150, 0.550, 0.850\nred ball: 0.620, 0.550, 0.900, 0.850")
+    panel.get_by_role("button", name="Show typed boxes on the canvas").click()
+    page.wait_for_timeout(1000)
+    panel.get_by_role("button", name="Use the drawn boxes").click()  # canvas → text: the same two boxes
+    expect(panel.locator(".box-text textarea")).to_have_value(
+        re.compile(r"^teddy bear: 0\.1\d\d, 0\.1\d\d, 0\.5\d\d, 0\.8\d\d\nred ball: "), timeout=15_000)
+    if open_settings:
+        panel.get_by_text("Guidance settings (paper defaults)").click()
+    steps_box = panel.get_by_label("number input for Steps", exact=True)
+    steps_box.fill(str(steps))
+    steps_box.press("Enter")
+
+
+def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_server, page):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(app_server.url)
+    expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
+
+    page.get_by_role("tab", name="Layout guidance", exact=True).click()
+    _load_example_and_set_steps(page, 3, open_settings=True)
+    page.get_by_role("button", name="Generate with layout guidance").click()
+    expect(page.locator("#lg-summary")).to_contain_text("teddy bear", timeout=120_000)
+    for output in ("#lg-boxed", "#lg-maps"):  # images are lazy-loaded: check they were sent
+        expect(page.locator(f"{output} img")).to_have_attribute("src", SERVED, timeout=30_000)
+    page.locator("#lg-boxed").scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "layout_guidance.png"), full_page=True)
+
+    page.get_by_role("tab", name="GLIGEN", exact=True).click()
+    _load_example_and_set_steps(page, 2, open_settings=False)
+    page.get_by_role("button", name="Generate with GLIGEN").click()
+    expect(page.locator("#gligen-boxed img")).to_have_attribute("src", SERVED, timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / "gligen.png"), full_page=True)
+
+    page.get_by_role("tab", name="Boxes side by side", exact=True).click()
+    _load_example_and_set_steps(page, 2, open_settings=False)
+    page.get_by_role("button", name="Generate all three").click()
+    for output in ("#sbs-plain", "#sbs-guided", "#sbs-gligen"):
+        expect(page.locator(f"{output} img")).to_have_attribute("src", SERVED, timeout=120_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ARTIFACTS / "boxes_side_by_side.png"), full_page=True)
+
+    # Bad input is reported, not crashed on: a phrase that is not in the prompt.
+    page.get_by_role("tab", name="Layout guidance", exact=True).click()
+    panel = page.locator(".tabitem:visible")
+    panel.locator(".box-text textarea").fill("dragon: 0.1, 0.1, 0.5, 0.5")
+    panel.get_by_role("button", name="Generate with layout guidance").click()
+    expect(page.get_by_text("The phrase 'dragon' is not in the prompt").first).to_be_visible(timeout=30_000)

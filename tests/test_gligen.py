@@ -1,0 +1,134 @@
+"""The shared box editor's parsing and validation, and the GLIGEN tab on the tiny gated UNet."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+import models
+from demos.boxes import (CANVAS_SIDE, Box, annotation_from_boxes, blank_canvas, boxes_from_annotation,
+                         draw_boxes, example_layouts, layout_to_text, normalise, parse_layout)
+from demos.boxes_side_by_side import run_side_by_side
+from demos.generation import read_parameters
+from demos.gligen import run_gligen
+from models import UserError
+from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
+
+PROMPT = "a teddy bear and a red ball on a wooden table"
+
+
+def test_text_form_reads_normalised_and_pixel_boxes_and_json():
+    boxes = parse_layout("# a comment\nteddy bear: 0.1, 0.2, 0.5, 0.9\n\nred ball: 256 128 512 384")
+    assert boxes == [Box("teddy bear", 0.1, 0.2, 0.5, 0.9), Box("red ball", 0.5, 0.25, 1.0, 0.75)]
+    as_json = json.dumps({"prompt": PROMPT, "boxes": [{"phrase": b.phrase, "box": b.xyxy} for b in boxes]})
+    assert parse_layout(as_json) == boxes
+    assert parse_layout(layout_to_text(boxes)) == boxes
+
+
+@pytest.mark.parametrize("pixels", [(0, 0, 512, 512), (17, 40, 301, 222), (100, 1, 101, 2)])
+def test_pixel_to_normalised_round_trips(pixels):
+    box = normalise("x", *pixels, CANVAS_SIDE, CANVAS_SIDE)
+    assert all(0 <= value <= 1 for value in box.xyxy)
+    assert box.to_pixels(CANVAS_SIDE, CANVAS_SIDE) == pixels
+    assert normalise("x", *box.to_pixels(640, 480), 640, 480).to_pixels(640, 480) == box.to_pixels(640, 480)
+
+
+def test_canvas_value_converts_both_ways():
+    boxes = [Box("teddy bear", 0.125, 0.25, 0.5, 0.75)]
+    value = annotation_from_boxes(boxes, blank_canvas())
+    assert value["boxes"][0]["xmin"] == 64 and value["boxes"][0]["label"] == "teddy bear"
+    assert boxes_from_annotation(value) == boxes
+    assert boxes_from_annotation(None) == []
+
+
+def test_example_layouts_parse_and_name_words_of_their_prompts():
+    layouts = example_layouts()
+    assert len(layouts) >= 3
+    for layout in layouts:
+        for box in parse_layout(layout.text):
+            assert box.phrase in layout.prompt
+
+
+def test_boxes_are_drawn_where_they_are():
+    image = draw_boxes(Image.new("RGB", (100, 100), "white"), [Box("a", 0.2, 0.2, 0.6, 0.6)], width=1)
+    assert image.getpixel((20, 40)) != (255, 255, 255) and image.getpixel((40, 40)) == (255, 255, 255)
+
+
+def test_gligen_gets_normalised_xyxy_boxes_in_phrase_order(monkeypatch):
+    pipe = models.get(GLIGEN)
+    calls = []
+    original = type(pipe).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    result = run_gligen(PROMPT, "red ball: 256, 128, 512, 384\nteddy bear: 0.1, 0.2, 0.5, 0.9", beta=0.5, steps=2,
+                        seed=11)
+    (kwargs,) = calls
+    assert kwargs["gligen_phrases"] == ["red ball", "teddy bear"]
+    assert kwargs["gligen_boxes"] == [[0.5, 0.25, 1.0, 0.75], [0.1, 0.2, 0.5, 0.9]]
+    assert kwargs["gligen_scheduled_sampling_beta"] == 0.5 and kwargs["num_inference_steps"] == 2
+    assert read_parameters(result.image)["seed"] == 11
+    again = run_gligen(PROMPT, "red ball: 256, 128, 512, 384\nteddy bear: 0.1, 0.2, 0.5, 0.9", beta=0.5, steps=2,
+                       seed=11)
+    assert list(Image.open(again.image).getdata()) == list(Image.open(result.image).getdata())  # same seed
+
+
+def test_inserting_into_an_image_uses_the_inpainting_checkpoint_with_that_image(monkeypatch):
+    from demos.clip_zero_shot import ASSETS
+
+    pipe = models.get(GLIGEN_INPAINTING)
+    assert pipe.unet.config.in_channels == 9  # latent + masked-image latent + mask
+    calls = []
+    original = type(pipe).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append((self, kwargs))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    result = run_gligen(PROMPT, "red ball: 0.6,0.5,0.9,0.8", steps=2, seed=1, image=str(ASSETS / "coffee.jpg"))
+    ((called, kwargs),) = calls
+    assert called is pipe and kwargs["gligen_inpaint_image"].size == Image.open(ASSETS / "coffee.jpg").size
+    assert read_parameters(result.image)["model"] == GLIGEN_INPAINTING
+    assert Image.open(result.image).size == (pipe.vae.config.sample_size,) * 2
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("ball: -0.1, 0.2, 0.5, 0.9", "outside the image"),
+    ("ball: 0.4, 0.2, 0.1, 0.9", "no area"),
+    ("", "at least one box"),
+    ("\n".join(["ball: 0.1,0.1,0.4,0.4"] * (MAX_OBJECTS + 1)), f"At most {MAX_OBJECTS} boxes"),
+    ("ball 0.1 0.1 0.4 0.4", "phrase: x0, y0, x1, y1"),
+])
+def test_gligen_refuses_bad_layouts(layout, message):
+    with pytest.raises(UserError, match=message):
+        run_gligen(PROMPT, layout, steps=1)
+
+
+def test_side_by_side_shares_one_seed():
+    result = run_side_by_side(PROMPT, "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 0.6,0.5,0.9,0.8", steps=2, seed=5)
+    assert result.seed == 5 and result.guided.parameters["seed"] == 5
+    assert result.plain.size == result.layout_guidance.size == result.gligen.size
+
+
+def test_box_endpoints_answer_through_gradio_client(app_server):
+    from gradio_client import Client
+
+    client = Client(app_server.url, verbose=False)
+    layout = "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 320, 256, 480, 448"
+    boxed, image, plain, info, guided_maps, plain_maps, energy, seed = client.predict(
+        PROMPT, layout, 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 0.0, 1, api_name="/layout_guidance")
+    assert seed == 9 and "teddy bear" in info
+    assert read_parameters(image)["boxes"][1] == ["red ball", 0.625, 0.5, 0.9375, 0.875]
+    assert Image.open(guided_maps).size == Image.open(plain_maps).size
+    boxed, image, grounding, seed = client.predict(PROMPT, layout, 0.3, 2, 7.5, 4, False, None, api_name="/gligen")
+    assert seed == 4 and [row[0] for row in grounding] == ["teddy bear", "red ball"]
+    plain, guided, gligen, seed = client.predict(PROMPT, layout, 2, 6, False, api_name="/boxes_side_by_side")
+    assert seed == 6 and Image.open(plain).size == Image.open(gligen).size
+    with pytest.raises(Exception, match="phrase 'dragon' is not in the prompt"):
+        client.predict(PROMPT, "dragon: 0.1,0.1,0.5,0.5", 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 0.0, 1,
+                       api_name="/layout_guidance")

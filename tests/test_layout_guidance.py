@@ -1,0 +1,182 @@
+"""Layout guidance (Chen et al.): the energy, phrase → token positions, and the guided sampler on the
+tiny SD-1.5 stand-in."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models
+from demos.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
+from models import UserError
+from models.clip import tiny_tokenizer
+from models.pipelines import layout_guidance as lg
+
+PROMPT = "a cat and a teddy bear and a cat"
+LAYOUT = "cat: 0,0,0.5,0.5\nteddy bear: 0.5,0.5,1,1\ncat: 0,0.5,0.5,1"
+
+
+# ---- the energy on hand-made maps ----------------------------------------------------------------
+
+def _maps(inside: float, heads: int = 2, side: int = 4, tokens: int = 5) -> torch.Tensor:
+    """Token 1 puts `inside` of its mass uniformly in the top-left quadrant, the rest elsewhere."""
+    grid = torch.zeros(side, side)
+    box = torch.zeros(side, side, dtype=torch.bool)
+    box[: side // 2, : side // 2] = True
+    grid[box] = inside / box.sum()
+    grid[~box] = (1 - inside) / (~box).sum()
+    maps = torch.full((heads, side * side, tokens), 0.1)
+    maps[:, :, 1] = grid.reshape(-1)
+    return maps
+
+
+@pytest.mark.parametrize("inside, expected", [(1.0, 0.0), (0.0, 1.0), (0.5, 0.25)])
+def test_energy_is_zero_inside_one_outside_and_squared_in_between(inside, expected):
+    top_left = [[0.0, 0.0, 0.5, 0.5]]
+    maps = _maps(inside)
+    assert float(lg.layout_energy([maps, maps], [[1]], [top_left])) == pytest.approx(expected, abs=1e-6)
+    # Unnormalised maps (a softmax over tokens never sums to 1 over pixels) give the same energy.
+    assert float(lg.layout_energy([3 * maps], [[1]], [top_left])) == pytest.approx(expected, abs=1e-6)
+
+
+def test_energy_averages_over_objects_tokens_and_layers():
+    top_left, right_half = [[0.0, 0.0, 0.5, 0.5]], [[0.5, 0.0, 1.0, 1.0]]
+    inside, outside = _maps(1.0), _maps(0.0)
+    # one object fully inside, one fully outside → (0 + 1) / 2
+    assert float(lg.layout_energy([inside], [[1], [1]], [top_left, [[0.6, 0.6, 1, 1]]])) == pytest.approx(0.5)
+    # two layers, one good one bad → 0.5
+    assert float(lg.layout_energy([inside, outside], [[1]], [top_left])) == pytest.approx(0.5)
+    # tokens 1 (inside) and 2 (uniform: 1/4 of the pixels are in the box) → mean of 0 and (3/4)²
+    assert float(lg.layout_energy([inside], [[1, 2]], [top_left])) == pytest.approx(0.5 * 0.75 ** 2)
+    # the union of an object's boxes is its mask
+    assert float(lg.layout_energy([outside], [[1]], [top_left + right_half])) == pytest.approx((1 - 2 / 3) ** 2)
+
+
+# ---- phrase → token positions with the real CLIPTokenizer class ------------------------------------
+
+def _tokenizer_with_whole_word_cat():
+    """A CLIPTokenizer where "cat" is one BPE token and "teddy bear" is many (no merges for them)."""
+    from transformers import CLIPTokenizer
+
+    base = tiny_tokenizer()
+    vocab = dict(base.get_vocab())
+    for token in ("ca", "cat</w>"):
+        vocab[token] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[("c", "a"), ("ca", "t</w>")], model_max_length=77)
+
+
+def test_token_indices_cover_multi_token_phrases_and_follow_repeated_words_in_order():
+    tokenizer = _tokenizer_with_whole_word_cat()
+    ids = tokenizer(PROMPT).input_ids
+    groups = lg.phrase_token_indices(tokenizer, PROMPT, ["teddy bear", "cat", "cat"])
+    teddy, first_cat, second_cat = groups
+    assert ids[0] == tokenizer.bos_token_id and min(map(min, groups)) >= 1
+    assert len(teddy) == len(tokenizer("teddy bear", add_special_tokens=False).input_ids) > 2
+    assert teddy == list(range(teddy[0], teddy[-1] + 1))
+    assert tokenizer.decode([ids[i] for i in teddy]).strip() == "teddy bear"
+    assert first_cat == [2] and len(second_cat) == 1 and second_cat[0] > teddy[-1]
+    assert tokenizer.convert_ids_to_tokens([ids[second_cat[0]]]) == ["cat</w>"]
+    with pytest.raises(lg.PhraseNotInPrompt, match="'dog'"):
+        lg.phrase_token_indices(tokenizer, PROMPT, ["dog"])
+    with pytest.raises(lg.PhraseNotInPrompt, match="listed 3 times but occurs 2"):
+        lg.phrase_token_indices(tokenizer, PROMPT, ["cat", "cat", "cat"])
+    with pytest.raises(lg.PhraseNotInPrompt):  # "cat" is not a word of "a cats party"
+        lg.phrase_token_indices(tokenizer, "a cats party", ["cat"])
+
+
+# ---- the guided sampler on the tiny model ----------------------------------------------------------
+
+STEPS, GUIDED = 4, 2
+
+
+def _sample(loss_scale: float) -> lg.LayoutGuidanceOutput:
+    base = models.get("sd15")
+    groups = lg.phrase_token_indices(base.tokenizer, PROMPT, ["cat", "teddy bear", "cat"])
+    boxes = [[[0, 0, 0.5, 0.5]], [[0.5, 0.5, 1, 1]], [[0, 0.5, 0.5, 1]]]
+    return lg.generate_with_layout_guidance(
+        lg.lms_pipeline(base), PROMPT, groups, boxes, torch.Generator().manual_seed(7), steps=STEPS,
+        guided_steps=GUIDED, iterations=3, loss_scale=lg.LOSS_SCALE, loss_threshold=0.0) if loss_scale else \
+        lg.generate_with_layout_guidance(
+            lg.lms_pipeline(base), PROMPT, groups, boxes, torch.Generator().manual_seed(7), steps=STEPS,
+            guided_steps=GUIDED, loss_scale=0.0)
+
+
+@pytest.fixture(scope="module")
+def guided_and_plain():
+    return _sample(lg.LOSS_SCALE), _sample(0.0)
+
+
+def test_guidance_lowers_the_energy_at_every_guided_step_and_raises_in_box_attention(guided_and_plain):
+    guided, plain = guided_and_plain
+    for record in guided.steps[:GUIDED]:
+        assert len(record.energies) == 3
+        assert record.energy_after < record.energies[0]  # after the updates vs before them
+        assert all(b < a for a, b in zip(record.energies, record.energies[1:] + [record.energy_after]))
+    assert all(not record.energies for record in guided.steps[GUIDED:])
+    assert guided.steps[0].energies[0] == pytest.approx(plain.steps[0].energy_after, abs=1e-4)  # same start
+    assert guided.steps[-1].inside_after > plain.steps[-1].inside_after
+    assert not np.array_equal(np.asarray(guided.image), np.asarray(plain.image))
+
+
+def test_scale_zero_reproduces_plain_stable_diffusion_and_the_shared_unet_is_left_as_found(guided_and_plain):
+    _, plain = guided_and_plain
+    base = models.get("sd15")
+    before = {name: type(p) for name, p in base.unet.attn_processors.items()}
+    reference = lg.lms_pipeline(base)(PROMPT, num_inference_steps=STEPS, guidance_scale=lg.CFG_SCALE,
+                                      generator=torch.Generator().manual_seed(7)).images[0]
+    difference = np.abs(np.asarray(reference, float) - np.asarray(plain.image, float))
+    assert difference.max() <= 2  # same image, up to float rounding of explicit vs fused attention
+    assert {name: type(p) for name, p in base.unet.attn_processors.items()} == before
+    assert not any(isinstance(p, lg.CaptureCrossAttention) for p in base.unet.attn_processors.values())
+    assert base.unet.dtype == base.vae.dtype == torch.float32  # from_pipe with dtype did not recast the base
+
+
+def test_run_returns_images_maps_and_parameters():
+    result = run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=1, iterations=1, seed=3)
+    assert result.parameters["seed"] == 3 and result.parameters["scheduler"] == "LMSDiscreteScheduler"
+    assert Image.open(result.image).size == Image.open(result.plain_image).size
+    guided_view, plain_view = attention_views(result, 1)
+    assert guided_view.size == plain_view.size and guided_view.size[0] == 3 * 256
+    assert result.steps[0].phrase_maps.shape[0] == 3
+    assert energy_figure(result) is not None
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("cat: 0.5,0.5,1.2,0.9", "outside the image"),
+    ("cat: 600,10,700,100", "outside the image"),
+    ("cat: 0.5,0.5,0.5,0.9", "no area"),
+    (": 0.1,0.1,0.4,0.4", "no phrase"),
+    ("", "at least one box"),
+    ("cat: 0.1,0.1", "four numbers"),
+    ("\n".join(["cat: 0.1,0.1,0.4,0.4"] * (MAX_BOXES + 1)), f"At most {MAX_BOXES} boxes"),
+    ("dog: 0.1,0.1,0.4,0.4", "phrase 'dog' is not in the prompt"),
+])
+def test_bad_layouts_are_refused_with_a_clear_message(layout, message):
+    with pytest.raises(UserError, match=message):
+        run_layout_guidance(PROMPT, layout, steps=1)
+
+
+def test_forward_guidance_moves_a_share_of_each_token_mass_into_its_box_in_the_conditional_half():
+    maps = torch.cat([_maps(0.0), _maps(0.0)])  # [uncond heads; cond heads], token 1 all outside the box
+    top_left = [[0.0, 0.0, 0.5, 0.5]]
+    assert torch.equal(lg.forward_guidance_edit([[1]], [top_left], 0.0, True)(maps), maps)
+    edited = lg.forward_guidance_edit([[1]], [top_left], 0.5, True)(maps)
+    uncond, cond = edited.chunk(2)
+    assert torch.equal(uncond, maps.chunk(2)[0]) and torch.equal(cond[:, :, [0, 2, 3, 4]], maps[2:, :, [0, 2, 3, 4]])
+    assert torch.allclose(cond[:, :, 1].sum(dim=1), maps[2:, :, 1].sum(dim=1))  # each token keeps its mass
+    share = lg.inside_fraction(cond, [1], top_left)
+    assert (share > 0.4).all() and (share <= 0.5 + 1e-6).all()  # about λ of it now lies inside
+
+
+def test_forward_guidance_alone_changes_the_image_and_raises_in_box_attention(guided_and_plain):
+    _, plain = guided_and_plain
+    base = models.get("sd15")
+    groups = lg.phrase_token_indices(base.tokenizer, PROMPT, ["cat", "teddy bear", "cat"])
+    boxes = [[[0, 0, 0.5, 0.5]], [[0.5, 0.5, 1, 1]], [[0, 0.5, 0.5, 1]]]
+    forward = lg.generate_with_layout_guidance(
+        lg.lms_pipeline(base), PROMPT, groups, boxes, torch.Generator().manual_seed(7), steps=STEPS,
+        guided_steps=GUIDED, loss_scale=0.0, forward_strength=0.5)
+    assert all(not record.energies for record in forward.steps)  # no gradient steps
+    assert forward.steps[0].inside_after > plain.steps[0].inside_after
+    assert not np.array_equal(np.asarray(forward.image), np.asarray(plain.image))
