@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 import models
+from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import prompt_text, rgb_image, whole_number
@@ -77,6 +78,17 @@ def run_gligen(
     return GligenResult(png_with_parameters(image, parameters, "gligen"), draw_boxes(image, boxes), phrases,
                         normalised, parameters, time.perf_counter() - started)
 
+
+
+def _compare_gligen(prompt: str, boxes: str, seed: int = 0, steps: int = STEPS, guidance_scale: float = CFG_SCALE,
+                    **_unused: Any) -> compare.Output:
+    """A Compare cell: this tab's own text-to-image run."""
+    result = run_gligen(prompt, boxes, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    return compare.Output(image=Image.open(result.image))
+
+
+compare.register(compare.Method(compare.IMAGE, "GLIGEN", _compare_gligen,
+                                {"seed": 0, "steps": STEPS, "guidance_scale": CFG_SCALE}))
 
 def build_ui() -> None:
     import gradio as gr

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import models
+from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import prompt_text, whole_number
@@ -198,6 +199,18 @@ def summary(result: LayoutGuidanceResult) -> str:
                      f"{result.plain_steps[-1].inside_after:.3f} without.")
     return "\n".join(lines)
 
+
+
+def _compare_layout_guidance(prompt: str, boxes: str, seed: int = lg.SEED, steps: int = lg.STEPS,
+                             guidance_scale: float = lg.CFG_SCALE, **_unused: Any) -> compare.Output:
+    """A Compare cell: this tab's own run, without the unguided twin."""
+    result = run_layout_guidance(prompt, boxes, steps=steps, guidance_scale=guidance_scale, seed=seed,
+                                 compare_unguided=False)
+    return compare.Output(image=Image.open(result.image))
+
+
+compare.register(compare.Method(compare.IMAGE, "Layout guidance (Chen et al.)", _compare_layout_guidance,
+                                {"seed": lg.SEED, "steps": lg.STEPS, "guidance_scale": lg.CFG_SCALE}))
 
 def build_ui() -> None:
     import gradio as gr

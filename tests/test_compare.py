@@ -126,3 +126,17 @@ def test_answer_cells_sweep_the_question_through_the_vqa_tabs_own_functions():
     for cell, question in zip(grid[0], questions.values):
         assert cell.parameters == {"question": question} and not cell.error
         assert cell.output.text == answer_blip2(questions.inputs["image"], question, model="blip2-opt-2.7b").answer
+
+
+def test_box_cells_equal_the_layout_guidance_and_gligen_tabs_own_images():
+    from demos.gligen import run_gligen
+    from demos.layout_guidance import run_layout_guidance
+
+    layout = load_preset("one-layout-four-methods")
+    layout.methods, layout.sweep, layout.values = ["Layout guidance (Chen et al.)", "GLIGEN"], "steps", [3]
+    grid = compare_grid(layout)
+    prompt, boxes = layout.inputs["prompt"], layout.inputs["boxes"]
+    guided = run_layout_guidance(prompt, boxes, steps=3, seed=445, compare_unguided=False)
+    gligen = run_gligen(prompt, boxes, steps=3, seed=445)
+    assert np.array_equal(np.asarray(grid[0][0].output.image), np.asarray(Image.open(guided.image)))
+    assert np.array_equal(np.asarray(grid[1][0].output.image), np.asarray(Image.open(gligen.image)))
