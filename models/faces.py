@@ -201,7 +201,7 @@ class FaceRecognizer:
         import torch.nn.functional as F
 
         weight = next(self.network.parameters())
-        faces = F.interpolate(faces.to(weight.dtype), size=(self.image_size, self.image_size), mode="bilinear",
+        faces = F.interpolate(faces.to(weight.device, weight.dtype), size=(self.image_size, self.image_size), mode="bilinear",
                               align_corners=False, antialias=False)
         return self.network(faces * (127.5 / 128))
 
