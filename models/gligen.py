@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .registry import LoadContext, ModelSpec
-from .stable_diffusion import fp16_variant, tiny_sd_components, tiny_unet_config
+from .stable_diffusion import fp16_variant, save_tiny_pipeline, tiny_sd_components, tiny_unet_config
 
 GLIGEN = "gligen-text-box"
 GLIGEN_INPAINTING = "gligen-inpainting-text-box"
@@ -33,8 +33,7 @@ def build_tiny_gligen(folder: Path, unet_in_channels: int = 4) -> None:
 
     components = tiny_sd_components()
     components["unet"] = UNet2DConditionModel(**tiny_unet_config(unet_in_channels), attention_type="gated")
-    pipe = StableDiffusionGLIGENPipeline(**components, safety_checker=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    save_tiny_pipeline(StableDiffusionGLIGENPipeline, components, folder)
 
 
 SPECS = [

@@ -75,11 +75,16 @@ def tiny_sd_components(unet_in_channels: int = 4) -> dict:
     )
 
 
+def save_tiny_pipeline(pipeline_class: Any, components: dict, folder: Path) -> None:
+    """Write an SD-family pipeline of tiny components in the published layout (no safety checker)."""
+    pipeline_class(**components, safety_checker=None, requires_safety_checker=False).save_pretrained(
+        folder, safe_serialization=True)
+
+
 def build_tiny_sd15(folder: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(**tiny_sd_components(), safety_checker=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    save_tiny_pipeline(StableDiffusionPipeline, tiny_sd_components(), folder)
 
 
 SPECS = [
