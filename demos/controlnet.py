@@ -18,7 +18,7 @@ from PIL import Image
 import models
 from demos import compare
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import MAX_PROMPT_CHARS, rgb_image
+from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
 from models import UserError
 from models.cache import ProgressFn
 from models.controlnet import CONDITIONS, parameter_count
@@ -60,20 +60,8 @@ def _condition(name: str | None) -> str:
     return name
 
 
-def _in_range(value: Any, what: str, low: float, high: float, whole: bool = False) -> Any:
-    try:
-        number = int(value) if whole else float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what} must be a number, not {value!r}.") from None
-    if whole and number != float(value):
-        raise UserError(f"{what} must be a whole number (got {value}).")
-    if not low <= number <= high:
-        raise UserError(f"{what} must be between {low:g} and {high:g} (got {value}).")
-    return number
-
-
 def _resolution(value: Any) -> int:
-    resolution = _in_range(value, "The resolution", MIN_RESOLUTION, MAX_RESOLUTION, whole=True)
+    resolution = number_in_range(value, "The resolution", MIN_RESOLUTION, MAX_RESOLUTION, whole=True)
     if resolution % 8:
         raise UserError(f"The resolution must be a multiple of 8 (the VAE works on 8x8 pixel blocks); "
                         f"got {resolution}, try {resolution // 8 * 8}.")
@@ -119,11 +107,11 @@ def run_control_map(image: Any, condition: str = "canny", own_map: bool = False,
 
 
 def _map_parameters(low: Any, high: Any, detect_resolution: Any) -> MapParameters:
-    low = _in_range(low, "The low canny threshold", 0, 255, whole=True)
-    high = _in_range(high, "The high canny threshold", 0, 255, whole=True)
+    low = number_in_range(low, "The low canny threshold", 0, 255, whole=True)
+    high = number_in_range(high, "The high canny threshold", 0, 255, whole=True)
     if low > high:
         raise UserError(f"The low canny threshold ({low}) must not exceed the high one ({high}).")
-    detect = _in_range(detect_resolution, "The detect resolution", 64, 2048, whole=True)
+    detect = number_in_range(detect_resolution, "The detect resolution", 64, 2048, whole=True)
     return MapParameters(low, high, detect)
 
 
@@ -207,15 +195,15 @@ def run_controlnet(
             raise UserError("Multi-ControlNet needs two different conditions; pick another second condition.")
         conditions.append(second_condition)
     prompt, negative_prompt = _prompt(prompt, "prompt"), _prompt(negative_prompt, "negative prompt")
-    steps = _in_range(steps, "The number of steps", 1, MAX_STEPS, whole=True)
-    guidance_scale = _in_range(guidance_scale, "The guidance scale (CFG)", 0, 30)
-    num_images = _in_range(num_images, "The number of images", 1, min(MAX_IMAGES_PER_RUN, models.settings.max_images),
+    steps = number_in_range(steps, "The number of steps", 1, MAX_STEPS, whole=True)
+    guidance_scale = number_in_range(guidance_scale, "The guidance scale (CFG)", 0, 30)
+    num_images = number_in_range(num_images, "The number of images", 1, min(MAX_IMAGES_PER_RUN, models.settings.max_images),
                            whole=True)
-    scales = [_in_range(conditioning_scale, "The conditioning scale", 0, MAX_CONDITIONING_SCALE)]
+    scales = [number_in_range(conditioning_scale, "The conditioning scale", 0, MAX_CONDITIONING_SCALE)]
     if second_condition:
-        scales.append(_in_range(second_scale, "The second conditioning scale", 0, MAX_CONDITIONING_SCALE))
-    start = _in_range(guidance_start, "Control guidance start", 0, 1)
-    end = _in_range(guidance_end, "Control guidance end", 0, 1)
+        scales.append(number_in_range(second_scale, "The second conditioning scale", 0, MAX_CONDITIONING_SCALE))
+    start = number_in_range(guidance_start, "Control guidance start", 0, 1)
+    end = number_in_range(guidance_end, "Control guidance end", 0, 1)
     if start >= end:
         raise UserError(f"Control guidance start ({start:g}) must be before its end ({end:g}).")
     map_parameters = _map_parameters(low_threshold, high_threshold, detect_resolution)

@@ -17,7 +17,7 @@ import models
 from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import prompt_text, rgb_image, whole_number
+from demos.inputs import number_in_range, prompt_text, rgb_image
 from demos.layout_guidance import MAX_STEPS
 from models import UserError
 from models.cache import ProgressFn
@@ -58,7 +58,7 @@ def run_gligen(
     objects into it (the inpainting checkpoint regenerates the boxes of its centre square)."""
     prompt = prompt_text(prompt, "the scene; the boxes say where its objects go")
     boxes = validate_boxes(parse_layout(layout), MAX_OBJECTS)
-    steps = whole_number(steps, "Steps", 1, MAX_STEPS)
+    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
     if not 0 <= float(beta) <= 1:
         raise UserError(f"β (the share of steps with grounding) must be between 0 and 1 (got {beta}).")
     if not 1 <= float(guidance_scale) <= 30:

@@ -90,12 +90,14 @@ def prompt_text(prompt: str | None, what: str, limit: int = 400) -> str:
     return prompt
 
 
-def whole_number(value: Any, what: str, low: int, high: int) -> int:
-    """An integer setting (steps, iterations ...) within [low, high]."""
+def number_in_range(value: Any, what: str, low: float, high: float, whole: bool = False) -> Any:
+    """A numeric setting (steps, scales ...) within [low, high]; `whole` for counts."""
     try:
-        number = int(value)
+        number = int(value) if whole else float(value)
     except (TypeError, ValueError):
-        raise UserError(f"{what} must be a whole number, not {value!r}.") from None
+        raise UserError(f"{what} must be a number, not {value!r}.") from None
+    if whole and number != float(value):
+        raise UserError(f"{what} must be a whole number (got {value}).")
     if not low <= number <= high:
-        raise UserError(f"{what} must be between {low} and {high} (got {number}).")
+        raise UserError(f"{what} must be between {low:g} and {high:g} (got {value}).")
     return number

@@ -19,7 +19,7 @@ import models
 from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import prompt_text, whole_number
+from demos.inputs import number_in_range, prompt_text
 from models import UserError
 from models.cache import ProgressFn
 from models.pipelines import layout_guidance as lg
@@ -73,9 +73,9 @@ def run_layout_guidance(
     """Generate with layout guidance over the shared SD-1.5 base (and, to compare, without)."""
     prompt = prompt_text(prompt, "the objects in your boxes")
     boxes = validate_boxes(parse_layout(layout), MAX_BOXES)
-    steps = whole_number(steps, "Steps", 1, MAX_STEPS)
-    guided_steps = whole_number(guided_steps, "Guided steps", 0, MAX_STEPS)  # beyond `steps`: all guided
-    iterations = whole_number(iterations, "Iterations per guided step", 1, 20)
+    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
+    guided_steps = number_in_range(guided_steps, "Guided steps", 0, MAX_STEPS, whole=True)  # beyond `steps`: all guided
+    iterations = number_in_range(iterations, "Iterations per guided step", 1, 20, whole=True)
     if not 0 <= float(loss_scale) <= 1000:
         raise UserError(f"The loss scale must be between 0 and 1000 (got {loss_scale}).")
     if not 1 <= float(guidance_scale) <= 30:

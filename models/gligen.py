@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .registry import LoadContext, ModelSpec
-from .stable_diffusion import fp16_variant, save_tiny_pipeline, tiny_sd_components, tiny_unet_config
+from .stable_diffusion import load_sd_family_pipeline, save_tiny_pipeline, tiny_sd_components, tiny_unet_config
 
 GLIGEN = "gligen-text-box"
 GLIGEN_INPAINTING = "gligen-inpainting-text-box"
@@ -17,12 +17,7 @@ MAX_OBJECTS = 30  # StableDiffusionGLIGENPipeline keeps only the first 30 boxes
 def load_gligen(context: LoadContext) -> Any:
     from diffusers import StableDiffusionGLIGENPipeline  # lives in diffusers' deprecated pipelines
 
-    pipe = StableDiffusionGLIGENPipeline.from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, variant=fp16_variant(context),
-        use_safetensors=True,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(context.device)
+    return load_sd_family_pipeline(StableDiffusionGLIGENPipeline, context)
 
 
 def build_tiny_gligen(folder: Path, unet_in_channels: int = 4) -> None:

@@ -26,15 +26,20 @@ def fp16_variant(context: LoadContext) -> str | None:
     return "fp16" if context.dtype == torch.float16 and not Path(context.source).is_dir() else None
 
 
-def load_sd15(context: LoadContext) -> Any:
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(
+def load_sd_family_pipeline(pipeline_class: Any, context: LoadContext) -> Any:
+    """A full SD-family checkpoint (safetensors, fp16 files on GPU) on the context's device."""
+    pipe = pipeline_class.from_pretrained(
         context.source, revision=context.revision, dtype=context.dtype, variant=fp16_variant(context),
         use_safetensors=True,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(context.device)
+
+
+def load_sd15(context: LoadContext) -> Any:
+    from diffusers import StableDiffusionPipeline
+
+    return load_sd_family_pipeline(StableDiffusionPipeline, context)
 
 
 def tiny_unet_config(in_channels: int = 4, cross_attention_dim: int = 32) -> dict:
