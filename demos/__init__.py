@@ -33,5 +33,7 @@ DEMOS: list[Demo] = [
     Demo("GLIGEN", "Li et al., GLIGEN: Open-Set Grounded Text-to-Image Generation, CVPR 2023", "demos.gligen", heavy=True),
     Demo("Boxes side by side", "Plain Stable Diffusion vs. layout guidance (Chen et al. 2024) vs. GLIGEN "
          "(Li et al. 2023), same prompt, boxes and seed", "demos.boxes_side_by_side", heavy=True),
+    Demo("Paint-by-Example", "Yang et al., Paint by Example: Exemplar-based Image Editing with Diffusion Models, "
+         "CVPR 2023", "demos.paint_by_example", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

@@ -1,0 +1,94 @@
+"""Paint-by-Example on the tiny model: exact paste-back, sizes, seeds, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demos.generation import read_parameters
+from demos.paint_by_example import (ASSETS, binary_mask, editor_mask, feathered, paste_back, run_paint_by_example,
+                                    square_around)
+from models import UserError
+
+SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
+MASK = Image.open(ASSETS / "mask_astronaut_helmet.png")
+REFERENCE = Image.open(ASSETS / "reference_cup.jpg")
+FAST = dict(steps=2, seed=3)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_changes():
+    result = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
+    out, scene = pixels(result.images[0]), np.asarray(SCENE, dtype=np.int16)
+    weight = np.asarray(result.mask) > 0
+    assert out.shape == scene.shape
+    assert np.array_equal(out[~weight], scene[~weight])
+    inside = np.asarray(MASK) >= 128
+    assert np.abs(out[inside] - scene[inside]).mean() > 5
+    assert read_parameters(result.images[0])["seed"] == 3
+
+
+def test_a_non_square_scene_comes_back_at_its_own_size():
+    scene = SCENE.crop((0, 40, 500, 340))  # 500x300
+    mask = np.zeros((300, 500), np.uint8)
+    mask[100:220, 300:460] = 255
+    result = run_paint_by_example(scene, mask, REFERENCE, **FAST)
+    assert Image.open(result.images[0]).size == (500, 300)
+    x0, y0, x1, y1 = result.crop_box
+    assert x1 - x0 == y1 - y0 and 0 <= x0 and x1 <= 500 and 0 <= y0 and y1 <= 300
+
+
+def test_same_seed_same_result_other_seed_differs():
+    first = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
+    again = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
+    other = run_paint_by_example(SCENE, MASK, REFERENCE, steps=2, seed=4)
+    assert np.array_equal(pixels(first.images[0]), pixels(again.images[0]))
+    assert not np.array_equal(pixels(first.images[0]), pixels(other.images[0]))
+
+
+def test_rgba_reference_is_flattened_and_grayscale_scene_works():
+    rgba = REFERENCE.convert("RGBA")
+    with_alpha = run_paint_by_example(SCENE, MASK, rgba, **FAST)
+    flat = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
+    assert np.array_equal(pixels(with_alpha.images[0]), pixels(flat.images[0]))
+    gray = run_paint_by_example(SCENE.convert("L"), MASK, REFERENCE, **FAST)
+    assert Image.open(gray.images[0]).size == SCENE.size
+
+
+@pytest.mark.parametrize("scene, mask, reference, message", [
+    (SCENE, Image.new("L", SCENE.size, 0), REFERENCE, "mask is empty"),
+    (SCENE, Image.new("L", SCENE.size, 255), REFERENCE, "covers the whole scene"),
+    (SCENE, None, REFERENCE, "mark the region to repaint"),
+    (SCENE, MASK, None, "reference image"),
+    (None, MASK, REFERENCE, "scene to edit"),
+    (Image.new("RGB", (1, 1)), Image.new("L", (1, 1), 255), REFERENCE, "1x1 pixels"),
+    (SCENE, MASK.resize((100, 100)), REFERENCE, "same size"),
+    (Image.new("RGB", (9000, 500)), Image.new("L", (9000, 500), 0), REFERENCE, "Please scale it down"),
+])
+def test_bad_input_gets_a_clear_error(scene, mask, reference, message):
+    with pytest.raises(UserError, match=message):
+        run_paint_by_example(scene, mask, reference, **FAST)
+
+
+def test_paste_back_keeps_zero_weight_pixels_bit_identical():
+    scene = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    region = np.zeros((64, 80), bool)
+    region[20:40, 30:50] = True
+    weight = feathered(region, grow=2, feather=4)
+    assert weight[region].min() > 0.4 and weight.max() == 1.0 and 0 < (weight > 0).sum() < weight.size
+    out = np.asarray(paste_back(scene, Image.new("RGB", (8, 8), (0, 255, 0)), square_around(region), weight))
+    assert np.array_equal(out[weight == 0], np.asarray(scene)[weight == 0])
+    assert (out[30, 40] == [0, 255, 0]).all()
+
+
+def test_editor_layers_become_one_mask():
+    layer = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (5, 5, 15, 15))
+    other = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    other.paste((255, 255, 255, 128), (20, 10, 30, 20))
+    mask = binary_mask(editor_mask({"background": None, "layers": [layer, other]}), (40, 30))
+    assert mask.sum() == 100 + 100 and mask[7, 7] and mask[15, 25] and not mask[0, 0]
+    assert editor_mask({"layers": []}) is None
