@@ -40,7 +40,7 @@ class ModelSpec:
 
 
 # One module per model family; each holds its loaders, tiny builders and a SPECS list.
-FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet", "ddpm", "faces", "gligen", "paint_by_example"]
+FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet", "ddpm", "faces", "gligen", "paint_by_example", "sam"]
 
 
 def collect_registry() -> dict[str, ModelSpec]:

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from demos.generation import read_parameters
-from demos.paint_by_example import (ASSETS, binary_mask, editor_mask, feathered, paste_back, run_paint_by_example,
-                                    square_around)
+from demos.masks import run_click_to_mask
+from demos.paint_by_example import ASSETS, run_paint_by_example
 from models import UserError
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
@@ -73,22 +73,18 @@ def test_bad_input_gets_a_clear_error(scene, mask, reference, message):
         run_paint_by_example(scene, mask, reference, **FAST)
 
 
-def test_paste_back_keeps_zero_weight_pixels_bit_identical():
-    scene = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8))
-    region = np.zeros((64, 80), bool)
-    region[20:40, 30:50] = True
-    weight = feathered(region, grow=2, feather=4)
-    assert weight[region].min() > 0.4 and weight.max() == 1.0 and 0 < (weight > 0).sum() < weight.size
-    out = np.asarray(paste_back(scene, Image.new("RGB", (8, 8), (0, 255, 0)), square_around(region), weight))
-    assert np.array_equal(out[weight == 0], np.asarray(scene)[weight == 0])
-    assert (out[30, 40] == [0, 255, 0]).all()
+def test_a_clicked_sam_mask_paints_in_and_keeps_the_rest():
+    clicked = run_click_to_mask(SCENE, "+ 250 110\n- 250 400", choice="best")
+    result = run_paint_by_example(SCENE, clicked.mask, REFERENCE, **FAST)
+    out, scene = pixels(result.images[0]), np.asarray(SCENE, dtype=np.int16)
+    outside = np.asarray(result.mask) == 0
+    assert np.array_equal(out[outside], scene[outside]) and not np.array_equal(out, scene)
 
 
-def test_editor_layers_become_one_mask():
-    layer = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
-    layer.paste((255, 255, 255, 255), (5, 5, 15, 15))
-    other = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
-    other.paste((255, 255, 255, 128), (20, 10, 30, 20))
-    mask = binary_mask(editor_mask({"background": None, "layers": [layer, other]}), (40, 30))
-    assert mask.sum() == 100 + 100 and mask[7, 7] and mask[15, 25] and not mask[0, 0]
-    assert editor_mask({"layers": []}) is None
+def test_shrinking_the_mask_shrinks_the_repainted_region_and_too_much_is_refused():
+    small = run_paint_by_example(SCENE, MASK, REFERENCE, grow=-10, feather=0, **FAST)
+    large = run_paint_by_example(SCENE, MASK, REFERENCE, grow=10, feather=0, **FAST)
+    inside = (np.asarray(MASK) >= 128).sum()
+    assert (np.asarray(small.mask) > 0).sum() < inside < (np.asarray(large.mask) > 0).sum()
+    with pytest.raises(UserError, match="leaves nothing"):
+        run_paint_by_example(SCENE, MASK, REFERENCE, grow=-64, **FAST)
