@@ -228,7 +228,7 @@ def draw_prompts(picture: Image.Image, prompts: Prompts) -> Image.Image:
     """The picture with positive clicks green, negative clicks red and the box yellow."""
     marked = picture.copy()
     draw = ImageDraw.Draw(marked)
-    radius = max(3, max(picture.size) // 100)
+    radius = max(4, max(picture.size) // 60)
     for (x, y), label in zip(prompts.points, prompts.labels):
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 220, 0) if label else (230, 0, 0),
                      outline=(255, 255, 255), width=max(1, radius // 3))

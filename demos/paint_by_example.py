@@ -150,9 +150,11 @@ def build_ui() -> None:
         """A new scene: forget the clicks and the mask, and put it under the brush."""
         return "", [], None, picture
 
-    @user_errors
-    def click(prompts_text, mode, evt: gr.SelectData):
+    def click(prompts_text, mode, evt):
         return add_click(prompts_text, *evt.index, mode)
+    # Gradio finds the click's SelectData by annotation; a string one (this module's future import)
+    # would not resolve, since gradio is imported in this function only.
+    click.__annotations__["evt"] = gr.SelectData
 
     @user_errors
     def segment_for_ui(picture, prompts_text, model, which, progress=gr.Progress(track_tqdm=True)):
@@ -180,7 +182,7 @@ def build_ui() -> None:
     gr.on([scene.upload, scene.clear, clear.click], new_scene, inputs=scene, outputs=[prompts, candidates, mask, editor],
           api_visibility="private")
     # A click only edits the prompt text; the segmentation after it is the same step as the public endpoint.
-    scene.select(click, inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
+    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
         segment_after_click, **sam_io, api_visibility="private")
     gr.on([segment_button.click, prompts.submit, choice.input, sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")

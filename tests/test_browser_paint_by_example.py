@@ -1,21 +1,37 @@
-"""Browser: load a Paint-by-Example example (scene, mask, reference), generate, see the pasted result."""
+"""Browser: load a Paint-by-Example example, mask the scene by clicking it (Segment Anything), generate,
+see the pasted-back result."""
 from __future__ import annotations
+
+import re
 
 from tests.conftest import ARTIFACTS, require_browser
 
 require_browser()
 
 
-def test_paint_by_example_runs_an_example(app_server, page):
+def test_paint_by_example_click_to_mask_then_generate(app_server, page):
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
     page.get_by_role("tab", name="Paint-by-Example").click()
-    page.get_by_role("row").filter(has=page.locator("img")).nth(1).click()
+    page.get_by_role("row").filter(has=page.locator("img")).nth(1).click()  # scene, mask and reference
+    scene = page.locator("#pbe-scene img").first
+    expect(scene).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Clear clicks and mask").click()
+    expect(page.locator("#pbe-mask img")).to_have_count(0, timeout=15_000)
+
+    box = scene.bounding_box()
+    scene.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.25})  # the helmet
+    page.get_by_label("background (−)").check()
+    scene.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.9})
+    expect(page.locator("#pbe-prompts textarea")).to_have_value(
+        re.compile(r"^\+ \d+ \d+\n- \d+ \d+$"), timeout=15_000)
+    expect(page.locator("#pbe-sam img")).to_have_count(3, timeout=60_000)
+    expect(page.locator("#pbe-mask img").first).to_be_visible(timeout=30_000)
+
     page.get_by_text("Settings (the paper's demo defaults)").click()
     page.get_by_label("number input for Steps").fill("2")
-    page.wait_for_timeout(5_000)  # the editor composes its layers after the example loads
     page.get_by_role("button", name="Paint the object in").click()
     expect(page.get_by_text("the model saw the square")).to_be_visible(timeout=90_000)
     expect(page.locator("#pbe-results img").first).to_be_visible()
