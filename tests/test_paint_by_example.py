@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from demos.generation import read_parameters
-from demos.masks import run_click_to_mask
+from demos.masks import binary_mask, feathered, run_click_to_mask
 from demos.paint_by_example import ASSETS, run_paint_by_example
 from models import UserError
 
@@ -88,3 +88,19 @@ def test_shrinking_the_mask_shrinks_the_repainted_region_and_too_much_is_refused
     assert (np.asarray(small.mask) > 0).sum() < inside < (np.asarray(large.mask) > 0).sum()
     with pytest.raises(UserError, match="leaves nothing"):
         run_paint_by_example(SCENE, MASK, REFERENCE, grow=-64, **FAST)
+
+
+def test_click_to_mask_then_paint_through_the_api(app_server):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    scene = handle_file(str(ASSETS / "astronaut.jpg"))
+    candidates, mask = client.predict(scene, "+ 256 127\n- 256 460", "sam-vit-b", "best", api_name="/click_to_mask")
+    assert len(candidates) == 3 and Image.open(mask).size == SCENE.size
+    images, _, _, summary, seed = client.predict(
+        scene, handle_file(mask), None, handle_file(str(ASSETS / "reference_cup.jpg")), 2, 5.0, 1, 8, 8, 3, False,
+        api_name="/paint_by_example")
+    out, scene_pixels = pixels(images[0]["image"]), np.asarray(SCENE, dtype=np.int16)
+    outside = feathered(binary_mask(Image.open(mask), SCENE.size), 8, 8) == 0
+    assert out.shape == scene_pixels.shape and seed == 3 and "the model saw" in summary
+    assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
