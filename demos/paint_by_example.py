@@ -28,6 +28,7 @@ from models.paint_by_example import PAINT_BY_EXAMPLE
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MAX_STEPS = 100
 MAX_IMAGES_PER_RUN = 4
+REFERENCES = ("reference_cup.jpg", "reference_cat.jpg", "reference_rocket.jpg")  # crops of skimage.data images
 MAX_GROW = 64  # px the mask may be grown (or, negative, shrunk) and feathered
 
 
@@ -125,6 +126,7 @@ def build_ui() -> None:
                                         brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24),
                                         height=380)
             reference = gr.Image(label="Reference object", type="pil", image_mode=None, height=200)
+            gr.Examples([[str(ASSETS / name)] for name in REFERENCES], inputs=reference, label="Reference objects")
             with gr.Accordion("Settings (the paper's demo defaults)", open=False):
                 steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
                 guidance_scale = gr.Slider(0, 20, value=5.0, step=0.5, label="Guidance scale")
@@ -141,7 +143,7 @@ def build_ui() -> None:
             info = gr.Markdown()
     gr.Examples(
         examples=[[str(ASSETS / "astronaut.jpg"), str(ASSETS / "astronaut.jpg"), str(ASSETS / "mask_astronaut_helmet.png"),
-                   str(ASSETS / name)] for name in ("reference_cup.jpg", "reference_cat.jpg")],
+                   str(ASSETS / name)] for name in REFERENCES[:2]],
         inputs=[scene, editor, mask, reference],
         label="Examples (public-domain images from scikit-image)",
     )
