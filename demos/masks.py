@@ -97,25 +97,44 @@ def feathered(region: np.ndarray, grow: int, feather: int) -> np.ndarray:
 
 
 def square_around(region: np.ndarray, margin: float = 0.25) -> tuple[int, int, int, int]:
-    """The smallest square holding the mask's bounding box plus a margin, kept inside the scene."""
+    """The smallest square holding the region's bounding box plus a margin (at least 16 px). It lies
+    inside the scene when the scene is large enough; otherwise it overhangs the scene's edges (a crop
+    pads there) rather than cut the region, so every pixel of `region` is inside the square."""
     height, width = region.shape
     rows, columns = np.nonzero(region)
     top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-    side = int(max(bottom - top, right - left) * (1 + 2 * margin))
-    side = max(16, min(side, width, height))
-    x0 = int(np.clip((left + right) // 2 - side // 2, 0, width - side))
-    y0 = int(np.clip((top + bottom) // 2 - side // 2, 0, height - side))
+    extent = int(max(bottom - top, right - left))
+    side = max(16, extent, min(int(extent * (1 + 2 * margin)), width, height))
+    x0 = _window_start(int(left), int(right), side, width)
+    y0 = _window_start(int(top), int(bottom), side, height)
     return x0, y0, x0 + side, y0 + side
+
+
+def _window_start(low: int, high: int, side: int, limit: int) -> int:
+    """Start of a `side`-long window centred on [low, high) that covers it, kept inside [0, limit) if it fits."""
+    earliest, latest = high - side, low  # any start in between covers [low, high)
+    if side <= limit:
+        earliest, latest = max(earliest, 0), min(latest, limit - side)
+    return int(np.clip((low + high) // 2 - side // 2, earliest, latest))
 
 
 def paste_back(scene: Image.Image, painted: Image.Image, box: tuple[int, int, int, int],
                weight: np.ndarray) -> Image.Image:
-    """Blend the painted square into the scene by `weight`; where the weight is 0 the scene is untouched."""
-    canvas = np.asarray(scene, dtype=np.float32).copy()
+    """Blend the painted square into the scene by `weight`; where the weight is 0 the scene is untouched.
+    The square must hold every pixel the weight touches (build it with `square_around(weight > 0)`),
+    or the paste would stop in a hard seam at the square's edge."""
+    height, width = weight.shape
     x0, y0, x1, y1 = box
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    outside = weight.copy()
+    outside[top:bottom, left:right] = 0
+    if outside.any():
+        raise ValueError(f"the paste weight reaches outside the painted square {box}")
+    canvas = np.asarray(scene, dtype=np.float32).copy()
     square = np.asarray(painted.convert("RGB").resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS), dtype=np.float32)
-    alpha = weight[y0:y1, x0:x1, None]
-    canvas[y0:y1, x0:x1] = alpha * square + (1 - alpha) * canvas[y0:y1, x0:x1]
+    square = square[top - y0:bottom - y0, left - x0:right - x0]  # the part of an overhanging square on the scene
+    alpha = weight[top:bottom, left:right, None]
+    canvas[top:bottom, left:right] = alpha * square + (1 - alpha) * canvas[top:bottom, left:right]
     result = np.where(weight[..., None] > 0, np.clip(np.rint(canvas), 0, 255), np.asarray(scene, dtype=np.float32))
     return Image.fromarray(result.astype(np.uint8))
 

@@ -72,7 +72,8 @@ def run_paint_by_example(
 
     pipe = models.get(PAINT_BY_EXAMPLE, progress)
     side = pipe.unet.config.sample_size * pipe.vae_scale_factor  # 512 for the published checkpoint
-    box = square_around(region)
+    weight = feathered(region, grow, feather)  # the paste-back weight: the model must repaint all it touches
+    box = square_around(weight > 0)
     model_mask = Image.fromarray(model_region.astype(np.uint8) * 255)
     started = time.perf_counter()
     painted = pipe(image=picture.crop(box).resize((side, side), Image.Resampling.LANCZOS),
@@ -80,7 +81,6 @@ def run_paint_by_example(
                    example_image=example, num_inference_steps=steps, guidance_scale=guidance_scale,
                    height=side, width=side, num_images_per_prompt=num_images,
                    generator=generator_for(seed)).images
-    weight = feathered(region, grow, feather)
     parameters = dict(method="Paint-by-Example", checkpoint=models.REGISTRY[PAINT_BY_EXAMPLE].checkpoint, seed=seed,
                       steps=steps, guidance_scale=guidance_scale, grow=grow, feather=feather, crop_box=box,
                       model_side=side)

@@ -98,7 +98,7 @@ def test_paste_back_keeps_zero_weight_pixels_bit_identical():
     region[20:40, 30:50] = True
     weight = feathered(region, grow=2, feather=4)
     assert weight[region].min() > 0.4 and weight.max() == 1.0 and 0 < (weight > 0).sum() < weight.size
-    out = np.asarray(paste_back(picture, Image.new("RGB", (8, 8), (0, 255, 0)), square_around(region), weight))
+    out = np.asarray(paste_back(picture, Image.new("RGB", (8, 8), (0, 255, 0)), square_around(weight > 0), weight))
     assert np.array_equal(out[weight == 0], np.asarray(picture)[weight == 0])
     assert (out[30, 40] == [0, 255, 0]).all()
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from demos.generation import read_parameters
-from demos.masks import binary_mask, feathered, run_click_to_mask
+from demos.masks import binary_mask, feathered, paste_back, run_click_to_mask, square_around
 from demos.paint_by_example import ASSETS, run_paint_by_example
 from models import UserError
 
@@ -104,3 +104,36 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     outside = feathered(binary_mask(Image.open(mask), SCENE.size), 8, 8) == 0
     assert out.shape == scene_pixels.shape and seed == 3 and "the model saw" in summary
     assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
+
+
+@pytest.mark.parametrize("corner", [(2, 2), (125, 125)], ids=["near the edge", "centre"])
+def test_a_small_mask_is_repainted_wherever_its_grown_feathered_weight_reaches(corner):
+    """The square the model sees is built from the paste weight (mask grown 8 px, feathered 8 px), not from
+    the 6-px mask: a square around the mask alone ends inside the weight, leaving a hard seam."""
+    y, x = corner
+    mask = np.zeros((256, 256), np.uint8)
+    mask[y:y + 6, x:x + 6] = 255
+    scene = SCENE.resize((256, 256))
+    result = run_paint_by_example(scene, mask, REFERENCE, grow=8, feather=8, **FAST)
+    weight = np.asarray(result.mask, dtype=np.float32) / 255
+    x0, y0, x1, y1 = result.crop_box
+    rows, columns = np.nonzero(weight)
+    assert y0 <= rows.min() and rows.max() < y1 and x0 <= columns.min() and columns.max() < x1
+    assert (weight > 0).sum() > 4 * 36  # the weight reaches far beyond the 6×6 mask
+    out, original = pixels(result.images[0]), np.asarray(scene, dtype=np.int16)
+    strong = weight > 0.5
+    assert (np.abs(out - original).max(axis=-1)[strong] > 0).mean() > 0.9  # repainted, no kept band
+    assert np.array_equal(out[weight == 0], original[weight == 0])
+
+
+def test_a_region_wider_than_the_scene_is_tall_gets_an_overhanging_square():
+    region = np.zeros((40, 200), bool)
+    region[10:30, 5:195] = True
+    x0, y0, x1, y1 = square_around(region)
+    assert x1 - x0 == y1 - y0 >= 190 and x0 <= 5 and x1 >= 195 and y0 < 0 < 40 < y1
+    painted = Image.new("RGB", (64, 64), (0, 255, 0))
+    scene = Image.new("RGB", (200, 40), (255, 0, 0))
+    out = np.asarray(paste_back(scene, painted, (x0, y0, x1, y1), region.astype(np.float32)))
+    assert (out[region] == [0, 255, 0]).all() and (out[~region] == [255, 0, 0]).all()
+    with pytest.raises(ValueError, match="outside the painted square"):
+        paste_back(scene, painted, (0, 0, 40, 40), region.astype(np.float32))
