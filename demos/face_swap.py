@@ -34,6 +34,12 @@ PRIOR, GUIDE, JUDGE, PARSER, DETECTOR = (
 MIN_FACE_SIDE = 40  # detection box side in pixels: smaller faces have too little detail to swap
 IDENTITY_VIEWS = 8  # 1 clean + 7 augmented crops per identity-loss evaluation (DiffFace)
 MAX_STEPS = 200
+LAMBDA_NOTE = (
+    "Each λ is a step size: every step moves the sample by −λ·β̃_t·∇L. **Too large a λ overshoots**: the loss "
+    "stops falling and rises again, the face breaks into artefacts and the result depends on tiny numerical "
+    "differences. Too small a λ leaves the target's identity. DiffFace's 6000 was tuned for its own ArcFace "
+    "guide; with FaceNet, sweep λ_id (e.g. 2k–20k) in the Compare tab."
+)
 MAX_CANDIDATES = 8
 ETHICS_NOTE = (
     "**Use with consent.** Swap only faces of people who agreed to it, and never present the result as a "
@@ -353,6 +359,7 @@ def build_ui() -> None:
                     lambda_id = gr.Number(label="λ_id (identity)", value=defaults.lambda_id, minimum=0)
                     lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
                     lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
+                gr.Markdown(LAMBDA_NOTE)
                 with gr.Row():
                     mask_threshold = gr.Slider(0, MAX_STEPS - 1, value=defaults.mask_threshold, step=1,
                                                label="Mask-schedule λ (step index where M_t = M)")

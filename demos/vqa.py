@@ -3,7 +3,8 @@ Language-Image Pre-training with Frozen Image Encoders and Large Language Models
 al. 2023, "Visual Instruction Tuning"; LLaVA-1.5: "Improved Baselines with Visual Instruction Tuning").
 
 BLIP-2 turns the image into 32 Q-Former query outputs that a frozen LLM reads as soft prompt tokens,
-and answers a "Question: … Answer:" prompt (or captions with no prompt). LLaVA projects every
+and answers a "Question: … Answer:" prompt ("… Short answer:" for Flan-T5, as in the paper's
+evaluation), or captions with no prompt. LLaVA projects every
 vision patch into the LLM (576 tokens for LLaVA-1.5) and was instruction-tuned to chat, so it gets
 a multi-turn conversation rendered by its processor's chat template, and its answer is streamed.
 
@@ -105,11 +106,14 @@ class SideBySide:
 
 # ---- prompt builders ---------------------------------------------------------------------------
 
-def blip2_prompt(question: str, mode: str = "vqa") -> str:
-    """BLIP-2's VQA prompt format from the paper's evaluation; captioning sends no prompt at all."""
+def blip2_prompt(question: str, mode: str = "vqa", model: str = BLIP2_MODELS[0]) -> str:
+    """BLIP-2's zero-shot VQA prompt from the paper's evaluation (LAVIS): "Question: … Answer:" for the
+    OPT models, "Question: … Short answer:" for the Flan-T5 models; captioning sends no prompt at all."""
     if mode not in MODES:
         raise UserError(f"Unknown BLIP-2 mode {mode!r}; choose one of {', '.join(MODES)}.")
-    return "" if mode == "caption" else f"Question: {question} Answer:"
+    if mode == "caption":
+        return ""
+    return f"Question: {question} {'Short answer' if 'flan-t5' in model else 'Answer'}:"
 
 
 def message_text(content: Any) -> str:
@@ -159,7 +163,7 @@ def answer_blip2(image: Any, question: str, mode: str = "vqa", model: str = BLIP
                  decoding: Decoding = BLIP2_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Answer:
     """BLIP-2 answers (or captions) the image; the prompt tokens are cut off the output."""
-    prompt = blip2_prompt(question, mode)
+    prompt = blip2_prompt(question, mode, model)
     handle = _handle(model, BLIP2_MODELS, quantization, progress)
     inputs = _inputs(handle, image, prompt)
     started = time.perf_counter()
@@ -365,7 +369,8 @@ def build_ui() -> None:
     gr.Markdown(
         "Ask a question about an image and compare two ways of feeding an image to a language model. "
         "**BLIP-2** compresses the image into 32 Q-Former query tokens for a frozen LLM and answers a "
-        "`Question: … Answer:` prompt (or captions with no prompt). **LLaVA** projects every image patch "
+        "`Question: … Answer:` prompt (`… Short answer:` for Flan-T5, as in the paper) or captions with no prompt. "
+        "**LLaVA** projects every image patch "
         "into an instruction-tuned LLM and chats (follow-up questions keep the conversation). Models load "
         "on first use; sizes are shown in the pickers. Nothing you upload or ask is written to disk unless "
         "you press *Save conversation*."

@@ -32,12 +32,64 @@ def test_canny_map_of_a_real_photo_has_more_edges_at_lower_thresholds():
     assert 0.01 < edge_fraction(strict) < edge_fraction(loose) < 0.5
 
 
+@pytest.mark.mechanism
 def test_conditioning_scale_zero_reproduces_plain_sd_and_scale_one_does_not():
     photo = ASSETS / "astronaut.jpg"
     off = run_controlnet(photo, "canny", "an astronaut", conditioning_scale=0.0, compare_plain=True, seed=3, **FAST)
     on = run_controlnet(photo, "canny", "an astronaut", conditioning_scale=1.0, seed=3, **FAST)
     assert np.abs(pixels(off.images[0]) - pixels(off.plain_images[0])).max() <= 1
     assert np.abs(pixels(on.images[0]) - pixels(off.plain_images[0])).mean() > 2
+
+
+@pytest.fixture
+def controlnet_calls(monkeypatch):
+    """Each call of the canny ControlNet: (batch size of the latents it saw, conditioning scale, guess mode)."""
+    net = models.get("controlnet-canny").controlnet
+    calls = []
+    forward = net.forward
+
+    def spy(sample, *args, **kwargs):
+        calls.append((sample.shape[0], float(kwargs["conditioning_scale"]), bool(kwargs.get("guess_mode"))))
+        return forward(sample, *args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", spy)
+    return calls
+
+
+def window_scales(count: int, scale: float, start: float, end: float) -> list[float]:
+    """The scale at each of `count` UNet calls: full where the call's fraction of the run is in [start, end]."""
+    return [scale if start <= i / count and (i + 1) / count <= end else 0.0 for i in range(count)]
+
+
+@pytest.mark.mechanism
+def test_control_acts_only_inside_its_guidance_window(controlnet_calls):
+    photo = ASSETS / "astronaut.jpg"
+    run_controlnet(photo, "canny", "an astronaut", conditioning_scale=0.8, guidance_start=0.5, guidance_end=1.0,
+                   seed=3, steps=4, resolution=64, detect_resolution=128)
+    late = [scale for _, scale, _ in controlnet_calls]
+    assert len(late) >= 4 and late == pytest.approx(window_scales(len(late), 0.8, 0.5, 1.0))
+    assert late[0] == 0.0 and late[-1] == pytest.approx(0.8)
+    controlnet_calls.clear()
+    run_controlnet(photo, "canny", "an astronaut", guidance_start=0.0, guidance_end=0.5, seed=3, steps=4,
+                   resolution=64, detect_resolution=128)
+    early = [scale for _, scale, _ in controlnet_calls]
+    assert early == pytest.approx(window_scales(len(early), 1.0, 0.0, 0.5))
+    assert early[0] == 1.0 and early[-1] == 0.0
+    # A window that holds no step is plain SD.
+    none = run_controlnet(photo, "canny", "an astronaut", guidance_start=0.9, guidance_end=1.0, compare_plain=True,
+                          seed=3, **FAST)
+    assert np.abs(pixels(none.images[0]) - pixels(none.plain_images[0])).max() <= 1
+
+
+@pytest.mark.mechanism
+def test_guess_mode_feeds_the_controlnet_only_the_conditional_branch(controlnet_calls):
+    photo = ASSETS / "astronaut.jpg"
+    normal = run_controlnet(photo, "canny", "an astronaut", seed=3, **FAST)
+    assert {(batch, guess) for batch, _, guess in controlnet_calls} == {(2, False)}  # CFG: uncond + cond
+    controlnet_calls.clear()
+    guess = run_controlnet(photo, "canny", "an astronaut", guess_mode=True, seed=3, **FAST)
+    assert {(batch, guess) for batch, _, guess in controlnet_calls} == {(1, True)}
+    assert np.abs(pixels(guess.images[0]) - pixels(normal.images[0])).mean() > 1
 
 
 def test_same_seed_same_image_different_seed_different_image():

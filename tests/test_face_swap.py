@@ -92,6 +92,7 @@ def plain_masked_sdedit(unet, scheduler, target, mask, steps, skip, threshold, g
     return mask * x0 + (1 - mask) * target
 
 
+@pytest.mark.mechanism
 def test_zero_guidance_equals_plain_masked_sdedit_and_keeps_the_target_outside_the_mask(prior, aligned_pair):
     (target, _), _ = aligned_pair
     mask = centre_mask(target.shape[-1])
@@ -133,6 +134,7 @@ def identity_setup(prior, aligned_pair):
     return target, mask, identity_loss(guide.embed, source_embedding, mask, target_box, guide.image_size, 1, None)
 
 
+@pytest.mark.mechanism
 def test_one_guided_step_moves_the_mean_down_the_identity_loss_for_every_seed(prior, identity_setup):
     """First-order check: the shift is exactly −λ·β̃_t·∇_x L(x_in(x_t)), and moving x_t by it lowers
     that loss (Armijo: by at least half the first-order prediction), for each of five noisy x_t."""
@@ -165,6 +167,7 @@ def test_one_guided_step_moves_the_mean_down_the_identity_loss_for_every_seed(pr
         assert predicted < 0 and after < before + 0.5 * predicted, (seed, before, after, predicted)
 
 
+@pytest.mark.mechanism
 def test_identity_guidance_lowers_the_final_identity_loss_over_seeds(prior, identity_setup):
     """End to end over whole trajectories: the median drop over five seeds clears a margin, and no seed
     gets worse. Measured (12 steps, skip 2, λ_id 100): drop 0.048–0.058, median 0.052; with λ 10:
@@ -230,6 +233,7 @@ def test_swap_end_to_end_keeps_the_target_outside_the_mask_and_marks_the_png(ast
     assert len(result.trajectory) >= 2
 
 
+@pytest.mark.mechanism
 def test_every_weighted_loss_term_guides_the_tab_and_identity_changes_the_face(astronaut):
     only_identity = dict(FAST, lambda_seg=0.0, lambda_rec=0.0)
     guided = run_face_swap("assets/camera.jpg", astronaut, **{**only_identity, "lambda_id": 6000.0})
@@ -241,6 +245,7 @@ def test_every_weighted_loss_term_guides_the_tab_and_identity_changes_the_face(a
     assert set(all_terms.losses) == {"identity", "parsing", "reconstruction"}
 
 
+@pytest.mark.mechanism
 def test_candidates_are_scored_by_the_judge_not_by_the_guide(astronaut, monkeypatch):
     """With the judge made blind (one embedding for every face), every candidate scores exactly 1, the
     first is kept; the guide still steers (its own loss stays a real function of the face)."""

@@ -20,6 +20,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.mechanism
 def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_changes():
     result = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
     out, scene = pixels(result.images[0]), np.asarray(SCENE, dtype=np.int16)
@@ -106,6 +107,7 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
 
 
+@pytest.mark.mechanism
 @pytest.mark.parametrize("corner", [(2, 2), (125, 125)], ids=["near the edge", "centre"])
 def test_a_small_mask_is_repainted_wherever_its_grown_feathered_weight_reaches(corner):
     """The square the model sees is built from the paste weight (mask grown 8 px, feathered 8 px), not from

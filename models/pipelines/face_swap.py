@@ -8,6 +8,12 @@ guidance on the mean, ADM's `condition_mean`). Then the target-preserving blend 
 noised target outside M_t = M·w(τ), where w rises linearly from 0 at the first step to 1 at the
 mask-schedule index λ. The final image is M·x0 + (1−M)·target, so everything outside the face
 mask is the target exactly. See ALGORITHMS.md §2.
+
+x0 is never clamped, in the guidance nor in the DDPM mean (DiffFace: `clip_denoised=False`), although
+the published prior's scheduler config says `clip_sample=True`: with a clamped mean the guidance shift
+is differentiated through one x0 and applied around another, and the identity loss stopped falling
+monotonically in λ. The shift −λ·β̃_t·∇L is a gradient step; a λ too large for the loss's curvature
+overshoots (with λ_id = 300 on the tiny models a step moved the masked latent by 20–40 % of its norm).
 """
 from __future__ import annotations
 
