@@ -102,7 +102,7 @@ def main() -> None:
     image = Image.open(ASSETS / "coffee.jpg")
     from models.device import pick_device
 
-    print(f"Answer latency, profile {models.settings.profile}, device {pick_device()}; "
+    print(f"Answer latency, profile {models.model_settings.profile}, device {pick_device()}; "
           f"median of {REPEATS}; BLIP-2: beam search 5 beams, max 30 tokens; LLaVA: greedy, max 200 tokens, streamed")
     print(f"{'model':28} {'first (load+answer)':>20} {'answer':>9} {'new tokens':>11} {'ms/token':>9}")
     for name in BLIP2_MODELS + LLAVA_MODELS:

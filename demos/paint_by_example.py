@@ -10,31 +10,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 import models
+from demos import ASSETS
+from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, parse_prompts, run_click_to_mask
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, rgb_image
-from demos.masks import (MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, binary_mask, editor_mask, feathered,
-                         grown, parse_prompts, paste_back, run_click_to_mask, scene_image, square_around, tinted)
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from demos.masks import binary_mask, editor_mask, feathered, grown, paste_back, scene_image, square_around, tinted
+from models import ProgressFn, UserError
 from models.paint_by_example import PAINT_BY_EXAMPLE
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-MAX_STEPS = 100
-MAX_IMAGES_PER_RUN = 4
 REFERENCES = ("reference_cup.jpg", "reference_cat.jpg", "reference_rocket.jpg")  # crops of skimage.data images
 MAX_GROW = 64  # px the mask may be grown (or, negative, shrunk) and feathered
 
 
 @dataclass
 class PaintResult:
-    images: list[str]  # full-resolution scenes with the object painted in: PNG paths with parameters
+    images: list[Image.Image]  # full-resolution scenes with the object painted in
     overlay: Image.Image  # the scene with the repainted region tinted
     mask: Image.Image  # the feathered paste-back mask (L)
     crop_box: tuple[int, int, int, int]  # the square of the scene the model saw
@@ -60,9 +57,9 @@ def run_paint_by_example(
     picture = scene_image(scene)
     region = binary_mask(mask, picture.size)
     example = rgb_image(reference, "a reference image of the object to paint in")
-    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
+    steps = number_in_range(steps, "Steps", 1, LIMITS.max_steps, whole=True)
     guidance_scale = number_in_range(guidance_scale, "The guidance scale", 0, 30)
-    num_images = number_in_range(num_images, "The number of images", 1, MAX_IMAGES_PER_RUN, whole=True)
+    num_images = number_in_range(num_images, "The number of images", 1, LIMITS.max_images_per_run, whole=True)
     grow = number_in_range(grow, "Mask growth", -MAX_GROW, MAX_GROW, whole=True)
     feather = number_in_range(feather, "Feather radius", 0, MAX_GROW, whole=True)
     seed = resolve_seed(seed, randomize)
@@ -84,9 +81,7 @@ def run_paint_by_example(
     parameters = dict(method="Paint-by-Example", checkpoint=models.REGISTRY[PAINT_BY_EXAMPLE].checkpoint, seed=seed,
                       steps=steps, guidance_scale=guidance_scale, grow=grow, feather=feather, crop_box=box,
                       model_side=side)
-    images = [png_with_parameters(paste_back(picture, image, box, weight), {**parameters, "index": index},
-                                  stem="paint-by-example") for index, image in enumerate(painted)]
-    return PaintResult(images=images, overlay=tinted(picture, weight),
+    return PaintResult(images=[paste_back(picture, image, box, weight) for image in painted], overlay=tinted(picture, weight),
                        mask=Image.fromarray((weight * 255).astype(np.uint8)), crop_box=box, seed=seed,
                        parameters=parameters, seconds=time.perf_counter() - started)
 
@@ -128,9 +123,9 @@ def build_ui() -> None:
             reference = gr.Image(label="Reference object", type="pil", image_mode=None, height=200)
             gr.Examples([[str(ASSETS / name)] for name in REFERENCES], inputs=reference, label="Reference objects")
             with gr.Accordion("Settings (the paper's demo defaults)", open=False):
-                steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
+                steps = gr.Slider(1, LIMITS.max_steps, value=50, step=1, label="Steps")
                 guidance_scale = gr.Slider(0, 20, value=5.0, step=0.5, label="Guidance scale")
-                num_images = gr.Slider(1, MAX_IMAGES_PER_RUN, value=1, step=1, label="Images")
+                num_images = gr.Slider(1, LIMITS.max_images_per_run, value=1, step=1, label="Images")
                 grow = gr.Slider(-MAX_GROW, MAX_GROW, value=8, step=1, label="Grow (+) or shrink (−) the mask (px)")
                 feather = gr.Slider(0, MAX_GROW, value=8, step=1, label="Feather radius (px)")
             seed, randomize = seed_controls()
@@ -177,8 +172,9 @@ def build_ui() -> None:
                                       num_images, grow, feather, progress)
         summary = (f"**seed {result.seed}** · {result.seconds:.1f} s · the model saw the square "
                    f"{result.crop_box} at {result.parameters['model_side']}² px")
-        return (result.images, (scene_image(picture), Image.open(result.images[0])), result.overlay, summary,
-                result.seed)
+        pngs = [png_with_parameters(image, {**result.parameters, "index": index}, stem="paint-by-example")
+                for index, image in enumerate(result.images)]
+        return pngs, (scene_image(picture), result.images[0]), result.overlay, summary, result.seed
 
     sam_io = dict(inputs=[scene, prompts, sam_model, choice], outputs=[candidates, mask])
     gr.on([scene.upload, scene.clear, clear.click], new_scene, inputs=scene, outputs=[prompts, candidates, mask, editor],

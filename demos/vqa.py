@@ -22,14 +22,13 @@ from typing import Any, Iterator, Sequence
 import torch
 
 import models
-from demos import compare
+from demos import ASSETS
+from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.generation import resolve_seed
 from demos.inputs import MAX_PROMPT_CHARS, rgb_image
-from models import UserError
-from models.cache import ProgressFn
+from models import ProgressFn, UserError
 from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BLIP2_MODELS = ["blip2-opt-2.7b", "blip2-flan-t5-xl"]
 LLAVA_MODELS = ["llava-1.5-7b", "llava-interleave-qwen-0.5b"]
 MODES = {"vqa": "Question answering", "caption": "Caption (no prompt)"}
@@ -305,20 +304,23 @@ def ask(*args: Any, **kwargs: Any) -> SideBySide:
     return last
 
 
+ANSWER = Task("image + question → answer", (PICTURE, Field("question", "Question")))
+
+
 def _compare_adapter(model: str):
     """One Compare cell: a single-turn answer from `model` through this tab's own functions."""
-    def run(image: Any, question: str) -> compare.Output:
+    def run(image: Any, question: str) -> Output:
         picture, text = rgb_image(image, "an image to ask about"), validate_question(question)
         if model in BLIP2_MODELS:
             answer = answer_blip2(picture, text, model=model)
         else:
             *_, answer = stream_llava(picture, [], text, model=model)
-        return compare.Output(text=answer.answer)
+        return Output(text=answer.answer)
     return run
 
 
-for _model in BLIP2_MODELS + LLAVA_MODELS:
-    compare.register(compare.Method(compare.ANSWER, _model, _compare_adapter(_model), {"question": ""}))
+COMPARE_METHODS = [Method(ANSWER, model, _compare_adapter(model), {"question": ""})
+                   for model in BLIP2_MODELS + LLAVA_MODELS]
 
 
 def export_conversation(history: Sequence[dict], blip2: dict | None = None) -> str:
