@@ -46,7 +46,8 @@ def main() -> None:
     reference = Image.open(ASSETS / "reference_cup.jpg")
     load_sam = seconds(lambda: models.get(args.sam))
     load_pbe = seconds(lambda: models.get(PAINT_BY_EXAMPLE))
-    print(f"profile {models.model_settings.profile}; load: {args.sam} {load_sam:.2f} s, {PAINT_BY_EXAMPLE} {load_pbe:.2f} s")
+    print(f"profile {models.model_settings.profile}; "
+          f"load: {args.sam} {load_sam:.2f} s, {PAINT_BY_EXAMPLE} {load_pbe:.2f} s")
 
     def first_click() -> None:
         masks._predictors.clear()  # a new scene: SAM encodes it

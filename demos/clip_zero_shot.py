@@ -225,19 +225,13 @@ def _summary(model: str, seconds: float, warnings: list[str]) -> str:
     return "\n\n".join(lines)
 
 
-def build_ui() -> None:
+def classify_tab() -> None:
+    """One image against typed labels: top-k, all scores, the exact prompts."""
     import gradio as gr
     import pandas as pd
 
     from demos.ui import user_errors
 
-    gr.Markdown(
-        "Type candidate labels; CLIP turns each into a sentence with the template, embeds image and "
-        "sentences in one space, and ranks the labels by similarity. **The scores are a softmax over the "
-        "labels you typed**: they say which of *these* labels fits best, not how sure CLIP is that the "
-        "image shows it. Several templates (one per line) are averaged per label — the CLIP paper's "
-        "prompt ensembling."
-    )
     with gr.Tab("Classify one image"):
         with gr.Row():
             with gr.Column():
@@ -288,6 +282,14 @@ def build_ui() -> None:
         ensemble.click(lambda: "\n".join(PAPER_ENSEMBLE), outputs=templates, api_visibility="private")
         single.click(lambda: DEFAULT_TEMPLATE, outputs=templates, api_visibility="private")
 
+
+def similarity_tab() -> None:
+    """Several images against several texts: the similarity heat map."""
+    import gradio as gr
+    import pandas as pd
+
+    from demos.ui import user_errors
+
     with gr.Tab("Many images × many texts"):
         with gr.Row():
             with gr.Column():
@@ -317,3 +319,17 @@ def build_ui() -> None:
 
         compare.click(similarity_for_ui, inputs=[files, texts, template, matrix_model],
                       outputs=[heatmap, matrix_info, softmax_table], api_name="clip_similarity")
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    gr.Markdown(
+        "Type candidate labels; CLIP turns each into a sentence with the template, embeds image and "
+        "sentences in one space, and ranks the labels by similarity. **The scores are a softmax over the "
+        "labels you typed**: they say which of *these* labels fits best, not how sure CLIP is that the "
+        "image shows it. Several templates (one per line) are averaged per label — the CLIP paper's "
+        "prompt ensembling."
+    )
+    classify_tab()
+    similarity_tab()

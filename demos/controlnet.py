@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from PIL import Image
@@ -367,10 +368,11 @@ def summary(result: ControlNetResult) -> str:
     return "\n\n".join(lines)
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import seed_controls
 
     choices = [(condition.label, condition.name) for condition in CONDITIONS.values()]
     gr.Markdown(
@@ -440,22 +442,40 @@ def build_ui() -> None:
         inputs=[image, condition, prompt],
         label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        image=image, condition=condition, own_map=own_map, prompt=prompt, negative_prompt=negative_prompt,
+        low_threshold=low_threshold, high_threshold=high_threshold, detect_resolution=detect_resolution, steps=steps,
+        guidance_scale=guidance_scale, resolution=resolution, num_images=num_images,
+        conditioning_scale=conditioning_scale, guidance_start=guidance_start, guidance_end=guidance_end,
+        guess_mode=guess_mode, second_condition=second_condition, second_image=second_image,
+        second_scale=second_scale, compare_adapter=compare_adapter, compare_plain=compare_plain, seed=seed,
+        randomize=randomize, preview=preview, generate=generate, maps=maps, results=results, info=info)
 
-    map_inputs = [image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution]
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
+    map_inputs = [w.image, w.condition, w.own_map, w.resolution, w.low_threshold, w.high_threshold,
+                  w.detect_resolution]
 
     @user_errors
-    def preview_for_ui(image, condition, own_map, resolution, low, high, detect,
+    def preview_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
                        progress=gr.Progress(track_tqdm=True)):
-        return [run_control_map(image, condition, own_map, resolution, low, high, detect, progress)]
+        return [run_control_map(image, condition, own_map, resolution, low_threshold, high_threshold,
+                                detect_resolution, progress)]
 
     @user_errors
-    def generate_for_ui(image, condition, own_map, resolution, low, high, detect, prompt, negative_prompt, steps,
+    def generate_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
+                        prompt, negative_prompt, steps,
                         guidance_scale, num_images, conditioning_scale, guidance_start, guidance_end, guess_mode,
                         second_condition, second_image, second_scale, compare_adapter, compare_plain, seed,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_controlnet(
-            image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low, high_threshold=high,
-            detect_resolution=detect, steps=steps, guidance_scale=guidance_scale, seed=seed, resolution=resolution,
+            image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low_threshold,
+            high_threshold=high_threshold, detect_resolution=detect_resolution, steps=steps, guidance_scale=guidance_scale, seed=seed, resolution=resolution,
             num_images=num_images, conditioning_scale=conditioning_scale, guidance_start=guidance_start,
             guidance_end=guidance_end, guess_mode=guess_mode, second_condition=second_condition or None,
             second_image=second_image, second_scale=second_scale, compare_adapter=compare_adapter,
@@ -464,12 +484,12 @@ def build_ui() -> None:
         control = [(m, name) for m, name in zip(result.control_maps, result.conditions)]
         return control, gallery, summary(result), result.seed
 
-    preview.click(preview_for_ui, inputs=map_inputs, outputs=maps, api_name="controlnet_map")
+    w.preview.click(preview_for_ui, inputs=map_inputs, outputs=w.maps, api_name="controlnet_map")
     # The seed is resolved and written back first, so the box shows it while the images are made.
-    generate.click(user_errors(resolve_seed), inputs=[seed, randomize], outputs=seed,
-                   api_visibility="private").then(
+    w.generate.click(user_errors(resolve_seed), inputs=[w.seed, w.randomize], outputs=w.seed,
+                     api_visibility="private").then(
         generate_for_ui,
-        inputs=[*map_inputs, prompt, negative_prompt, steps, guidance_scale, num_images, conditioning_scale,
-                guidance_start, guidance_end, guess_mode, second_condition, second_image, second_scale,
-                compare_adapter, compare_plain, seed],
-        outputs=[maps, results, info, seed], api_name="controlnet")
+        inputs=[*map_inputs, w.prompt, w.negative_prompt, w.steps, w.guidance_scale, w.num_images,
+                w.conditioning_scale, w.guidance_start, w.guidance_end, w.guess_mode, w.second_condition,
+                w.second_image, w.second_scale, w.compare_adapter, w.compare_plain, w.seed],
+        outputs=[w.maps, w.results, w.info, w.seed], api_name="controlnet")

@@ -78,7 +78,8 @@ def run_layout_guidance(
     prompt = prompt_text(prompt, "the objects in your boxes")
     boxes = validate_boxes(parse_layout(layout), MAX_BOXES)
     steps = number_in_range(steps, "Steps", 1, LIMITS.max_steps, whole=True)
-    guided_steps = number_in_range(guided_steps, "Guided steps", 0, LIMITS.max_steps, whole=True)  # beyond `steps`: all guided
+    # More guided steps than steps: every step is guided.
+    guided_steps = number_in_range(guided_steps, "Guided steps", 0, LIMITS.max_steps, whole=True)
     iterations = number_in_range(iterations, "Iterations per guided step", 1, 20, whole=True)
     loss_scale = number_in_range(loss_scale, "The loss scale", 0, 1000)
     guidance_scale = number_in_range(guidance_scale, "The CFG scale", 1, 30)
@@ -254,12 +255,14 @@ def build_ui() -> None:
     state = gr.State()
 
     @user_errors
-    def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg, seed,
-                        randomize, compare, forward, map_step, progress=gr.Progress(track_tqdm=True)):
-        result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg,
-                                     seed, randomize, compare, forward, progress)
+    def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold, guidance_scale,
+                        seed, randomize, compare_unguided, forward_strength, map_step,
+                        progress=gr.Progress(track_tqdm=True)):
+        result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold,
+                                     guidance_scale, seed, randomize, compare_unguided, forward_strength, progress)
         guided_view, plain_view = attention_views(result, map_step)
-        plain_png = png_with_parameters(result.plain_image, result.plain_parameters, "plain-sd") if compare else None
+        plain_png = (png_with_parameters(result.plain_image, result.plain_parameters, "plain-sd")
+                     if compare_unguided else None)
         return (result.boxed, png_with_parameters(result.image, result.parameters, "layout-guidance"), plain_png,
                 summary(result), guided_view, plain_view, energy_figure(result), result.parameters["seed"], result)
 

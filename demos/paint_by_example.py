@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -86,10 +87,11 @@ def run_paint_by_example(
                        parameters=parameters, seconds=time.perf_counter() - started)
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import seed_controls
 
     gr.Markdown(
         "Upload a scene and **click the object** to mask it with Segment Anything (green = object, red = "
@@ -142,6 +144,19 @@ def build_ui() -> None:
         inputs=[scene, editor, mask, reference],
         label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        scene=scene, click_mode=click_mode, sam_model=sam_model, choice=choice, prompts=prompts,
+        segment=segment_button, clear=clear, candidates=candidates, mask=mask, editor=editor, reference=reference,
+        steps=steps, guidance_scale=guidance_scale, num_images=num_images, grow=grow, feather=feather, seed=seed,
+        randomize=randomize, paint=paint, gallery=gallery, slider=slider, overlay=overlay, info=info)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
 
     def new_scene(picture):
         """A new scene: forget the clicks and the mask, and put it under the brush."""
@@ -154,36 +169,36 @@ def build_ui() -> None:
     click.__annotations__["evt"] = gr.SelectData
 
     @user_errors
-    def segment_for_ui(picture, prompts_text, model, which, progress=gr.Progress(track_tqdm=True)):
-        result = run_click_to_mask(picture, prompts_text, model, which, progress)
+    def segment_for_ui(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
+        result = run_click_to_mask(scene, prompts, model, choice, progress)
         return result.candidates, result.mask
 
     @user_errors
-    def segment_after_click(picture, prompts_text, model, which, progress=gr.Progress(track_tqdm=True)):
-        if parse_prompts(prompts_text).empty:  # the first corner of a box: wait for the second
+    def segment_after_click(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
+        if parse_prompts(prompts).empty:  # the first corner of a box: wait for the second
             return gr.skip(), gr.skip()
-        return segment_for_ui(picture, prompts_text, model, which, progress)
+        return segment_for_ui(scene, prompts, model, choice, progress)
 
     @user_errors
-    def paint_for_ui(picture, uploaded_mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
+    def paint_for_ui(scene, mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
                      seed, randomize, progress=gr.Progress(track_tqdm=True)):
-        region = uploaded_mask if uploaded_mask is not None else editor_mask(brushed)
-        result = run_paint_by_example(picture, region, reference, steps, guidance_scale, seed, randomize,
+        region = mask if mask is not None else editor_mask(brushed)
+        result = run_paint_by_example(scene, region, reference, steps, guidance_scale, seed, randomize,
                                       num_images, grow, feather, progress)
         summary = (f"**seed {result.seed}** · {result.seconds:.1f} s · the model saw the square "
                    f"{result.crop_box} at {result.parameters['model_side']}² px")
         pngs = [png_with_parameters(image, {**result.parameters, "index": index}, stem="paint-by-example")
                 for index, image in enumerate(result.images)]
-        return pngs, (scene_image(picture), result.images[0]), result.overlay, summary, result.seed
+        return pngs, (scene_image(scene), result.images[0]), result.overlay, summary, result.seed
 
-    sam_io = dict(inputs=[scene, prompts, sam_model, choice], outputs=[candidates, mask])
-    gr.on([scene.upload, scene.clear, clear.click], new_scene, inputs=scene, outputs=[prompts, candidates, mask, editor],
-          api_visibility="private")
+    sam_io = dict(inputs=[w.scene, w.prompts, w.sam_model, w.choice], outputs=[w.candidates, w.mask])
+    gr.on([w.scene.upload, w.scene.clear, w.clear.click], new_scene, inputs=w.scene,
+          outputs=[w.prompts, w.candidates, w.mask, w.editor], api_visibility="private")
     # A click only edits the prompt text; the segmentation after it is the same step as the public endpoint.
-    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
-        segment_after_click, **sam_io, api_visibility="private")
-    gr.on([segment_button.click, prompts.submit, choice.input, sam_model.input], segment_for_ui, **sam_io,
+    w.scene.select(user_errors(click), inputs=[w.prompts, w.click_mode], outputs=w.prompts,
+                   api_visibility="private").success(segment_after_click, **sam_io, api_visibility="private")
+    gr.on([w.segment.click, w.prompts.submit, w.choice.input, w.sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")
-    paint.click(paint_for_ui, inputs=[scene, mask, editor, reference, steps, guidance_scale, num_images, grow,
-                                      feather, seed, randomize],
-                outputs=[gallery, slider, overlay, info, seed], api_name="paint_by_example")
+    w.paint.click(paint_for_ui, inputs=[w.scene, w.mask, w.editor, w.reference, w.steps, w.guidance_scale,
+                                        w.num_images, w.grow, w.feather, w.seed, w.randomize],
+                  outputs=[w.gallery, w.slider, w.overlay, w.info, w.seed], api_name="paint_by_example")

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -359,10 +360,27 @@ def _default_llava() -> str:
     return LLAVA_MODELS[0] if torch.cuda.is_available() else LLAVA_MODELS[1]
 
 
-def build_ui() -> None:
+def decoding_controls(defaults: Decoding) -> list:
+    """One side's decoding widgets, in `Decoding`'s field order."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    with gr.Row():
+        strategy = gr.Radio([(label, key) for key, label in STRATEGIES.items()], value=defaults.strategy,
+                            label="Decoding")
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=defaults.max_new_tokens, step=1, label="Max new tokens")
+    with gr.Row():
+        beams = gr.Slider(1, 8, value=defaults.num_beams, step=1, label="Beams")
+        temperature = gr.Slider(0.01, 2.0, value=defaults.temperature, step=0.01, label="Temperature")
+        top_p = gr.Slider(0.01, 1.0, value=defaults.top_p, step=0.01, label="Top-p")
+        penalty = gr.Slider(1.0, 2.0, value=defaults.repetition_penalty, step=0.05, label="Repetition penalty")
+    return [max_new, strategy, beams, temperature, top_p, penalty]
+
+
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
+    import gradio as gr
+
+    from demos.ui import seed_controls
 
     gr.Markdown(
         "Ask a question about an image and compare two ways of feeding an image to a language model. "
@@ -372,18 +390,6 @@ def build_ui() -> None:
         "on first use; sizes are shown in the pickers. Nothing you upload or ask is written to disk unless "
         "you press *Save conversation*."
     )
-
-    def decoding_controls(defaults: Decoding) -> list:
-        with gr.Row():
-            strategy = gr.Radio([(label, key) for key, label in STRATEGIES.items()], value=defaults.strategy,
-                                label="Decoding")
-            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=defaults.max_new_tokens, step=1, label="Max new tokens")
-        with gr.Row():
-            beams = gr.Slider(1, 8, value=defaults.num_beams, step=1, label="Beams")
-            temperature = gr.Slider(0.01, 2.0, value=defaults.temperature, step=0.01, label="Temperature")
-            top_p = gr.Slider(0.01, 1.0, value=defaults.top_p, step=0.01, label="Top-p")
-            penalty = gr.Slider(1.0, 2.0, value=defaults.repetition_penalty, step=0.05, label="Repetition penalty")
-        return [max_new, strategy, beams, temperature, top_p, penalty]
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -438,40 +444,62 @@ def build_ui() -> None:
                   [str(ASSETS / "camera.jpg"), "What is the man holding?"]],
         inputs=[image, question], label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        image=image, question=question, ask=ask_button, regenerate=regenerate, clear=clear, save=save, saved=saved,
+        answers=[blip2_answer, blip2_info, blip2_sent, chat, llava_info, llava_sent, seed],
+        settings=[blip2_model, mode, llava_model, precision, seed, randomize, *blip2_controls, *llava_controls],
+        blip2_answer=blip2_answer, blip2_sent=blip2_sent, chat=chat)
 
-    outputs = [blip2_answer, blip2_info, blip2_sent, chat, llava_info, llava_sent, seed]
-    settings = [blip2_model, mode, llava_model, precision, seed, randomize, *blip2_controls, *llava_controls]
 
-    def stream(image, question, history, blip2_name, mode, llava_name, precision, seed, randomize, *controls,
-               progress=None):
-        blip2_decoding, llava_decoding = (Decoding(*controls[i:i + 6]) for i in (0, 6))
-        for result in run_vqa(image, question, history, blip2_name, llava_name, mode, blip2_decoding,
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
+
+    @user_errors
+    def ask_for_ui(image, question, history, blip2_model, mode, llava_model, precision, seed, randomize,
+                   blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature, blip2_top_p,
+                   blip2_repetition_penalty, llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature,
+                   llava_top_p, llava_repetition_penalty, progress=gr.Progress(track_tqdm=True)):
+        """Both models answer; LLaVA continues the chat in `history`. Every parameter is named, so the
+        /vqa endpoint's are too."""
+        blip2_decoding = Decoding(blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature,
+                                  blip2_top_p, blip2_repetition_penalty)
+        llava_decoding = Decoding(llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature,
+                                  llava_top_p, llava_repetition_penalty)
+        for result in run_vqa(image, question, history, blip2_model, llava_model, mode, blip2_decoding,
                               llava_decoding, resolve_seed(seed, bool(randomize)),
                               None if precision == "none" else precision, progress):
             yield (result.blip2.answer, describe(result.blip2), result.blip2.prompt, result.history,
                    describe(result.llava), result.llava.prompt, result.seed)
 
     @user_errors
-    def ask_for_ui(image, question, history, *settings, progress=gr.Progress(track_tqdm=True)):
-        yield from stream(image, question, history, *settings, progress=progress)
-
-    @user_errors
-    def regenerate_for_ui(image, history, *settings, progress=gr.Progress(track_tqdm=True)):
+    def regenerate_for_ui(image, history, blip2_model, mode, llava_model, precision, seed, randomize,
+                          blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature, blip2_top_p,
+                          blip2_repetition_penalty, llava_max_new_tokens, llava_strategy, llava_num_beams,
+                          llava_temperature, llava_top_p, llava_repetition_penalty,
+                          progress=gr.Progress(track_tqdm=True)):
         """Drop LLaVA's last answer and ask the last question again (BLIP-2 answers it again too)."""
         users = [i for i, message in enumerate(history or []) if message["role"] == "user"]
         if not users:
             raise UserError("Nothing to regenerate yet: ask a question first.")
         last = users[-1]
-        yield from stream(image, message_text(history[last]["content"]), history[:last], *settings,
-                          progress=progress)
+        yield from ask_for_ui(image, message_text(history[last]["content"]), history[:last], blip2_model, mode,
+                              llava_model, precision, seed, randomize, blip2_max_new_tokens, blip2_strategy,
+                              blip2_num_beams, blip2_temperature, blip2_top_p, blip2_repetition_penalty,
+                              llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature, llava_top_p,
+                              llava_repetition_penalty, progress)
 
     def clear_for_ui():
         return "", "", "", [], "", "", None
 
-    gr.on([ask_button.click, question.submit], ask_for_ui, inputs=[image, question, chat, *settings],
-          outputs=outputs, api_name="vqa")
-    regenerate.click(regenerate_for_ui, inputs=[image, chat, *settings], outputs=outputs, api_name="vqa_regenerate")
-    clear.click(clear_for_ui, outputs=[*outputs[:6], saved], api_name="vqa_clear")
-    save.click(user_errors(lambda history, answer, prompt: export_conversation(
-        history or [], {"answer": answer, "prompt": prompt})), inputs=[chat, blip2_answer, blip2_sent],
-        outputs=saved, api_name="vqa_save")
+    gr.on([w.ask.click, w.question.submit], ask_for_ui, inputs=[w.image, w.question, w.chat, *w.settings],
+          outputs=w.answers, api_name="vqa")
+    w.regenerate.click(regenerate_for_ui, inputs=[w.image, w.chat, *w.settings], outputs=w.answers,
+                       api_name="vqa_regenerate")
+    w.clear.click(clear_for_ui, outputs=[*w.answers[:6], w.saved], api_name="vqa_clear")
+    w.save.click(user_errors(lambda history, answer, prompt: export_conversation(
+        history or [], {"answer": answer, "prompt": prompt})), inputs=[w.chat, w.blip2_answer, w.blip2_sent],
+        outputs=w.saved, api_name="vqa_save")

@@ -9,7 +9,6 @@ from PIL import Image
 import models
 from demos.boxes import (CANVAS_SIDE, Box, annotation_from_boxes, blank_canvas, boxes_from_annotation,
                          draw_boxes, example_layouts, layout_to_text, normalise, parse_layout)
-from demos.boxes_side_by_side import run_side_by_side
 from demos.generation import read_parameters
 from demos.gligen import run_gligen
 from models import UserError
@@ -107,12 +106,6 @@ def test_inserting_into_an_image_uses_the_inpainting_checkpoint_with_that_image(
 def test_gligen_refuses_bad_layouts(layout, message):
     with pytest.raises(UserError, match=message):
         run_gligen(PROMPT, layout, steps=1)
-
-
-def test_side_by_side_shares_one_seed():
-    result = run_side_by_side(PROMPT, "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 0.6,0.5,0.9,0.8", steps=2, seed=5)
-    assert result.seed == 5 and result.guided.parameters["seed"] == 5
-    assert result.plain.size == result.layout_guidance.size == result.gligen.size
 
 
 def test_box_endpoints_answer_through_gradio_client(app_server):
