@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping
 
 from PIL import Image, ImageDraw
@@ -305,28 +306,8 @@ def named_parameters(function: Callable, names: list[str]) -> Callable:
     return function
 
 
-@dataclass
-class CompareWidgets:
-    task: Any
-    methods: Any
-    inputs: dict[str, Any]  # one widget per shared input name, across all task families
-    sweep: Any
-    values: Any
-    preset: Any
-    load: Any
-    run: Any
-    rerun_file: Any
-    status: Any
-    gallery: Any
-    grid_png: Any
-    grid_json: Any
-    left: Any
-    right: Any
-    slider: Any
-    cells: Any
-
-
-def compare_layout(families: dict[str, Task]) -> CompareWidgets:
+def layout(families: dict[str, Task]) -> SimpleNamespace:
+    """The tab's widgets, placed (one input widget per field of any family); `build_ui` wires them."""
     import gradio as gr
 
     gr.Markdown(
@@ -361,8 +342,10 @@ def compare_layout(families: dict[str, Task]) -> CompareWidgets:
                 left = gr.Dropdown(label="Slider: left cell", choices=[])
                 right = gr.Dropdown(label="Slider: right cell", choices=[])
             slider = gr.ImageSlider(label="Before / after", type="pil", format="png")
-    return CompareWidgets(task, methods, inputs, sweep, values, preset, load, run, rerun_file, status, gallery,
-                          grid_png, grid_json, left, right, slider, gr.State([]))
+    return SimpleNamespace(task=task, methods=methods, inputs=inputs, sweep=sweep, values=values, preset=preset,
+                           load=load, run=run, rerun_file=rerun_file, status=status, gallery=gallery,
+                           grid_png=grid_png, grid_json=grid_json, left=left, right=right, slider=slider,
+                           cells=gr.State([]))
 
 
 def build_ui() -> None:
@@ -371,7 +354,7 @@ def build_ui() -> None:
     from demos.ui import user_errors
 
     families = tasks()
-    w = compare_layout(families)
+    w = layout(families)
     input_names = list(w.inputs)
 
     def on_task(task):

@@ -26,7 +26,7 @@ import models
 from demos import ASSETS
 from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.generation import resolve_seed
-from demos.inputs import MAX_PROMPT_CHARS, rgb_image
+from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
 from models import ProgressFn, UserError
 from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
@@ -54,14 +54,14 @@ class Decoding:
     def checked(self) -> "Decoding":
         if self.strategy not in STRATEGIES:
             raise UserError(f"Unknown decoding strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
-        limits = [("max new tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS), ("beams", self.num_beams, 1, 8),
-                  ("temperature", self.temperature, 0.01, 2.0), ("top-p", self.top_p, 0.01, 1.0),
-                  ("repetition penalty", self.repetition_penalty, 1.0, 2.0)]
-        for what, value, low, high in limits:
-            if not low <= value <= high:
-                raise UserError(f"The {what} must be between {low:g} and {high:g} (got {value:g}).")
-        return replace(self, max_new_tokens=int(self.max_new_tokens), num_beams=int(self.num_beams),
-                       seed=resolve_seed(self.seed))
+        return replace(
+            self,
+            max_new_tokens=number_in_range(self.max_new_tokens, "The max new tokens", 1, MAX_NEW_TOKENS, whole=True),
+            num_beams=number_in_range(self.num_beams, "The beams", 1, 8, whole=True),
+            temperature=number_in_range(self.temperature, "The temperature", 0.01, 2.0),
+            top_p=number_in_range(self.top_p, "The top-p", 0.01, 1.0),
+            repetition_penalty=number_in_range(self.repetition_penalty, "The repetition penalty", 1.0, 2.0),
+            seed=resolve_seed(self.seed))
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens,

@@ -101,6 +101,7 @@ def main() -> None:
     gligen = run_gligen(PROMPT, LAYOUT, steps=3, seed=3)
     show("gligen.image", gligen.image)
     show("gligen.boxed", gligen.boxed)
+    torch.manual_seed(0)  # diffusers' GLIGEN inpainting also draws noise from the global generator
     show("gligen.inpainting.image", run_gligen(PROMPT, LAYOUT, steps=3, seed=3, image=chelsea).image)
 
     side = run_side_by_side(PROMPT, LAYOUT, steps=3, seed=3)
