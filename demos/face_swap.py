@@ -117,9 +117,10 @@ def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 10
 def feathered_face_mask(mask: np.ndarray, grow: int, blur: int) -> np.ndarray:
     """Dilate a [0,1] mask by `grow` px (a round kernel), then soften its edge over about `blur` px.
 
-    Not `demos.masks.feathered`: this one works in the aligned face crop before it is warped back (a
-    round dilation suits a face outline) and its blur reaches past the grown edge, where the
-    Paint-by-Example mask must stay exactly 0; sharing one would change the face swap's pixels."""
+    Not `demos.masks.feathered`: this one grows a soft mask with a round kernel (a face outline) and
+    blurs it with OpenCV in the aligned crop, before it is warped back into the photo; the
+    Paint-by-Example one grows or shrinks a hard mask with a square kernel in scene pixels. Sharing
+    one would change the face swap's pixels."""
     import cv2
 
     out = mask.astype(np.float32)
