@@ -21,7 +21,8 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-bench-"))
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
-from demos.clip_zero_shot import ASSETS, PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
+from demos import ASSETS  # noqa: E402
+from demos.clip_zero_shot import PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
 
 LABELS = "cat, dog, tiger, lion, fox, astronaut, rocket, cup of coffee"
 REPEATS = 10

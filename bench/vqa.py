@@ -24,8 +24,8 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-bench-"))
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
-from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS,  # noqa: E402
-                       answer_blip2, stream_llava)
+from demos import ASSETS  # noqa: E402
+from demos.vqa import BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS, answer_blip2, stream_llava  # noqa: E402
 
 REPEATS = 5
 QUESTION = "What is in the cup?"
