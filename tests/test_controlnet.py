@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import models
-from demos.controlnet import ASSETS, run_control_map, run_controlnet
+from demos import ASSETS
+from demos.controlnet import run_control_map, run_controlnet, saved_images
 from demos.generation import read_parameters
 from models import REGISTRY, UserError
 from models.cache import ModelCache
@@ -16,8 +17,8 @@ from models.settings import Settings
 FAST = dict(steps=2, resolution=64, detect_resolution=128)
 
 
-def pixels(path: str) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 def edge_fraction(edge_map: Image.Image) -> float:
@@ -99,14 +100,16 @@ def test_same_seed_same_image_different_seed_different_image():
     other = run_controlnet(photo, "canny", "a cat", seed=12, **FAST)
     assert np.array_equal(pixels(first.images[0]), pixels(again.images[0]))
     assert np.abs(pixels(first.images[0]) - pixels(other.images[0])).mean() > 2
-    saved = read_parameters(first.images[0])  # the PNG carries what reproduces it
+    path, caption = saved_images(first)[0]
+    saved = read_parameters(path)  # the PNG handed out carries what reproduces it
+    assert caption == "ControlNet #1" and pixels(Image.open(path)).tolist() == pixels(first.images[0]).tolist()
     assert saved["seed"] == 11 and saved["prompt"] == "a cat" and saved["conditions"] == ["canny"]
     randomised = run_controlnet(photo, "canny", "a cat", seed=11, randomize_seed=True, **FAST)
-    assert read_parameters(randomised.images[0])["seed"] == randomised.seed  # the seed actually used
+    assert read_parameters(saved_images(randomised)[0][0])["seed"] == randomised.seed  # the seed actually used
 
 
 def test_controlnet_then_adapter_then_plain_sd_load_the_base_once():
-    cache = ModelCache(REGISTRY, Settings(profile="tiny", tiny_dir=models.settings.tiny_dir, max_loaded_models=0))
+    cache = ModelCache(REGISTRY, Settings(profile="tiny", tiny_dir=models.model_settings.tiny_dir, max_loaded_models=0))
     controlnet = cache.get("controlnet-canny")
     adapter = cache.get("controlnet-t2iadapter-sketch")
     base = cache.get("sd15")

@@ -9,10 +9,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 import models
-from demos.face_swap import MIN_FACE_SIDE, run_face_swap
-from demos.generation import read_parameters
+from demos.face_swap import MIN_FACE_SIDE, feathered_face_mask, paste_face_back, run_face_swap
 from models import UserError
-from models.faces import align_face, feathered, invert, paste_back, transform_points
+from models.faces import align_face, invert, transform_points
 from models.pipelines.face_swap import (face_swap_sample, face_views, guided_step, identity_loss, mask_weights,
                                         reconstruction_loss, unclamped_scheduler)
 
@@ -197,7 +196,7 @@ def test_real_mtcnn_finds_one_face_and_alignment_puts_the_eyes_on_the_template(a
     back = transform_points(invert(aligned.matrix), transform_points(aligned.matrix, points))
     assert np.abs(back - points).max() < 1e-6
     # The aligned crop really shows that region: warping it back matches the photo around the eyes.
-    restored, mask = paste_back(astronaut, aligned.image, aligned, np.ones((256, 256), np.float32))
+    restored, mask = paste_face_back(astronaut, aligned.image, aligned, np.ones((256, 256), np.float32))
     x0, y0, x1, y1 = faces[0].box.astype(int)
     error = np.abs(restored[y0:y1, x0:x1].astype(int) - astronaut[y0:y1, x0:x1].astype(int)).mean()
     assert error < 6, error
@@ -207,10 +206,10 @@ def test_paste_back_restores_the_photo_outside_the_feathered_mask(astronaut, det
     aligned = align_face(astronaut, detector.detect(Image.fromarray(astronaut))[0], 64)
     face = np.zeros((64, 64), np.float32)
     face[20:44, 16:48] = 1
-    soft = feathered(face, grow=2, blur=3)
+    soft = feathered_face_mask(face, grow=2, blur=3)
     assert 0 < soft[18, 30] < 1 or 0 < soft[16, 30] < 1  # the edge is soft
     result = np.full((64, 64, 3), 255, np.uint8)
-    composite, mask = paste_back(astronaut, result, aligned, soft)
+    composite, mask = paste_face_back(astronaut, result, aligned, soft)
     outside = mask == 0
     assert outside.mean() > 0.9
     assert np.array_equal(composite[outside], astronaut[outside])
@@ -226,7 +225,7 @@ def test_swap_end_to_end_keeps_the_target_outside_the_mask_and_marks_the_png(ast
     paste = np.asarray(result.paste_mask)
     assert np.array_equal(photo[paste == 0], astronaut[paste == 0])
     assert (paste > 0).any() and not np.array_equal(photo, astronaut)
-    parameters = read_parameters(result.path)
+    parameters = result.parameters
     assert "generated" in parameters["generated"].lower() and parameters["seed"] == 3
     assert len(result.schedule) == 4 and result.schedule[0] == 0.0
     assert set(result.similarity) == {"source↔result", "target↔result", "source↔target"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import models
 from demos.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
@@ -136,7 +135,7 @@ def test_scale_zero_reproduces_plain_stable_diffusion_and_the_shared_unet_is_lef
 def test_run_returns_images_maps_and_parameters():
     result = run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=1, iterations=1, seed=3)
     assert result.parameters["seed"] == 3 and result.parameters["scheduler"] == "LMSDiscreteScheduler"
-    assert Image.open(result.image).size == Image.open(result.plain_image).size
+    assert result.image.size == result.plain_image.size
     guided_view, plain_view = attention_views(result, 1)
     assert guided_view.size == plain_view.size and guided_view.size[0] == 3 * 256
     assert result.steps[0].phrase_maps.shape[0] == 3

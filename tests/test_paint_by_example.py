@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from demos.generation import read_parameters
-from demos.masks import binary_mask, feathered, paste_back, run_click_to_mask, square_around
-from demos.paint_by_example import ASSETS, run_paint_by_example
+from demos import ASSETS
+from demos.click_to_mask import run_click_to_mask
+from demos.masks import binary_mask, feathered, paste_back, square_around
+from demos.paint_by_example import run_paint_by_example
 from models import UserError
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
@@ -16,8 +18,8 @@ REFERENCE = Image.open(ASSETS / "reference_cup.jpg")
 FAST = dict(steps=2, seed=3)
 
 
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 @pytest.mark.mechanism
@@ -29,7 +31,7 @@ def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_chan
     assert np.array_equal(out[~weight], scene[~weight])
     inside = np.asarray(MASK) >= 128
     assert np.abs(out[inside] - scene[inside]).mean() > 5
-    assert read_parameters(result.images[0])["seed"] == 3
+    assert result.parameters["seed"] == 3
 
 
 def test_a_non_square_scene_comes_back_at_its_own_size():
@@ -37,7 +39,7 @@ def test_a_non_square_scene_comes_back_at_its_own_size():
     mask = np.zeros((300, 500), np.uint8)
     mask[100:220, 300:460] = 255
     result = run_paint_by_example(scene, mask, REFERENCE, **FAST)
-    assert Image.open(result.images[0]).size == (500, 300)
+    assert result.images[0].size == (500, 300)
     x0, y0, x1, y1 = result.crop_box
     assert x1 - x0 == y1 - y0 and 0 <= x0 and x1 <= 500 and 0 <= y0 and y1 <= 300
 
@@ -56,7 +58,7 @@ def test_rgba_reference_is_flattened_and_grayscale_scene_works():
     flat = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
     assert np.array_equal(pixels(with_alpha.images[0]), pixels(flat.images[0]))
     gray = run_paint_by_example(SCENE.convert("L"), MASK, REFERENCE, **FAST)
-    assert Image.open(gray.images[0]).size == SCENE.size
+    assert gray.images[0].size == SCENE.size
 
 
 @pytest.mark.parametrize("scene, mask, reference, message", [
@@ -101,7 +103,8 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     images, _, _, summary, seed = client.predict(
         scene, handle_file(mask), None, handle_file(str(ASSETS / "reference_cup.jpg")), 2, 5.0, 1, 8, 8, 3, False,
         api_name="/paint_by_example")
-    out, scene_pixels = pixels(images[0]["image"]), np.asarray(SCENE, dtype=np.int16)
+    out, scene_pixels = pixels(Image.open(images[0]["image"])), np.asarray(SCENE, dtype=np.int16)
+    assert read_parameters(images[0]["image"])["seed"] == 3  # the file handed out carries its parameters
     outside = feathered(binary_mask(Image.open(mask), SCENE.size), 8, 8) == 0
     assert out.shape == scene_pixels.shape and seed == 3 and "the model saw" in summary
     assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
