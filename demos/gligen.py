@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from PIL import Image
 
 import models
@@ -66,10 +67,14 @@ def run_gligen(
     pipe = models.get(model, progress)
     phrases, normalised = gligen_grounding(boxes)
     started = time.perf_counter()
-    image = pipe(prompt, gligen_phrases=phrases, gligen_boxes=normalised,
-                 gligen_scheduled_sampling_beta=beta, num_inference_steps=steps,
-                 guidance_scale=guidance_scale, gligen_inpaint_image=picture,
-                 generator=generator_for(seed, pipe.device)).images[0]
+    # diffusers' GLIGEN pipeline noises the inpainting latent with torch's global generator
+    # (`torch.randn_like`): seed that too, inside a forked RNG, so the seed decides the whole image.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        image = pipe(prompt, gligen_phrases=phrases, gligen_boxes=normalised,
+                     gligen_scheduled_sampling_beta=beta, num_inference_steps=steps,
+                     guidance_scale=guidance_scale, gligen_inpaint_image=picture,
+                     generator=generator_for(seed, pipe.device)).images[0]
     parameters = dict(method="GLIGEN", model=model, prompt=prompt, boxes=[[p, *b] for p, b in zip(phrases, normalised)],
                       beta=beta, steps=steps, guidance_scale=guidance_scale, seed=seed)
     return GligenResult(image, draw_boxes(image, boxes), phrases, normalised, parameters,
