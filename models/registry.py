@@ -40,7 +40,7 @@ class ModelSpec:
 
 
 # One module per model family; each holds its loaders, tiny builders and a SPECS list.
-FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet", "ddpm", "faces", "gligen", "paint_by_example", "sam"]
+FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet", "ddpm", "faces", "gligen", "paint_by_example", "sam", "few_step"]
 
 
 def collect_registry() -> dict[str, ModelSpec]:
