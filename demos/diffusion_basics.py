@@ -18,6 +18,7 @@ import io
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -34,6 +35,7 @@ from models.ddpm import CELEBAHQ_SCHEDULER
 from models.few_step import CONSISTENCY, LCM_LORA
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PIXEL_MODEL = "ddpm-celebahq-256"  # shared with the face swap tab
 SCHEDULES = {"linear": "linear (DDPM)", "squaredcos_cap_v2": "cosine (iDDPM)"}
 SCHEDULER_CLASSES = {"DDPM": "DDPMScheduler", "DDIM": "DDIMScheduler", "LCM": "LCMScheduler"}
@@ -494,6 +496,248 @@ def run_consistency(class_label: Any = 145, steps: Any = 1, seed: Any = 0,
     with counting_calls(pipe.unet) as counter:
         image = pipe(**timing, class_labels=class_label, generator=generator_for(seed)).images[0]
     return ConsistencyResult(image, steps, class_label, counter.calls, time.perf_counter() - started)
+
+
+# ---- presentation ------------------------------------------------------------------------------
+
+FORMULAS = (
+    "**Forward:** x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, ᾱ_t = Π(1−β_s).  **Conversions** (given x_t): "
+    "x0 = (x_t − √(1−ᾱ)·ε)/√ᾱ · v = √ᾱ·ε − √(1−ᾱ)·x0 · x0 = √ᾱ·x_t − √(1−ᾱ)·v · ε = √ᾱ·v + √(1−ᾱ)·x_t.  "
+    "**DDIM:** x_{t−1} = √ᾱ_{t−1}·x̂0 + √(1−ᾱ_{t−1}−σ_t²)·ε̂ + σ_t·z, σ_t = η·√((1−ᾱ_{t−1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t−1})."
+)
+
+
+def forward_summary(result: ForwardResult) -> str:
+    return (f"t = **{result.t}** · ᾱ_t = **{result.alpha_bar:.4f}** · x_t = {result.alpha_bar ** 0.5:.3f}·x0 + "
+            f"{(1 - result.alpha_bar) ** 0.5:.3f}·ε · SNR = ᾱ/(1−ᾱ) = **{result.snr:.3g}**")
+
+
+def sampler_summary(result: SamplerResult) -> str:
+    noise = ("η = 0 adds no noise: the noise seed is unused." if result.sampler == "DDIM" and result.eta == 0
+             else f"Per-step noise seed {result.noise_seed}.")
+    adapters = f" · adapters on the UNet during the run: {', '.join(result.adapters)}" if result.adapters else ""
+    return (f"**{result.caption}** · seed {result.seed} (x_T) · {noise}{adapters}\n\n"
+            f"t visited: {', '.join(map(str, result.timesteps[:12]))}{' …' if len(result.timesteps) > 12 else ''}")
+
+
+def parameterisation_summary(result: ParameterisationResult) -> str:
+    errors = " · ".join(f"{name}: {value:.4f}" for name, value in result.errors.items())
+    return (f"The checkpoint predicts **{result.prediction_type}** (its scheduler's `prediction_type`); the other two "
+            f"follow from x_t. t = {result.t}, ᾱ_t = {result.alpha_bar:.4f}. Mean squared error against the truth: "
+            f"{errors}. An error in ε̂ reaches x̂0 multiplied by (1−ᾱ)/ᾱ = {(1 - result.alpha_bar) / result.alpha_bar:.3g}.")
+
+
+def latent_summary(result: LatentResult) -> str:
+    channels, height, width = result.latent_shape
+    side = result.original.width
+    return (f"Pixels 3×{side}×{side} = **{result.pixel_elements:,}** numbers; latent {channels}×{height}×{width} = "
+            f"**{result.latent_elements:,}** — **{result.pixel_elements / result.latent_elements:g}×** fewer for the UNet "
+            f"to denoise. The latent is multiplied by `scaling_factor` = {result.scaling_factor:g} before diffusion "
+            f"(std now {result.latent_std:.3f}) and divided by it before decoding. Reconstruction error: "
+            f"{result.mean_abs_error:.1f} / 255 per pixel.")
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import seed_controls, user_errors
+
+    face = str(ASSETS / "astronaut.jpg")
+    gr.Markdown(
+        "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
+        "**forward process**, sample faces with **DDPM** and **DDIM** (η = 0 deterministic, η = 1 DDPM-like), see "
+        "what **ε / x0 / v** predictions mean, move to the **latent** space of Stable Diffusion, and jump there in "
+        "a few steps with **LCM-LoRA** and a **consistency model**. t = 0 is the clean image.\n\n" + FORMULAS)
+    with gr.Tabs():
+        with gr.Tab("Forward process"):
+            with gr.Row():
+                with gr.Column():
+                    forward_image = gr.Image(face, label="Image x0", type="pil", image_mode=None, height=240)
+                    forward_t = gr.Slider(0, TRAIN_STEPS, value=250, step=1, label="t", elem_id="forward-t")
+                    schedule = gr.Radio([(label, name) for name, label in SCHEDULES.items()], value="linear",
+                                        label="Noise schedule")
+                    forward_seed = gr.Number(0, label="Noise seed (one ε for every t)", precision=0, minimum=0)
+                with gr.Column():
+                    with gr.Row():
+                        forward_clean = gr.Image(label="x0", format="png", height=200)
+                        forward_noise = gr.Image(label="ε (shown ÷3)", format="png", height=200)
+                        forward_noisy = gr.Image(label="x_t", format="png", height=200, elem_id="forward-noisy")
+                    forward_info = gr.Markdown(elem_id="forward-info")
+                    forward_plot = gr.Image(label="ᾱ_t and SNR: linear vs cosine", format="png")
+        with gr.Tab("DDPM / DDIM (pixels)"):
+            gr.Markdown(f"Unconditional faces from `{models.REGISTRY[PIXEL_MODEL].checkpoint}` (pixel space, "
+                        "the face swap's prior). DDIM re-uses the DDPM network with another update; the seed draws x_T, "
+                        "the noise seed the noise each stochastic step adds.")
+            with gr.Row():
+                with gr.Column():
+                    sampler = gr.Radio(list(PIXEL_SAMPLERS), value="DDIM", label="Sampler")
+                    pixel_steps = gr.Slider(1, TRAIN_STEPS, value=50, step=1, label="Steps", elem_id="pixel-steps")
+                    eta = gr.Slider(0, 1, value=0.0, step=0.05, label="η (DDIM only)")
+                    snapshots = gr.Slider(2, MAX_SNAPSHOTS, value=6, step=1, label="Filmstrip frames")
+                    pixel_seed, pixel_randomize = seed_controls()
+                    sample = gr.Button("Sample", variant="primary")
+                    determinism = gr.Button("Same seed twice, different step noise")
+                    race = gr.Button("DDIM-50 vs DDPM-1000")
+                with gr.Column():
+                    pixel_image = gr.Image(label="Sample", format="png", height=200)
+                    pixel_info = gr.Markdown(elem_id="pixel-info")
+                    pixel_trajectory = gr.Gallery(label="x_t along the chain", columns=6, height=160, format="png",
+                                                  elem_id="pixel-trajectory")
+                    pixel_x0 = gr.Gallery(label="Predicted x0 at the same steps", columns=6, height=160, format="png")
+                    with gr.Row():
+                        left_image = gr.Image(label="First", format="png", height=200)
+                        right_image = gr.Image(label="Second", format="png", height=200)
+                    pair_info = gr.Markdown(elem_id="pair-info")
+        with gr.Tab("ε / x0 / v"):
+            with gr.Row():
+                with gr.Column():
+                    parameter_image = gr.Image(face, label="A face x0", type="pil", image_mode=None, height=240)
+                    parameter_t = gr.Slider(1, TRAIN_STEPS, value=500, step=1, label="t")
+                    parameter_seed = gr.Number(0, label="Noise seed", precision=0, minimum=0)
+                    predict = gr.Button("Noise it and predict", variant="primary")
+                with gr.Column():
+                    parameter_noisy = gr.Image(label="x_t", format="png", height=200)
+                    parameter_gallery = gr.Gallery(label="True (top) and predicted (bottom) ε, x0, v", columns=3,
+                                                   height=320, format="png")
+                    parameter_info = gr.Markdown()
+        with gr.Tab("Latent vs pixel (LDM)"):
+            with gr.Row():
+                with gr.Column():
+                    vae_image = gr.Image(face, label="Image", type="pil", image_mode=None, height=240)
+                    resolution = gr.Slider(64, 1024, value=default_resolution(), step=8, label="Resolution (VAE and generation)")
+                    roundtrip = gr.Button("Encode and decode with SD-1.5's VAE", variant="primary")
+                with gr.Column():
+                    with gr.Row():
+                        vae_original = gr.Image(label="Input", format="png", height=200)
+                        vae_reconstruction = gr.Image(label="decode(encode(x))", format="png", height=200)
+                    vae_channels = gr.Gallery(label="The 4 latent channels", columns=4, height=160, format="png")
+                    vae_info = gr.Markdown()
+            with gr.Row():
+                with gr.Column():
+                    latent_prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
+                    latent_sampler = gr.Radio(list(SCHEDULER_CLASSES)[:2], value="DDIM", label="Sampler")
+                    latent_steps = gr.Slider(1, MAX_LATENT_STEPS, value=25, step=1, label="Steps")
+                    guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
+                    latent_seed, latent_randomize = seed_controls()
+                    generate = gr.Button("Generate in latent space", variant="primary")
+                with gr.Column():
+                    latent_image = gr.Image(label="Decoded sample", format="png", height=200)
+                    latent_info = gr.Markdown()
+                    latent_trajectory = gr.Gallery(label="Decoded x_t", columns=4, height=160, format="png")
+                    latent_x0 = gr.Gallery(label="Decoded predicted x0", columns=4, height=160, format="png")
+        with gr.Tab("Few-step: LCM-LoRA, consistency"):
+            with gr.Row():
+                with gr.Column():
+                    few_prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
+                    lcm_steps = gr.Radio([1, 2, 4, 8], value=4, label="LCM steps")
+                    ddim_steps = gr.Slider(25, 50, value=25, step=1, label="DDIM steps (base, CFG 7.5)")
+                    few_seed, few_randomize = seed_controls()
+                    few = gr.Button("LCM-LoRA vs DDIM, same prompt and seed", variant="primary")
+                with gr.Column():
+                    with gr.Row():
+                        lcm_image = gr.Image(label="LCM-LoRA", format="png", height=200)
+                        ddim_image = gr.Image(label="DDIM on the base", format="png", height=200)
+                    few_info = gr.Markdown()
+            with gr.Row():
+                with gr.Column():
+                    class_label = gr.Dropdown(list(IMAGENET_CLASSES.items()), value=145, label="ImageNet class")
+                    cm_seed, cm_randomize = seed_controls()
+                    consistency = gr.Button("Consistency model: 1 and 2 steps", variant="primary")
+                with gr.Column():
+                    with gr.Row():
+                        cm_one = gr.Image(label="1 step", format="png", height=200)
+                        cm_two = gr.Image(label="2 steps", format="png", height=200)
+                    cm_info = gr.Markdown()
+
+    @user_errors
+    def forward_for_ui(image, t, schedule, seed):
+        result = run_forward_process(image, t, schedule, seed)
+        return result.clean, result.noise, result.noisy, forward_summary(result), result.plot
+
+    @user_errors
+    def sample_for_ui(sampler, steps, eta, snapshots, seed, randomize, progress=gr.Progress()):
+        result = run_pixel_sampler(sampler, steps, eta, resolve_seed(seed, randomize), snapshots=snapshots,
+                                   progress=progress)
+        return result.image, sampler_summary(result), result.trajectory, result.predicted_x0, result.seed
+
+    @user_errors
+    def determinism_for_ui(steps, eta, seed, randomize, progress=gr.Progress()):
+        result = run_determinism(steps, eta, resolve_seed(seed, randomize), progress)
+        verdict = "identical" if result.max_difference == 0 else f"differ by up to {result.max_difference}/255"
+        text = (f"DDIM-{result.first.steps}, η = {result.first.eta:g}, same x_T (seed {result.first.seed}), noise seeds "
+                f"{result.first.noise_seed} and {result.second.noise_seed}: the images are **{verdict}**.")
+        return result.first.image, result.second.image, text, result.first.seed
+
+    @user_errors
+    def race_for_ui(seed, randomize, progress=gr.Progress()):
+        seed = resolve_seed(seed, randomize)
+        ddim = run_pixel_sampler("DDIM", 50, 0.0, seed, snapshots=2, progress=progress)
+        ddpm = run_pixel_sampler("DDPM", TRAIN_STEPS, 0.0, seed, snapshots=2, progress=progress)
+        text = (f"Same x_T. {ddim.caption} · {ddpm.caption} — DDIM is {ddpm.seconds / max(ddim.seconds, 1e-9):.0f}× "
+                "faster here.")
+        return ddim.image, ddpm.image, text, seed
+
+    @user_errors
+    def parameterisations_for_ui(image, t, seed, progress=gr.Progress()):
+        result = run_parameterisations(image, t, seed, progress)
+        names = {"epsilon": "ε", "x0": "x0", "v": "v"}
+        gallery = [(result.true[key], f"true {name}") for key, name in names.items()]
+        gallery += [(result.predicted[key], f"predicted {name}") for key, name in names.items()]
+        return result.noisy, gallery, parameterisation_summary(result)
+
+    @user_errors
+    def roundtrip_for_ui(image, resolution, progress=gr.Progress()):
+        result = run_vae_roundtrip(image, resolution, progress)
+        channels = [(channel, f"channel {index}") for index, channel in enumerate(result.channels)]
+        return result.original, result.reconstruction, channels, latent_summary(result)
+
+    @user_errors
+    def latent_for_ui(prompt, sampler, steps, guidance, resolution, seed, randomize, progress=gr.Progress()):
+        result = run_latent_sampler(prompt, sampler, steps, guidance_scale=guidance, seed=resolve_seed(seed, randomize),
+                                    resolution=resolution, progress=progress)
+        return result.image, sampler_summary(result), result.trajectory, result.predicted_x0, result.seed
+
+    @user_errors
+    def few_step_for_ui(prompt, lcm_steps, ddim_steps, resolution, seed, randomize, progress=gr.Progress()):
+        seed = resolve_seed(seed, randomize)
+        lcm = run_latent_sampler(prompt, "LCM", lcm_steps, seed=seed, resolution=resolution, snapshots=1,
+                                 progress=progress)
+        ddim = run_latent_sampler(prompt, "DDIM", ddim_steps, seed=seed, resolution=resolution, snapshots=1,
+                                  progress=progress)
+        text = (f"{lcm.caption} (no CFG) · {ddim.caption} (CFG 7.5: both halves in one batched call) — LCM-LoRA "
+                f"took {ddim.seconds / max(lcm.seconds, 1e-9):.1f}× less time. The adapter is removed after its run.")
+        return lcm.image, ddim.image, text, seed
+
+    @user_errors
+    def consistency_for_ui(class_label, seed, randomize, progress=gr.Progress()):
+        seed = resolve_seed(seed, randomize)
+        one, two = (run_consistency(class_label, steps, seed, progress) for steps in (1, 2))
+        text = (f"`{models.REGISTRY[CONSISTENCY].checkpoint}`, class {one.class_label}: 1 step = {one.unet_calls} UNet "
+                f"call ({one.seconds:.2f} s), 2 steps = {two.unet_calls} calls ({two.seconds:.2f} s).")
+        return one.image, two.image, text, seed
+
+    gr.on([forward_image.change, forward_t.change, schedule.change, forward_seed.change], forward_for_ui,
+          inputs=[forward_image, forward_t, schedule, forward_seed],
+          outputs=[forward_clean, forward_noise, forward_noisy, forward_info, forward_plot],
+          api_name="diffusion_forward", trigger_mode="always_last")
+    sample.click(sample_for_ui, inputs=[sampler, pixel_steps, eta, snapshots, pixel_seed, pixel_randomize],
+                 outputs=[pixel_image, pixel_info, pixel_trajectory, pixel_x0, pixel_seed], api_name="pixel_sampler")
+    determinism.click(determinism_for_ui, inputs=[pixel_steps, eta, pixel_seed, pixel_randomize],
+                      outputs=[left_image, right_image, pair_info, pixel_seed], api_name="ddim_determinism")
+    race.click(race_for_ui, inputs=[pixel_seed, pixel_randomize], outputs=[left_image, right_image, pair_info, pixel_seed],
+               api_name="ddim_vs_ddpm")
+    predict.click(parameterisations_for_ui, inputs=[parameter_image, parameter_t, parameter_seed],
+                  outputs=[parameter_noisy, parameter_gallery, parameter_info], api_name="parameterisations")
+    roundtrip.click(roundtrip_for_ui, inputs=[vae_image, resolution],
+                    outputs=[vae_original, vae_reconstruction, vae_channels, vae_info], api_name="vae_roundtrip")
+    generate.click(latent_for_ui, inputs=[latent_prompt, latent_sampler, latent_steps, guidance, resolution, latent_seed,
+                                          latent_randomize],
+                   outputs=[latent_image, latent_info, latent_trajectory, latent_x0, latent_seed],
+                   api_name="latent_sampler")
+    few.click(few_step_for_ui, inputs=[few_prompt, lcm_steps, ddim_steps, resolution, few_seed, few_randomize],
+              outputs=[lcm_image, ddim_image, few_info, few_seed], api_name="lcm_vs_ddim")
+    consistency.click(consistency_for_ui, inputs=[class_label, cm_seed, cm_randomize], outputs=[cm_one, cm_two, cm_info, cm_seed],
+                      api_name="consistency_model")
 
 
 # ---- Compare -------------------------------------------------------------------------------------

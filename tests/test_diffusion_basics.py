@@ -244,3 +244,29 @@ def test_samplers_join_the_compare_tab_and_run_there():
 def test_bad_input_is_a_clear_user_error(call, message):
     with pytest.raises(UserError, match=message):
         call()
+
+
+# ---- UI and API ------------------------------------------------------------------------------
+
+def test_the_tab_builds_with_an_api_name_on_every_public_event():
+    from app import build_app
+    from demos import DEMOS
+
+    demo = next(d for d in DEMOS if d.module == "demos.diffusion_basics")
+    app = build_app([demo])
+    names = {fn.api_name for fn in app.fns.values() if fn.api_visibility == "public"}
+    assert {"diffusion_forward", "pixel_sampler", "ddim_determinism", "ddim_vs_ddpm", "parameterisations",
+            "vae_roundtrip", "latent_sampler", "lcm_vs_ddim", "consistency_model"} <= names
+
+
+def test_forward_process_and_ddim_answer_through_gradio_client(app_server):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    client = Client(app_server.url, verbose=False)
+    clean, _noise, noisy, info, _plot = client.predict(handle_file(str(ASTRONAUT)), 0, "linear", 0,
+                                                      api_name="/diffusion_forward")
+    assert np.array_equal(pixels(Image.open(clean).convert("RGB")), pixels(Image.open(noisy).convert("RGB")))
+    assert "ᾱ_t = **1.0000**" in info
+    image, info, _trajectory, _x0, seed = client.predict("DDIM", 4, 0.0, 2, 5, False, api_name="/pixel_sampler")
+    assert "DDIM-4" in info and "4 UNet calls" in info and seed == 5
