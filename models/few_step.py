@@ -16,7 +16,7 @@ CONSISTENCY = "cd-imagenet64"
 LCM_LORA_FILE = "pytorch_lora_weights.safetensors"  # the file name in latent-consistency/lcm-lora-sdv1-5
 # The layers LCM-LoRA adapts in SD-1.5's UNet: attention, feed-forward and ResNet convolutions.
 LCM_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                    "conv1", "conv2", "time_emb_proj"]
+                    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
 
 # openai/diffusers-cd_imagenet64_l2: unet/config.json (ADM at 64 px, class-conditional) and scheduler.
 IMAGENET64_UNET = dict(
