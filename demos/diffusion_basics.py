@@ -543,6 +543,12 @@ def build_ui() -> None:
     from demos.ui import seed_controls, user_errors
 
     face = str(ASSETS / "astronaut.jpg")
+
+    def image_pair(first: str, second: str) -> tuple[gr.Image, gr.Image, gr.Markdown]:
+        """Two results side by side and a line that compares them."""
+        with gr.Row():
+            images = gr.Image(label=first, format="png", height=200), gr.Image(label=second, format="png", height=200)
+        return *images, gr.Markdown()
     gr.Markdown(
         "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
         "**forward process**, sample faces with **DDPM** and **DDIM** (η = 0 deterministic, η = 1 DDPM-like), see "
@@ -584,10 +590,7 @@ def build_ui() -> None:
                     pixel_trajectory = gr.Gallery(label="x_t along the chain", columns=6, height=160, format="png",
                                                   elem_id="pixel-trajectory")
                     pixel_x0 = gr.Gallery(label="Predicted x0 at the same steps", columns=6, height=160, format="png")
-                    with gr.Row():
-                        left_image = gr.Image(label="First", format="png", height=200)
-                        right_image = gr.Image(label="Second", format="png", height=200)
-                    pair_info = gr.Markdown(elem_id="pair-info")
+                    left_image, right_image, pair_info = image_pair("First", "Second")
         with gr.Tab("ε / x0 / v"):
             with gr.Row():
                 with gr.Column():
@@ -634,20 +637,14 @@ def build_ui() -> None:
                     few_seed, few_randomize = seed_controls()
                     few = gr.Button("LCM-LoRA vs DDIM, same prompt and seed", variant="primary")
                 with gr.Column():
-                    with gr.Row():
-                        lcm_image = gr.Image(label="LCM-LoRA", format="png", height=200)
-                        ddim_image = gr.Image(label="DDIM on the base", format="png", height=200)
-                    few_info = gr.Markdown()
+                    lcm_image, ddim_image, few_info = image_pair("LCM-LoRA", "DDIM on the base")
             with gr.Row():
                 with gr.Column():
                     class_label = gr.Dropdown(list(IMAGENET_CLASSES.items()), value=145, label="ImageNet class")
                     cm_seed, cm_randomize = seed_controls()
                     consistency = gr.Button("Consistency model: 1 and 2 steps", variant="primary")
                 with gr.Column():
-                    with gr.Row():
-                        cm_one = gr.Image(label="1 step", format="png", height=200)
-                        cm_two = gr.Image(label="2 steps", format="png", height=200)
-                    cm_info = gr.Markdown()
+                    cm_one, cm_two, cm_info = image_pair("1 step", "2 steps")
 
     @user_errors
     def forward_for_ui(image, t, schedule, seed):
