@@ -270,3 +270,22 @@ def test_forward_process_and_ddim_answer_through_gradio_client(app_server):
     assert "ᾱ_t = **1.0000**" in info
     image, info, _trajectory, _x0, seed = client.predict("DDIM", 4, 0.0, 2, 5, False, api_name="/pixel_sampler")
     assert "DDIM-4" in info and "4 UNet calls" in info and seed == 5
+
+
+def test_every_other_view_answers_through_gradio_client(app_server):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_server.url, verbose=False)
+    face = handle_file(str(ASTRONAUT))
+    assert "identical" in client.predict(2, 0.0, 3, False, api_name="/ddim_determinism")[2]
+    _noisy, gallery, info = client.predict(face, 300, 1, api_name="/parameterisations")
+    assert len(gallery) == 6 and "**epsilon**" in info
+    _original, _reconstruction, channels, info = client.predict(face, 64, api_name="/vae_roundtrip")
+    assert len(channels) == 4 and "48×" in info
+    *_, info, _trajectory, _x0, _seed = client.predict("a red cube", "DDIM", 2, 7.5, 64, 1, False,
+                                                      api_name="/latent_sampler")
+    assert "2 UNet calls" in info
+    *_, info, _seed = client.predict("a red cube", 2, 25, 64, 1, False, api_name="/lcm_vs_ddim")
+    assert "LCM-2: 2 UNet calls" in info and "DDIM-25" in info
+    *_, info, _seed = client.predict(145, 1, False, api_name="/consistency_model")
+    assert "1 step = 1 UNet call" in info and "2 steps = 2 calls" in info
