@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 
 import models
 from demos import compare
-from demos.generation import generator_for, resolve_seed
+from demos.generation import MAX_SEED, generator_for, resolve_seed
 from demos.inputs import number_in_range, prompt_text, rgb_image
 from models import UserError
 from models.cache import ProgressFn
@@ -341,7 +341,7 @@ class DeterminismResult:
 def run_determinism(steps: Any = 50, eta: Any = 0.0, seed: Any = 0, progress: ProgressFn | None = None) -> DeterminismResult:
     """The same x_T twice with different per-step noise: identical at η = 0, different once η > 0."""
     first = run_pixel_sampler("DDIM", steps, eta, seed, snapshots=1, progress=progress)
-    second = run_pixel_sampler("DDIM", steps, eta, seed, noise_seed=(first.seed + 1) % (2**31 - 1), snapshots=1,
+    second = run_pixel_sampler("DDIM", steps, eta, seed, noise_seed=(first.seed + 1) % MAX_SEED, snapshots=1,
                                progress=progress)
     difference = np.abs(np.asarray(first.image, dtype=np.int16) - np.asarray(second.image, dtype=np.int16))
     return DeterminismResult(first, second, int(difference.max()))
