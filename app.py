@@ -30,8 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"USER:PASSWORD required to open the app (or set {AUTH_ENV})")
     parser.add_argument("--preload", nargs="*", default=[], metavar="NAME",
                         help="models to load before serving (see the Models panel for names)")
-    parser.add_argument("--max-file-size", default=os.environ.get("PP_MAX_FILE_SIZE", "20mb"),
-                        help="largest upload accepted, e.g. 20mb")
+    parser.add_argument("--max-file-size", default=None,
+                        help="largest upload accepted, e.g. 20mb (default: PP_MAX_FILE_SIZE or 20mb)")
     return parser.parse_args(argv)
 
 
@@ -92,7 +92,7 @@ def build_app(demo_list=None):
         with gr.Row():
             gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
             gr.DeepLinkButton("Copy a link to this exact setup", size="sm", scale=0, min_width=240)
-        if models.settings.profile == "tiny":
+        if models.model_settings.profile == "tiny":
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
         with gr.Tabs():
             for demo in demo_list if demo_list is not None else DEMOS:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import models
 
-    models.settings.profile = args.models
+    models.model_settings.profile = args.models
     for name in args.preload:
         print(f"preloading {name} …", flush=True)
         try:
@@ -128,10 +128,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.share and auth is None:
         print("WARNING: --share creates a public link that anyone can open and use your machine "
               f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)
+    from demos.limits import LIMITS
+
     app = build_app()
-    app.queue(default_concurrency_limit=1, max_size=int(os.environ.get("PP_MAX_QUEUE", 32)))
+    app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-               max_file_size=args.max_file_size, show_error=True)
+               max_file_size=args.max_file_size or LIMITS.max_file_size, show_error=True)
 
 
 if __name__ == "__main__":

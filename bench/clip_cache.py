@@ -21,7 +21,8 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-bench-"))
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
-from demos.clip_zero_shot import ASSETS, PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
+from demos import ASSETS  # noqa: E402
+from demos.clip_zero_shot import PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
 
 LABELS = "cat, dog, tiger, lion, fox, astronaut, rocket, cup of coffee"
 REPEATS = 10
@@ -40,13 +41,13 @@ def main() -> None:
     single = statistics.median(seconds(lambda: run_clip_zero_shot(image, LABELS, None, model)) for _ in range(REPEATS))
     ensemble = statistics.median(
         seconds(lambda: run_clip_zero_shot(image, LABELS, PAPER_ENSEMBLE, model)) for _ in range(REPEATS))
-    print(f"profile={models.settings.profile} model={model} labels=8 repeats={REPEATS}")
+    print(f"profile={models.model_settings.profile} model={model} labels=8 repeats={REPEATS}")
     print(f"first call (build/download + load + run): {first:.3f}s")
     print(f"cached call, 1 template:                  {single * 1000:.1f} ms")
     print(f"cached call, 7-template ensemble:         {ensemble * 1000:.1f} ms")
     print(f"ratio first / cached:        {first / single:8.1f}x  (what the shared cache saves per request)")
     print(f"ratio ensemble / 1 template: {ensemble / single:8.2f}x")
-    print(f"loads counted: {dict(models.cache.load_counts)}")
+    print(f"loads counted: {dict(models.model_cache.load_counts)}")
 
 
 if __name__ == "__main__":

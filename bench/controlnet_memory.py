@@ -54,7 +54,7 @@ def checkpoint_pipes(shared: bool) -> list:
 
     if shared:  # exactly what the app does
         return [models.get(CONTROLNET), models.get(ADAPTER), models.get("sd15")]
-    source = {name: models.cache.source_for(models.REGISTRY[name]) for name in ("sd15", CONTROLNET, ADAPTER)}
+    source = {name: models.model_cache.source_for(models.REGISTRY[name]) for name in ("sd15", CONTROLNET, ADAPTER)}
     device = torch.device(os.environ.get("PP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     options = dict(dtype=dtype, use_safetensors=True)
@@ -135,16 +135,16 @@ def main() -> None:
         return
     import models
 
-    if not args.real_size and models.settings.profile == "tiny":
+    if not args.real_size and models.model_settings.profile == "tiny":
         for name in ("sd15", CONTROLNET, ADAPTER):  # build tiny folders first, outside the measured processes
-            models.cache.source_for(models.REGISTRY[name])
+            models.model_cache.source_for(models.REGISTRY[name])
     results = {}
     for name in ("shared", "separate"):
         command = [sys.executable, __file__, "--scenario", name, "--dtype", args.dtype, "--device", args.device]
         output = subprocess.run(command + (["--real-size"] if args.real_size else []), check=True,
                                 capture_output=True, text=True).stdout
         results[name] = json.loads(output.strip().splitlines()[-1])
-    what = "real-size random" if args.real_size else f"{models.settings.profile} checkpoints"
+    what = "real-size random" if args.real_size else f"{models.model_settings.profile} checkpoints"
     print(f"ControlNet canny + T2I-Adapter sketch + plain SD-1.5 ({what}, {args.dtype if args.real_size else 'loader dtype'})")
     for key in results["shared"]:
         shared, separate = results["shared"][key], results["separate"][key]

@@ -23,8 +23,8 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-bench-"))
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
-from demos import masks  # noqa: E402
-from demos.paint_by_example import ASSETS, run_paint_by_example  # noqa: E402
+from demos import ASSETS, click_to_mask  # noqa: E402
+from demos.paint_by_example import run_paint_by_example  # noqa: E402
 from models.paint_by_example import PAINT_BY_EXAMPLE  # noqa: E402
 
 REPEATS = 5
@@ -40,24 +40,25 @@ def seconds(call) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--sam", default=masks.SAM_MODELS[0], choices=masks.SAM_MODELS)
+    parser.add_argument("--sam", default=click_to_mask.SAM_MODELS[0], choices=click_to_mask.SAM_MODELS)
     args = parser.parse_args()
     scene = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
     reference = Image.open(ASSETS / "reference_cup.jpg")
     load_sam = seconds(lambda: models.get(args.sam))
     load_pbe = seconds(lambda: models.get(PAINT_BY_EXAMPLE))
-    print(f"profile {models.settings.profile}; load: {args.sam} {load_sam:.2f} s, {PAINT_BY_EXAMPLE} {load_pbe:.2f} s")
+    print(f"profile {models.model_settings.profile}; "
+          f"load: {args.sam} {load_sam:.2f} s, {PAINT_BY_EXAMPLE} {load_pbe:.2f} s")
 
     def first_click() -> None:
-        masks._predictors.clear()  # a new scene: SAM encodes it
-        masks.run_click_to_mask(scene, CLICKS[0], args.sam)
+        click_to_mask._predictors.clear()  # a new scene: SAM encodes it
+        click_to_mask.run_click_to_mask(scene, CLICKS[0], args.sam)
 
     cold = statistics.median(seconds(first_click) for _ in range(REPEATS))
-    warm = statistics.median(seconds(lambda text=text: masks.run_click_to_mask(scene, text, args.sam))
+    warm = statistics.median(seconds(lambda text=text: click_to_mask.run_click_to_mask(scene, text, args.sam))
                              for text in CLICKS for _ in range(REPEATS))
     print(f"click-to-mask: first click on a scene {cold * 1000:.0f} ms, further clicks {warm * 1000:.0f} ms "
           f"({cold / warm:.1f}x faster: the image embedding is kept)")
-    mask = masks.run_click_to_mask(scene, CLICKS[1], args.sam).mask
+    mask = click_to_mask.run_click_to_mask(scene, CLICKS[1], args.sam).mask
     paint = statistics.median(seconds(lambda: run_paint_by_example(scene, mask, reference, steps=args.steps, seed=0))
                               for _ in range(3))
     one_step = statistics.median(seconds(lambda: run_paint_by_example(scene, mask, reference, steps=1, seed=0))

@@ -24,8 +24,8 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-bench-"))
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
-from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS,  # noqa: E402
-                       answer_blip2, stream_llava)
+from demos import ASSETS  # noqa: E402
+from demos.vqa import BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS, answer_blip2, stream_llava  # noqa: E402
 
 REPEATS = 5
 QUESTION = "What is in the cup?"
@@ -102,7 +102,7 @@ def main() -> None:
     image = Image.open(ASSETS / "coffee.jpg")
     from models.device import pick_device
 
-    print(f"Answer latency, profile {models.settings.profile}, device {pick_device()}; "
+    print(f"Answer latency, profile {models.model_settings.profile}, device {pick_device()}; "
           f"median of {REPEATS}; BLIP-2: beam search 5 beams, max 30 tokens; LLaVA: greedy, max 200 tokens, streamed")
     print(f"{'model':28} {'first (load+answer)':>20} {'answer':>9} {'new tokens':>11} {'ms/token':>9}")
     for name in BLIP2_MODELS + LLAVA_MODELS:

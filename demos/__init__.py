@@ -1,4 +1,5 @@
-"""The tabs of the playground, in display order.
+"""The tabs of the playground, in display order: the one list that the page (`app.py`) and the
+Compare tab (`demos/compare.py`) read.
 
 Each entry names a module with a `build_ui()`; `app.py` imports it when the page is built, so a
 tab whose import fails shows an error panel while the others keep working. To add a tab, write
@@ -7,6 +8,9 @@ tab whose import fails shows an error panel while the others keep working. To ad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # example images, layouts, Compare presets
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,8 @@ class Demo:
     paper: str  # citation shown above the tab
     module: str  # importable module with build_ui()
     heavy: bool = False  # runs a diffusion model or an LLM: its events share the one GPU queue
+    # Tabs whose run_* this tab runs side by side (the only tab-to-tab import allowed).
+    combines: tuple[str, ...] = ()
 
 
 DEMOS: list[Demo] = [
@@ -32,7 +38,8 @@ DEMOS: list[Demo] = [
          "WACV 2024", "demos.layout_guidance", heavy=True),
     Demo("GLIGEN", "Li et al., GLIGEN: Open-Set Grounded Text-to-Image Generation, CVPR 2023", "demos.gligen", heavy=True),
     Demo("Boxes side by side", "Plain Stable Diffusion vs. layout guidance (Chen et al. 2024) vs. GLIGEN "
-         "(Li et al. 2023), same prompt, boxes and seed", "demos.boxes_side_by_side", heavy=True),
+         "(Li et al. 2023), same prompt, boxes and seed", "demos.boxes_side_by_side", heavy=True,
+         combines=("demos.layout_guidance", "demos.gligen")),
     Demo("Paint-by-Example", "Yang et al., Paint by Example: Exemplar-based Image Editing with Diffusion Models, "
          "CVPR 2023", "demos.paint_by_example", heavy=True),
     Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "

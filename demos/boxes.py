@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from demos import ASSETS
 from models import UserError
 
 CANVAS_SIDE = 512  # pixel coordinates refer to this square (SD-1.x's output size)
-LAYOUTS = Path(__file__).resolve().parent.parent / "assets" / "layouts"
+LAYOUTS = ASSETS / "layouts"
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
           (240, 50, 230), (210, 245, 60)]
 _LINE = re.compile(r"^(?P<phrase>.*?)\s*:\s*(?P<numbers>[^:]+)$")

@@ -1,5 +1,8 @@
 """Boxes to image, side by side: plain Stable Diffusion, training-free layout guidance (Chen et al.)
-and trained grounding (GLIGEN) for the same prompt, boxes and seed."""
+and trained grounding (GLIGEN) for the same prompt, boxes and seed.
+
+The one tab that imports others: it runs the layout-guidance and GLIGEN tabs' own `run_*`, as its
+row in `demos.DEMOS` declares (`combines`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +10,10 @@ from dataclasses import dataclass
 from PIL import Image
 
 from demos.boxes import draw_boxes
+from demos.limits import LIMITS
 from demos.gligen import run_gligen
 from demos.layout_guidance import LayoutGuidanceResult, run_layout_guidance
-from models.cache import ProgressFn
+from models import ProgressFn
 
 
 @dataclass
@@ -28,7 +32,7 @@ def run_side_by_side(prompt: str, layout: str, steps: int = 50, seed: int = 0, r
                                  compare_unguided=True, progress=progress)
     seed = guided.parameters["seed"]
     gligen = run_gligen(prompt, layout, steps=steps, seed=seed, progress=progress)
-    return SideBySideResult(draw_boxes(Image.open(guided.plain_image), guided.boxes), guided.boxed, gligen.boxed,
+    return SideBySideResult(draw_boxes(guided.plain_image, guided.boxes), guided.boxed, gligen.boxed,
                             seed, guided)
 
 
@@ -45,7 +49,7 @@ def build_ui() -> None:
     )
     prompt, layout = box_editor()
     with gr.Row():
-        steps = gr.Slider(1, 100, value=50, step=1, label="Steps")
+        steps = gr.Slider(1, LIMITS.max_steps, value=50, step=1, label="Steps")
     seed, randomize = seed_controls()
     generate = gr.Button("Generate all three", variant="primary")
     with gr.Row():

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 import models
-from demos import compare
+from demos import ASSETS
+from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.inputs import rgb_image, text_items
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from models import ProgressFn, UserError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CLIP_MODELS = ["clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"]
 DEFAULT_TEMPLATE = "a photo of a {}."
 # The seven templates the CLIP authors selected for ImageNet ensembling (their prompt notebook).
@@ -126,7 +126,7 @@ def run_clip_zero_shot(
 ) -> ZeroShotResult:
     """Score one image against candidate labels; probabilities are relative to these labels only."""
     picture = rgb_image(image, "an image to classify")
-    label_list = text_items(labels, "label", models.settings.max_labels)
+    label_list = text_items(labels, "label", LIMITS.max_labels)
     template_list = parse_templates(templates)
     handle = _clip(model, progress)
     started = time.perf_counter()
@@ -155,12 +155,12 @@ def run_clip_similarity(
     """Every image against every text: the cosine-similarity matrix of the CLIP paper's figure."""
     if not images:
         raise UserError("Please provide at least one image.")
-    if len(images) > models.settings.max_images:
-        raise UserError(f"At most {models.settings.max_images} images at once (got {len(images)}).")
+    if len(images) > LIMITS.max_images:
+        raise UserError(f"At most {LIMITS.max_images} images at once (got {len(images)}).")
     pictures = [rgb_image(image, f"image {index + 1}") for index, image in enumerate(images)]
     names = [Path(image).name if isinstance(image, (str, Path)) else f"image {index + 1}"
              for index, image in enumerate(images)]
-    text_list = text_items(texts, "text", models.settings.max_labels)
+    text_list = text_items(texts, "text", LIMITS.max_labels)
     (template_text,) = parse_templates([template or "{}"])
     handle = _clip(model, progress)
     started = time.perf_counter()
@@ -180,15 +180,19 @@ def run_clip_similarity(
     )
 
 
+SCORES = Task("image + labels → scores", (PICTURE, Field("labels", "Labels (comma separated)", "text",
+                                                          "cat, dog, astronaut, rocket")))
+
+
 def _compare_adapter(model: str):
-    def run(image: Any, labels: str, template: str = DEFAULT_TEMPLATE) -> compare.Output:
+    def run(image: Any, labels: str, template: str = DEFAULT_TEMPLATE) -> Output:
         result = run_clip_zero_shot(image, labels, template, model)
-        return compare.Output(scores=dict(zip(result.labels, result.probabilities)))
+        return Output(scores=dict(zip(result.labels, result.probabilities)))
     return run
 
 
-for _model in CLIP_MODELS:
-    compare.register(compare.Method(compare.SCORES, _model, _compare_adapter(_model), {"template": DEFAULT_TEMPLATE}))
+COMPARE_METHODS = [Method(SCORES, model, _compare_adapter(model), {"template": DEFAULT_TEMPLATE})
+                   for model in CLIP_MODELS]
 
 
 # ---- presentation ------------------------------------------------------------------------
@@ -221,19 +225,13 @@ def _summary(model: str, seconds: float, warnings: list[str]) -> str:
     return "\n\n".join(lines)
 
 
-def build_ui() -> None:
+def classify_tab() -> None:
+    """One image against typed labels: top-k, all scores, the exact prompts."""
     import gradio as gr
     import pandas as pd
 
     from demos.ui import user_errors
 
-    gr.Markdown(
-        "Type candidate labels; CLIP turns each into a sentence with the template, embeds image and "
-        "sentences in one space, and ranks the labels by similarity. **The scores are a softmax over the "
-        "labels you typed**: they say which of *these* labels fits best, not how sure CLIP is that the "
-        "image shows it. Several templates (one per line) are averaged per label — the CLIP paper's "
-        "prompt ensembling."
-    )
     with gr.Tab("Classify one image"):
         with gr.Row():
             with gr.Column():
@@ -284,6 +282,14 @@ def build_ui() -> None:
         ensemble.click(lambda: "\n".join(PAPER_ENSEMBLE), outputs=templates, api_visibility="private")
         single.click(lambda: DEFAULT_TEMPLATE, outputs=templates, api_visibility="private")
 
+
+def similarity_tab() -> None:
+    """Several images against several texts: the similarity heat map."""
+    import gradio as gr
+    import pandas as pd
+
+    from demos.ui import user_errors
+
     with gr.Tab("Many images × many texts"):
         with gr.Row():
             with gr.Column():
@@ -313,3 +319,17 @@ def build_ui() -> None:
 
         compare.click(similarity_for_ui, inputs=[files, texts, template, matrix_model],
                       outputs=[heatmap, matrix_info, softmax_table], api_name="clip_similarity")
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    gr.Markdown(
+        "Type candidate labels; CLIP turns each into a sentence with the template, embeds image and "
+        "sentences in one space, and ranks the labels by similarity. **The scores are a softmax over the "
+        "labels you typed**: they say which of *these* labels fits best, not how sure CLIP is that the "
+        "image shows it. Several templates (one per line) are averaged per label — the CLIP paper's "
+        "prompt ensembling."
+    )
+    classify_tab()
+    similarity_tab()

@@ -1,8 +1,8 @@
 """Compare tab: one shared input, several methods, optionally one swept parameter → a grid.
 
-Tabs plug in by calling `register(Method(...))` at import time with a thin adapter over their
-own `run_*` function, so the Compare tab runs exactly the code of each tab and needs no edit
-when a tab lands. Rows are methods, columns are sweep values. A comparison is data (`Plan`):
+Tabs declare `COMPARE_METHODS` (see `demos.comparison`) with a thin adapter over their own `run_*`,
+and this tab collects them through the tab list, so it runs exactly each tab's code and needs no
+edit when a tab lands. Rows are methods, columns are sweep values. A comparison is data (`Plan`):
 it is exported as JSON next to the grid PNG and re-run from that JSON.
 """
 from __future__ import annotations
@@ -12,50 +12,23 @@ import importlib
 import io
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping
 
 from PIL import Image, ImageDraw
 
-import models
+from demos import ASSETS, DEMOS
+from demos.comparison import Field, Method, Output, Task
+from demos.limits import LIMITS
 from models import UserError
 
 log = logging.getLogger(__name__)
 
-SCORES = "image + labels → scores"
-IMAGE = "text + layout → image"
-ANSWER = "image + question → answer"
-TASK_INPUTS: dict[str, tuple[str, ...]] = {
-    SCORES: ("image", "labels"),
-    IMAGE: ("prompt", "seed", "boxes", "control_image"),
-    ANSWER: ("image", "question"),
-}
-IMAGE_INPUTS = {"image", "control_image"}
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRESETS = ASSETS / "compare_presets"
 TILE = 256
-
-
-@dataclass
-class Output:
-    """What a method adapter returns: an image, a text answer, or label scores."""
-
-    image: Image.Image | None = None
-    text: str = ""
-    scores: dict[str, float] | None = None
-
-
-@dataclass(frozen=True)
-class Method:
-    task: str
-    name: str
-    run: Callable[..., Output]  # called with the task's inputs and the parameters as keywords
-    # Sweepable parameters with their defaults; a shared input named here (e.g. "question") can be
-    # swept too: the swept value overrides the input, the input overrides the default.
-    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,30 +57,33 @@ class Plan:
     values: list[Any] = field(default_factory=list)
 
 
-_METHODS: dict[str, Method] = {}
+def all_methods() -> list[Method]:
+    """Every tab's `COMPARE_METHODS`, in tab order; a tab that fails to import is skipped."""
+    found: list[Method] = []
+    for demo in DEMOS:
+        if demo.module == __name__:
+            continue
+        try:
+            module = importlib.import_module(demo.module)
+        except Exception:  # the tab itself shows the error panel
+            log.exception("tab %s not available for comparison", demo.module)
+            continue
+        found += getattr(module, "COMPARE_METHODS", [])
+    return found
 
 
-def register(method: Method) -> None:
-    if method.task not in TASK_INPUTS:
-        raise ValueError(f"unknown task {method.task!r}")
-    _METHODS[method.name] = method
+def tasks() -> dict[str, Task]:
+    """The task families that have at least one method, by name, in tab order."""
+    return {method.task.name: method.task for method in all_methods()}
 
 
 def methods_for(task: str) -> list[Method]:
-    load_tab_methods()
-    return [method for method in _METHODS.values() if method.task == task]
+    return [method for method in all_methods() if method.task.name == task]
 
 
-def load_tab_methods() -> None:
-    """Import every tab module so each registers its methods; a broken tab is skipped."""
-    from demos import DEMOS
-
-    for demo in DEMOS:
-        if demo.module != __name__:
-            try:
-                importlib.import_module(demo.module)
-            except Exception:  # the tab itself shows the error panel
-                log.exception("tab %s not available for comparison", demo.module)
+def image_inputs() -> set[str]:
+    """Inputs that hold images: embedded as PNG in the exported JSON."""
+    return {f.name for task in tasks().values() for f in task.fields if f.kind == "image"}
 
 
 def parse_values(text: str | list | None, default: Any) -> list[Any]:
@@ -126,8 +102,9 @@ def parse_values(text: str | list | None, default: Any) -> list[Any]:
 
 
 def validate(plan: Plan) -> list[Method]:
-    if plan.task not in TASK_INPUTS:
-        raise UserError(f"Unknown task {plan.task!r}; choose one of: {', '.join(TASK_INPUTS)}.")
+    known = tasks()
+    if plan.task not in known:
+        raise UserError(f"Unknown task {plan.task!r}; choose one of: {', '.join(known)}.")
     available = {method.name: method for method in methods_for(plan.task)}
     if not plan.methods:
         raise UserError("Tick at least one method to compare.")
@@ -142,7 +119,7 @@ def validate(plan: Plan) -> list[Method]:
         if not plan.values:
             raise UserError(f"Give at least one value for {plan.sweep}.")
     cells = len(chosen) * max(1, len(plan.values) if plan.sweep else 1)
-    limit = models.settings.max_compare_cells
+    limit = LIMITS.max_compare_cells
     if cells > limit:
         raise UserError(f"{cells} cells is more than the limit of {limit}; tick fewer methods or values.")
     return chosen
@@ -153,7 +130,7 @@ def run_compare(plan: Plan) -> Iterator[tuple[int, int, Cell]]:
 
     A failing method fills its own cell with a named error; the other cells still run."""
     chosen = validate(plan)
-    inputs = {name: plan.inputs.get(name) for name in TASK_INPUTS[plan.task]}
+    inputs = {name: plan.inputs.get(name) for name in chosen[0].task.inputs}
     columns = plan.values if plan.sweep else [None]
     for row, method in enumerate(chosen):
         for column, value in enumerate(columns):
@@ -170,13 +147,18 @@ def run_compare(plan: Plan) -> Iterator[tuple[int, int, Cell]]:
             yield row, column, cell
 
 
-def compare_grid(plan: Plan) -> list[list[Cell]]:
-    """All cells as rows (methods) × columns (sweep values)."""
-    rows = len(plan.methods)
+def filling_grid(plan: Plan) -> Iterator[list[list[Cell | None]]]:
+    """The grid, rows (methods) × columns (sweep values), after each cell that finishes."""
     columns = len(plan.values) if plan.sweep else 1
-    grid: list[list[Cell | None]] = [[None] * columns for _ in range(rows)]
+    grid: list[list[Cell | None]] = [[None] * columns for _ in plan.methods]
     for row, column, cell in run_compare(plan):
         grid[row][column] = cell
+        yield grid
+
+
+def compare_grid(plan: Plan) -> list[list[Cell]]:
+    """All cells as rows (methods) × columns (sweep values)."""
+    *_, grid = filling_grid(plan)
     return grid  # type: ignore[return-value]
 
 
@@ -238,7 +220,8 @@ def grid_image(plan: Plan, grid: list[list[Cell]]) -> Image.Image:
 
 def plan_to_json(plan: Plan, grid: list[list[Cell]] | None = None) -> dict[str, Any]:
     """The plan, with images embedded as base64 PNG, plus each cell's parameters and time."""
-    inputs = {key: _encode_image(value) if key in IMAGE_INPUTS and value is not None else value
+    images = image_inputs()
+    inputs = {key: _encode_image(value) if key in images and value is not None else value
               for key, value in plan.inputs.items()}
     data: dict[str, Any] = {**asdict(plan), "inputs": inputs}
     if grid is not None:
@@ -250,8 +233,9 @@ def plan_to_json(plan: Plan, grid: list[list[Cell]] | None = None) -> dict[str, 
 def plan_from_json(data: Mapping[str, Any] | str) -> Plan:
     if isinstance(data, str):
         data = json.loads(data)
+    images = image_inputs()
     try:
-        inputs = {key: _decode_image(value) if key in IMAGE_INPUTS and value else value
+        inputs = {key: _decode_image(value) if key in images and value else value
                   for key, value in dict(data["inputs"]).items()}
         return Plan(task=data["task"], methods=list(data["methods"]), inputs=inputs,
                     sweep=data.get("sweep"), values=list(data.get("values") or []))
@@ -277,10 +261,11 @@ def _decode_image(value: str) -> Image.Image:
 
 def export(plan: Plan, grid: list[list[Cell]]) -> tuple[str, str]:
     """The grid PNG (all parameters in its metadata) and the JSON that re-runs it: two paths."""
-    from demos.generation import OUTPUT_DIR, png_with_parameters
+    from demos.generation import png_with_parameters
 
     data = plan_to_json(plan, grid)
-    metadata = {**data, "inputs": {k: ("<image>" if k in IMAGE_INPUTS and v else v) for k, v in data["inputs"].items()}}
+    images = image_inputs()
+    metadata = {**data, "inputs": {k: ("<image>" if k in images and v else v) for k, v in data["inputs"].items()}}
     png = png_with_parameters(grid_image(plan, grid), metadata, stem="comparison")
     json_path = Path(png).with_suffix(".json")
     json_path.write_text(json.dumps(data, indent=1))
@@ -300,31 +285,47 @@ def load_preset(name: str) -> Plan:
 
 # ---- UI ----------------------------------------------------------------------------------
 
-def build_ui() -> None:
+def input_widget(spec: Field, visible: bool):
+    """The widget that asks for one shared input; shown while a task that takes it is chosen."""
     import gradio as gr
-    from demos.ui import user_errors
 
-    load_tab_methods()
-    tasks = [task for task in TASK_INPUTS if methods_for(task)]
+    if spec.kind == "image":
+        return gr.Image(label=spec.label, type="pil", image_mode=None, height=220, visible=visible)
+    if spec.kind == "number":
+        return gr.Number(label=spec.label, value=spec.value, precision=0, minimum=0, visible=visible)
+    return gr.Textbox(label=spec.label, value=spec.value, lines=3 if spec.kind == "lines" else 1, visible=visible)
+
+
+def named_parameters(function: Callable, names: list[str]) -> Callable:
+    """`function(*values)` under a signature naming each value, so its API endpoint does too (gradio
+    names endpoint parameters after the handler's)."""
+    import inspect
+
+    function.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
+    return function
+
+
+def layout(families: dict[str, Task]) -> SimpleNamespace:
+    """The tab's widgets, placed (one input widget per field of any family); `build_ui` wires them."""
+    import gradio as gr
+
     gr.Markdown(
         "Give one input, tick the methods, optionally sweep one parameter: every cell runs the same "
         "code as the method's own tab. Cells appear as they finish; a failing method shows its error "
         "in its cell. Export the grid (PNG with all parameters inside) and the JSON that re-runs it."
     )
+    first = next(iter(families.values()), None)
+    first_methods = [method.name for method in methods_for(first.name)] if first else []
     with gr.Row():
         with gr.Column():
             preset = gr.Dropdown(preset_names(), label="Ready-made comparisons for class", value=None)
             load = gr.Button("Load preset", size="sm")
-            task = gr.Radio(tasks, value=tasks[0] if tasks else None, label="Task")
-            first = [method.name for method in methods_for(tasks[0])] if tasks else []
-            methods = gr.CheckboxGroup(first, value=first[:3], label="Methods")
-            image = gr.Image(label="Image", type="pil", image_mode=None, height=240)
-            labels = gr.Textbox(label="Labels (comma separated)", value="cat, dog, astronaut, rocket")
-            question = gr.Textbox(label="Question", visible=False)
-            prompt = gr.Textbox(label="Prompt", visible=False)
-            seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, visible=False)
-            boxes = gr.Textbox(label="Boxes (phrase: x0,y0,x1,y1 per line)", lines=3, visible=False)
-            control_image = gr.Image(label="Control image", type="pil", visible=False, height=200)
+            task = gr.Radio(list(families), value=first.name if first else None, label="Task")
+            methods = gr.CheckboxGroup(first_methods, value=first_methods[:3], label="Methods")
+            fields = {f.name: f for family in families.values() for f in family.fields}
+            shown = set(first.inputs) if first else set()
+            inputs = {name: input_widget(spec, name in shown) for name, spec in fields.items()}
             with gr.Row():
                 sweep = gr.Dropdown(label="Sweep parameter (optional)", choices=[], value=None)
                 values = gr.Textbox(label="Values (comma separated, or one per line)", lines=2)
@@ -341,14 +342,26 @@ def build_ui() -> None:
                 left = gr.Dropdown(label="Slider: left cell", choices=[])
                 right = gr.Dropdown(label="Slider: right cell", choices=[])
             slider = gr.ImageSlider(label="Before / after", type="pil", format="png")
-    cells_state = gr.State([])
-    widgets = {"image": image, "labels": labels, "question": question, "prompt": prompt, "seed": seed,
-               "boxes": boxes, "control_image": control_image}
+    return SimpleNamespace(task=task, methods=methods, inputs=inputs, sweep=sweep, values=values, preset=preset,
+                           load=load, run=run, rerun_file=rerun_file, status=status, gallery=gallery,
+                           grid_png=grid_png, grid_json=grid_json, left=left, right=right, slider=slider,
+                           cells=gr.State([]))
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    families = tasks()
+    w = layout(families)
+    input_names = list(w.inputs)
 
     def on_task(task):
         names = [method.name for method in methods_for(task)] if task else []
-        visible = set(TASK_INPUTS.get(task, ()))
-        return [gr.CheckboxGroup(choices=names, value=names[:3])] + [gr.update(visible=key in visible) for key in widgets]
+        visible = set(families[task].inputs) if task in families else set()
+        return [gr.CheckboxGroup(choices=names, value=names[:3])] + [gr.update(visible=key in visible)
+                                                                       for key in input_names]
 
     def on_methods(task, chosen):
         common = None
@@ -358,15 +371,13 @@ def build_ui() -> None:
         return gr.Dropdown(choices=sorted(common or []), value=None)
 
     def stream(plan: Plan):
-        grid_rows = len(plan.methods)
+        total = len(plan.methods) * (len(plan.values) if plan.sweep else 1)
         columns = len(plan.values) if plan.sweep else 1
-        grid: list[list[Cell | None]] = [[None] * columns for _ in range(grid_rows)]
-        done = 0
-        for row, column, cell in run_compare(plan):
-            grid[row][column] = cell
-            done += 1
+        grid: list[list[Cell | None]] = []
+        for grid in filling_grid(plan):
             tiles = [(render_cell(c), c.caption) for r in grid for c in r if c is not None]
-            yield gr.Gallery(value=tiles, columns=columns), f"{done} / {grid_rows * columns} cells done", None, None, [], gr.skip(), gr.skip()
+            yield (gr.Gallery(value=tiles, columns=columns), f"{len(tiles)} / {total} cells done", None, None, [],
+                   gr.skip(), gr.skip())
         png, json_path = export(plan, grid)  # type: ignore[arg-type]
         flat = [c for r in grid for c in r]
         captions = [f"{index}: {c.caption}" for index, c in enumerate(flat)]
@@ -374,17 +385,14 @@ def build_ui() -> None:
                [render_cell(c) for c in flat], gr.Dropdown(choices=captions, value=captions[0]),
                gr.Dropdown(choices=captions, value=captions[-1]))
 
-    outputs = [gallery, status, grid_png, grid_json, cells_state, left, right]
-
-    @user_errors
-    def compare_for_ui(task, chosen, image, labels, question, prompt, seed, boxes, control_image, sweep, values):
+    def compare_for_ui(task, chosen, *inputs_sweep_values):
+        *inputs, sweep, values = inputs_sweep_values
         defaults = [m.parameters.get(sweep) for m in methods_for(task) if m.name in (chosen or [])] if sweep else []
-        plan = Plan(task=task, methods=list(chosen or []),
-                    inputs={"image": image, "labels": labels, "question": question, "prompt": prompt,
-                            "seed": seed, "boxes": boxes, "control_image": control_image},
-                    sweep=sweep or None,
-                    values=parse_values(values, defaults[0]) if sweep and defaults else [])
+        plan = Plan(task=task, methods=list(chosen or []), inputs=dict(zip(input_names, inputs)),
+                    sweep=sweep or None, values=parse_values(values, defaults[0]) if sweep and defaults else [])
         yield from stream(plan)
+
+    compare_for_ui = user_errors(named_parameters(compare_for_ui, ["task", "methods", *input_names, "sweep", "values"]))
 
     @user_errors
     def rerun_for_ui(path):
@@ -397,22 +405,24 @@ def build_ui() -> None:
         if not name:
             raise UserError("Choose a preset first.")
         plan = load_preset(name)
-        visible = set(TASK_INPUTS[plan.task])
-        fields = [gr.update(value=plan.inputs.get(key), visible=key in visible) for key in widgets]
-        sweep_value = plan.sweep if plan.sweep else None
+        visible = set(families[plan.task].inputs)
+        fields = [gr.update(value=plan.inputs.get(key), visible=key in visible) for key in input_names]
         values_text = "\n".join(str(v) for v in plan.values)
         return [plan.task, gr.CheckboxGroup(choices=[m.name for m in methods_for(plan.task)], value=plan.methods),
-                *fields, gr.Dropdown(choices=[plan.sweep] if plan.sweep else [], value=sweep_value), values_text]
+                *fields, gr.Dropdown(choices=[plan.sweep] if plan.sweep else [], value=plan.sweep or None),
+                values_text]
 
     def show_pair(cells, left, right):
         if not cells or not left or not right:
             return None
         return cells[int(left.split(":")[0])], cells[int(right.split(":")[0])]
 
-    inputs = [task, methods, *widgets.values(), sweep, values]
-    task.change(on_task, task, [methods, *widgets.values()], api_visibility="private")
-    methods.change(on_methods, [task, methods], sweep, api_visibility="private")
-    run.click(compare_for_ui, inputs, outputs, api_name="compare")
-    rerun_file.upload(rerun_for_ui, rerun_file, outputs, api_name="compare_rerun")
-    load.click(preset_for_ui, preset, [task, methods, *widgets.values(), sweep, values], api_name="compare_preset")
-    gr.on([left.change, right.change], show_pair, [cells_state, left, right], slider, api_visibility="private")
+    inputs = [w.task, w.methods, *w.inputs.values(), w.sweep, w.values]
+    outputs = [w.gallery, w.status, w.grid_png, w.grid_json, w.cells, w.left, w.right]
+    w.task.change(on_task, w.task, [w.methods, *w.inputs.values()], api_visibility="private")
+    w.methods.change(on_methods, [w.task, w.methods], w.sweep, api_visibility="private")
+    w.run.click(compare_for_ui, inputs, outputs, api_name="compare")
+    w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")
+    w.load.click(preset_for_ui, w.preset, [w.task, w.methods, *w.inputs.values(), w.sweep, w.values],
+                 api_name="compare_preset")
+    gr.on([w.left.change, w.right.change], show_pair, [w.cells, w.left, w.right], w.slider, api_visibility="private")

@@ -10,44 +10,43 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from PIL import Image
 
 import models
-from demos import compare
+from demos import ASSETS
+from demos.comparison import IMAGE, Method, Output
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from models import ProgressFn, UserError
 from models.controlnet import CONDITIONS, parameter_count
 from models.pipelines.control_maps import MapParameters, control_map
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
-MAX_STEPS = 100
-MAX_IMAGES_PER_RUN = 4
 MAX_CONDITIONING_SCALE = 2.0
 
 
 def default_resolution() -> int:
-    return TINY_IMAGE_SIDE if models.settings.profile == "tiny" else 512
+    return TINY_IMAGE_SIDE if models.model_settings.profile == "tiny" else 512
 
 
 @dataclass
 class ControlNetResult:
     conditions: list[str]
     control_maps: list[Image.Image]  # exactly what each ControlNet saw, at the generation size
-    images: list[str]  # ControlNet results: PNG paths carrying their parameters
-    adapter_images: list[str]  # T2I-Adapter on the same map and seed (empty unless asked for)
-    plain_images: list[str]  # SD-1.5 without control, same seed (empty unless asked for)
+    images: list[Image.Image]  # ControlNet results
+    adapter_images: list[Image.Image]  # T2I-Adapter on the same map and seed (empty unless asked for)
+    plain_images: list[Image.Image]  # SD-1.5 without control, same seed (empty unless asked for)
     seed: int
     size: tuple[int, int]  # width, height
     extra_parameters: dict[str, int]  # what each control network adds to the base, in parameters
     base_parameters: int  # SD-1.5 UNet, for scale
     parameters: dict[str, Any]
+    saved_parameters: dict[str, dict[str, Any]]  # per image field above: what its PNGs record
     seconds: float
     warnings: list[str] = field(default_factory=list)
 
@@ -160,7 +159,28 @@ def _controlnet_pipeline(conditions: list[str], progress: ProgressFn | None) -> 
     return pipe
 
 
-def run_controlnet(
+@dataclass
+class ControlNetRequest:
+    """`run_controlnet`'s settings after `check_inputs`: everything the model work reads."""
+
+    conditions: list[str]
+    pictures: list[Image.Image]  # one per condition
+    size: tuple[int, int]  # width, height of the output
+    prompt: str
+    negative_prompt: str
+    own_map: bool
+    map_parameters: MapParameters
+    steps: int
+    guidance_scale: float
+    num_images: int
+    scales: list[float]  # one conditioning scale per condition
+    start: float
+    end: float
+    guess_mode: bool
+    seed: int
+
+
+def check_inputs(
     image: Any,
     condition: str = "canny",
     prompt: str = "",
@@ -183,22 +203,17 @@ def run_controlnet(
     second_condition: str | None = None,
     second_image: Any = None,
     second_scale: float = 1.0,
-    compare_adapter: bool = False,
-    compare_plain: bool = False,
-    progress: ProgressFn | None = None,
-) -> ControlNetResult:
-    """Extract the control map(s), generate with ControlNet, and optionally with T2I-Adapter and
-    with plain SD-1.5 on the same seed."""
+) -> ControlNetRequest:
+    """Every setting checked (a `UserError` saying what to change) before any model loads."""
     conditions = [_condition(condition)]
     if second_condition:
         if _condition(second_condition) == condition:
             raise UserError("Multi-ControlNet needs two different conditions; pick another second condition.")
         conditions.append(second_condition)
     prompt, negative_prompt = _prompt(prompt, "prompt"), _prompt(negative_prompt, "negative prompt")
-    steps = number_in_range(steps, "The number of steps", 1, MAX_STEPS, whole=True)
+    steps = number_in_range(steps, "The number of steps", 1, LIMITS.max_steps, whole=True)
     guidance_scale = number_in_range(guidance_scale, "The guidance scale (CFG)", 0, 30)
-    num_images = number_in_range(num_images, "The number of images", 1, min(MAX_IMAGES_PER_RUN, models.settings.max_images),
-                           whole=True)
+    num_images = number_in_range(num_images, "The number of images", 1, LIMITS.max_images_per_run, whole=True)
     scales = [number_in_range(conditioning_scale, "The conditioning scale", 0, MAX_CONDITIONING_SCALE)]
     if second_condition:
         scales.append(number_in_range(second_scale, "The second conditioning scale", 0, MAX_CONDITIONING_SCALE))
@@ -218,59 +233,76 @@ def run_controlnet(
             raise UserError(f"The two control images are {picture.size[0]}x{picture.size[1]} and "
                             f"{second.size[0]}x{second.size[1]}; use images of the same size so the maps line up.")
         pictures.append(second)
-    seed = resolve_seed(seed, randomize_seed)
+    return ControlNetRequest(conditions, pictures, size, prompt, negative_prompt, own_map, map_parameters, steps,
+                             guidance_scale, num_images, scales, start, end, guess_mode,
+                             resolve_seed(seed, randomize_seed))
 
+
+def run_controlnet(image: Any, condition: str = "canny", prompt: str = "", negative_prompt: str = "", *,
+                   compare_adapter: bool = False, compare_plain: bool = False, progress: ProgressFn | None = None,
+                   **settings: Any) -> ControlNetResult:
+    """Extract the control map(s), generate with ControlNet, and optionally with T2I-Adapter and
+    with plain SD-1.5 on the same seed. `settings` are `check_inputs`' keywords."""
+    request = check_inputs(image, condition, prompt, negative_prompt, **settings)
+    conditions, scales, seed = request.conditions, request.scales, request.seed
     started = time.perf_counter()
-    maps = [_map(name, pic, size, own_map, map_parameters, progress) for name, pic in zip(conditions, pictures)]
+    maps = [_map(name, pic, request.size, request.own_map, request.map_parameters, progress)
+            for name, pic in zip(conditions, request.pictures)]
     pipe = _controlnet_pipeline(conditions, progress)
-    warnings = [w for text, what in ((prompt, "prompt"), (negative_prompt, "negative prompt"))
+    warnings = [w for text, what in ((request.prompt, "prompt"), (request.negative_prompt, "negative prompt"))
                 if (w := truncation_warning(pipe.tokenizer, text, what))]
-    width, height = size
-    common = dict(prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-                  guidance_scale=guidance_scale, width=width, height=height, num_images_per_prompt=num_images)
-    parameters = dict(prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
-                      guidance_scale=guidance_scale, width=width, height=height, conditions=conditions,
-                      conditioning_scale=scales, guidance_start=start, guidance_end=end, guess_mode=guess_mode,
-                      own_map=own_map, base=models.REGISTRY[SD15].checkpoint)
-    if not own_map:
-        parameters.update(low_threshold=map_parameters.low_threshold, high_threshold=map_parameters.high_threshold,
-                          detect_resolution=map_parameters.detect_resolution)
+    width, height = request.size
+    common = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
+                  num_inference_steps=request.steps, guidance_scale=request.guidance_scale, width=width,
+                  height=height, num_images_per_prompt=request.num_images)
+    parameters = dict(prompt=request.prompt, negative_prompt=request.negative_prompt, seed=seed, steps=request.steps,
+                      guidance_scale=request.guidance_scale, width=width, height=height, conditions=conditions,
+                      conditioning_scale=scales, guidance_start=request.start, guidance_end=request.end,
+                      guess_mode=request.guess_mode, own_map=request.own_map,
+                      base=models.REGISTRY[SD15].checkpoint)
+    if not request.own_map:
+        parameters.update(low_threshold=request.map_parameters.low_threshold,
+                          high_threshold=request.map_parameters.high_threshold,
+                          detect_resolution=request.map_parameters.detect_resolution)
 
     several = len(conditions) > 1
     images = pipe(**common, image=maps if several else maps[0],
                   controlnet_conditioning_scale=scales if several else scales[0],
-                  control_guidance_start=[start] * len(conditions) if several else start,
-                  control_guidance_end=[end] * len(conditions) if several else end,
-                  guess_mode=guess_mode, generator=generator_for(seed),
+                  control_guidance_start=[request.start] * len(conditions) if several else request.start,
+                  control_guidance_end=[request.end] * len(conditions) if several else request.end,
+                  guess_mode=request.guess_mode, generator=generator_for(seed),
                   callback_on_step_end=_on_step_end(progress, "ControlNet", pipe)).images
     controlnet_ids = [models.REGISTRY[CONDITIONS[name].controlnet].checkpoint for name in conditions]
-    saved = _save(images, {**parameters, "method": "ControlNet", "controlnet": controlnet_ids}, "controlnet")
+    saved_parameters = {"images": {**parameters, "method": "ControlNet", "controlnet": controlnet_ids}}
     extra = {f"ControlNet {name}": parameter_count(net)
              for name, net in zip(conditions, pipe.controlnet.nets if several else [pipe.controlnet])}
 
-    adapter_saved: list[str] = []
+    adapter_images: list[Image.Image] = []
     if compare_adapter:
         adapter_name = CONDITIONS[conditions[0]].adapter
         if adapter_name is None:
             warnings.append(f"There is no SD-1.5 T2I-Adapter for {conditions[0]} maps; compared nothing.")
         else:
-            adapter_saved, adapter_parameters = _run_adapter(adapter_name, maps[0], scales[0], common, seed,
-                                                             {**parameters, "conditions": conditions[:1]}, progress)
-            extra[f"T2I-Adapter ({models.REGISTRY[adapter_name].checkpoint.split('/')[-1]})"] = adapter_parameters
+            adapter_images, extra_count = _run_adapter(adapter_name, maps[0], scales[0], common, seed, progress)
+            checkpoint = models.REGISTRY[adapter_name].checkpoint
+            extra[f"T2I-Adapter ({checkpoint.split('/')[-1]})"] = extra_count
+            saved_parameters["adapter_images"] = {**parameters, "conditions": conditions[:1], "method": "T2I-Adapter",
+                                                  "adapter": checkpoint}
             if several:
                 warnings.append(f"T2I-Adapter used only the first condition ({conditions[0]}).")
 
-    plain_saved: list[str] = []
+    plain_images: list[Image.Image] = []
     if compare_plain:
         base = models.get(SD15, progress)
         plain_images = base(**common, generator=generator_for(seed),
                             callback_on_step_end=_on_step_end(progress, "SD-1.5 without control", base)).images
-        plain_saved = _save(plain_images, {**parameters, "method": "SD-1.5 (no control)"}, "sd15")
+        saved_parameters["plain_images"] = {**parameters, "method": "SD-1.5 (no control)"}
 
     return ControlNetResult(
-        conditions=conditions, control_maps=maps, images=saved, adapter_images=adapter_saved, plain_images=plain_saved,
-        seed=seed, size=size, extra_parameters=extra, base_parameters=parameter_count(pipe.unet),
-        parameters=parameters, seconds=time.perf_counter() - started, warnings=warnings,
+        conditions=conditions, control_maps=maps, images=images, adapter_images=adapter_images,
+        plain_images=plain_images, seed=seed, size=request.size, extra_parameters=extra,
+        base_parameters=parameter_count(pipe.unet), parameters=parameters, saved_parameters=saved_parameters,
+        seconds=time.perf_counter() - started, warnings=warnings,
     )
 
 
@@ -281,39 +313,42 @@ def _compare_adapter(output: str, **options: Any):
     """One Compare cell through `run_controlnet` itself: ControlNet's image, or the T2I-Adapter's
     or plain SD's on the same canny map and seed (those two also run ControlNet; one code path)."""
     def run(prompt: str, control_image: Any, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
-            conditioning_scale: float = 1.0, **_unused: Any) -> compare.Output:
+            conditioning_scale: float = 1.0, **_unused: Any) -> Output:
         result = run_controlnet(control_image, "canny", prompt, seed=seed, steps=steps, guidance_scale=guidance_scale,
                                 conditioning_scale=conditioning_scale, **options)
-        return compare.Output(image=Image.open(getattr(result, output)[0]))
+        return Output(image=getattr(result, output)[0])
     return run
 
 
-compare.register(compare.Method(compare.IMAGE, "SD-1.5 (no control)", _compare_adapter("plain_images", compare_plain=True),
-                                COMPARE_PARAMETERS))
-compare.register(compare.Method(compare.IMAGE, "ControlNet (canny)", _compare_adapter("images"),
-                                {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}))
-compare.register(compare.Method(compare.IMAGE, "T2I-Adapter (sketch, canny map)",
-                                _compare_adapter("adapter_images", compare_adapter=True),
-                                {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}))
+COMPARE_METHODS = [
+    Method(IMAGE, "SD-1.5 (no control)", _compare_adapter("plain_images", compare_plain=True), COMPARE_PARAMETERS),
+    Method(IMAGE, "ControlNet (canny)", _compare_adapter("images"), {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}),
+    Method(IMAGE, "T2I-Adapter (sketch, canny map)", _compare_adapter("adapter_images", compare_adapter=True),
+           {**COMPARE_PARAMETERS, "conditioning_scale": 1.0}),
+]
 
 
 def _run_adapter(name: str, control: Image.Image, scale: float, common: dict[str, Any], seed: int,
-                 parameters: dict[str, Any], progress: ProgressFn | None) -> tuple[list[str], int]:
-    """T2I-Adapter on the same map, prompt and seed; its saved images and its parameter count."""
+                 progress: ProgressFn | None) -> tuple[list[Image.Image], int]:
+    """T2I-Adapter on the same map, prompt and seed: its images and its parameter count."""
     pipe = models.get(name, progress)
     if pipe.adapter.config.in_channels == 1:  # the sketch adapters read one grey channel
         control = control.convert("L")
     report = _step_progress(progress, "T2I-Adapter", pipe)
     images = pipe(**common, image=control, adapter_conditioning_scale=scale, generator=generator_for(seed),
                   callback=lambda step, _timestep, _latents: report(step), callback_steps=1).images
-    saved = _save(images, {**parameters, "method": "T2I-Adapter", "adapter": models.REGISTRY[name].checkpoint},
-                  "t2iadapter")
-    return saved, parameter_count(pipe.adapter)
+    return images, parameter_count(pipe.adapter)
 
 
-def _save(images: list[Image.Image], parameters: dict[str, Any], stem: str) -> list[str]:
-    return [png_with_parameters(image, {**parameters, "image_index": index}, stem)
-            for index, image in enumerate(images)]
+SAVED = (("images", "ControlNet", "controlnet"), ("adapter_images", "T2I-Adapter", "t2iadapter"),
+         ("plain_images", "plain SD", "sd15"))  # result field, caption, file stem
+
+
+def saved_images(result: ControlNetResult) -> list[tuple[str, str]]:
+    """Every image as a PNG carrying what reproduces it, with its caption: what the UI hands out."""
+    return [(png_with_parameters(image, {**result.saved_parameters[field], "image_index": index}, stem),
+             f"{caption} #{index + 1}")
+            for field, caption, stem in SAVED for index, image in enumerate(getattr(result, field))]
 
 
 # ---- presentation ------------------------------------------------------------------------------
@@ -333,10 +368,11 @@ def summary(result: ControlNetResult) -> str:
     return "\n\n".join(lines)
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import seed_controls
 
     choices = [(condition.label, condition.name) for condition in CONDITIONS.values()]
     gr.Markdown(
@@ -361,12 +397,12 @@ def build_ui() -> None:
                 detect_resolution = gr.Slider(64, 1024, value=512, step=64, label="Detect resolution (short side)")
             with gr.Accordion("Generation", open=False):
                 with gr.Row():
-                    steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps")
+                    steps = gr.Slider(1, LIMITS.max_steps, value=20, step=1, label="Steps")
                     guidance_scale = gr.Slider(0, 20, value=7.5, step=0.5, label="Guidance scale (CFG)")
                 with gr.Row():
                     resolution = gr.Slider(MIN_RESOLUTION, MAX_RESOLUTION, value=default_resolution(), step=8,
                                            label="Resolution (long side)")
-                    num_images = gr.Slider(1, MAX_IMAGES_PER_RUN, value=1, step=1, label="Images")
+                    num_images = gr.Slider(1, LIMITS.max_images_per_run, value=1, step=1, label="Images")
                 conditioning_scale = gr.Slider(0, MAX_CONDITIONING_SCALE, value=1.0, step=0.05,
                                                label="Conditioning scale (0 = no control)")
                 with gr.Row():
@@ -406,38 +442,54 @@ def build_ui() -> None:
         inputs=[image, condition, prompt],
         label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        image=image, condition=condition, own_map=own_map, prompt=prompt, negative_prompt=negative_prompt,
+        low_threshold=low_threshold, high_threshold=high_threshold, detect_resolution=detect_resolution, steps=steps,
+        guidance_scale=guidance_scale, resolution=resolution, num_images=num_images,
+        conditioning_scale=conditioning_scale, guidance_start=guidance_start, guidance_end=guidance_end,
+        guess_mode=guess_mode, second_condition=second_condition, second_image=second_image,
+        second_scale=second_scale, compare_adapter=compare_adapter, compare_plain=compare_plain, seed=seed,
+        randomize=randomize, preview=preview, generate=generate, maps=maps, results=results, info=info)
 
-    map_inputs = [image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution]
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
+    map_inputs = [w.image, w.condition, w.own_map, w.resolution, w.low_threshold, w.high_threshold,
+                  w.detect_resolution]
 
     @user_errors
-    def preview_for_ui(image, condition, own_map, resolution, low, high, detect,
+    def preview_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
                        progress=gr.Progress(track_tqdm=True)):
-        return [run_control_map(image, condition, own_map, resolution, low, high, detect, progress)]
+        return [run_control_map(image, condition, own_map, resolution, low_threshold, high_threshold,
+                                detect_resolution, progress)]
 
     @user_errors
-    def generate_for_ui(image, condition, own_map, resolution, low, high, detect, prompt, negative_prompt, steps,
+    def generate_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
+                        prompt, negative_prompt, steps,
                         guidance_scale, num_images, conditioning_scale, guidance_start, guidance_end, guess_mode,
                         second_condition, second_image, second_scale, compare_adapter, compare_plain, seed,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_controlnet(
-            image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low, high_threshold=high,
-            detect_resolution=detect, steps=steps, guidance_scale=guidance_scale, seed=seed, resolution=resolution,
+            image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low_threshold,
+            high_threshold=high_threshold, detect_resolution=detect_resolution, steps=steps, guidance_scale=guidance_scale, seed=seed, resolution=resolution,
             num_images=num_images, conditioning_scale=conditioning_scale, guidance_start=guidance_start,
             guidance_end=guidance_end, guess_mode=guess_mode, second_condition=second_condition or None,
             second_image=second_image, second_scale=second_scale, compare_adapter=compare_adapter,
             compare_plain=compare_plain, progress=progress)
-        gallery = [(path, f"ControlNet #{i + 1}") for i, path in enumerate(result.images)]
-        gallery += [(path, f"T2I-Adapter #{i + 1}") for i, path in enumerate(result.adapter_images)]
-        gallery += [(path, f"plain SD #{i + 1}") for i, path in enumerate(result.plain_images)]
+        gallery = saved_images(result)
         control = [(m, name) for m, name in zip(result.control_maps, result.conditions)]
         return control, gallery, summary(result), result.seed
 
-    preview.click(preview_for_ui, inputs=map_inputs, outputs=maps, api_name="controlnet_map")
+    w.preview.click(preview_for_ui, inputs=map_inputs, outputs=w.maps, api_name="controlnet_map")
     # The seed is resolved and written back first, so the box shows it while the images are made.
-    generate.click(user_errors(resolve_seed), inputs=[seed, randomize], outputs=seed,
-                   api_visibility="private").then(
+    w.generate.click(user_errors(resolve_seed), inputs=[w.seed, w.randomize], outputs=w.seed,
+                     api_visibility="private").then(
         generate_for_ui,
-        inputs=[*map_inputs, prompt, negative_prompt, steps, guidance_scale, num_images, conditioning_scale,
-                guidance_start, guidance_end, guess_mode, second_condition, second_image, second_scale,
-                compare_adapter, compare_plain, seed],
-        outputs=[maps, results, info, seed], api_name="controlnet")
+        inputs=[*map_inputs, w.prompt, w.negative_prompt, w.steps, w.guidance_scale, w.num_images,
+                w.conditioning_scale, w.guidance_start, w.guidance_end, w.guess_mode, w.second_condition,
+                w.second_image, w.second_scale, w.compare_adapter, w.compare_plain, w.seed],
+        outputs=[w.maps, w.results, w.info, w.seed], api_name="controlnet")

@@ -18,7 +18,6 @@ import io
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -26,23 +25,23 @@ import torch
 from PIL import Image, ImageOps
 
 import models
-from demos import compare
+from demos import ASSETS
+from demos.comparison import IMAGE, Method, Output
 from demos.generation import MAX_SEED, generator_for, resolve_seed
 from demos.inputs import number_in_range, prompt_text, rgb_image
+from demos.limits import LIMITS
 from models import UserError
-from models.cache import ProgressFn
+from models import ProgressFn
 from models.ddpm import CELEBAHQ_SCHEDULER
 from models.few_step import CONSISTENCY, LCM_LORA
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PIXEL_MODEL = "ddpm-celebahq-256"  # shared with the face swap tab
 SCHEDULES = {"linear": "linear (DDPM)", "squaredcos_cap_v2": "cosine (iDDPM)"}
 SCHEDULER_CLASSES = {"DDPM": "DDPMScheduler", "DDIM": "DDIMScheduler", "LCM": "LCMScheduler"}
 PIXEL_SAMPLERS = ("DDPM", "DDIM")
 TRAIN_STEPS = 1000
 FORWARD_SIDE = 256
-MAX_LATENT_STEPS = 100
 MAX_LCM_STEPS = 8
 MAX_SNAPSHOTS = 12
 LCM_ADAPTER = "lcm"
@@ -52,7 +51,7 @@ IMAGENET_CLASSES = {"king penguin": 145, "golden retriever": 207, "tabby cat": 2
 
 
 def default_resolution() -> int:
-    return TINY_IMAGE_SIDE if models.settings.profile == "tiny" else 512
+    return TINY_IMAGE_SIDE if models.model_settings.profile == "tiny" else 512
 
 
 # ---- the maths, on tensors -----------------------------------------------------------------
@@ -432,7 +431,7 @@ def run_latent_sampler(prompt: str, sampler: str = "DDIM", steps: Any = 25, eta:
     prompt = prompt_text(prompt, "the image to generate")
     sampler = _sampler(sampler, tuple(SCHEDULER_CLASSES))
     lcm = sampler == "LCM"
-    steps = number_in_range(steps, "The number of steps", 1, MAX_LCM_STEPS if lcm else MAX_LATENT_STEPS, whole=True)
+    steps = number_in_range(steps, "The number of steps", 1, MAX_LCM_STEPS if lcm else LIMITS.max_steps, whole=True)
     eta = number_in_range(eta, "η", 0, 1)
     guidance_scale = 1.0 if lcm else number_in_range(guidance_scale, "The guidance scale (CFG)", 0, 30)
     seed = resolve_seed(seed)
@@ -619,7 +618,7 @@ def build_ui() -> None:
                 with gr.Column():
                     latent_prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
                     latent_sampler = gr.Radio(list(SCHEDULER_CLASSES)[:2], value="DDIM", label="Sampler")
-                    latent_steps = gr.Slider(1, MAX_LATENT_STEPS, value=25, step=1, label="Steps")
+                    latent_steps = gr.Slider(1, LIMITS.max_steps, value=25, step=1, label="Steps")
                     guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
                     latent_seed, latent_randomize = seed_controls()
                     generate = gr.Button("Generate in latent space", variant="primary")
@@ -739,10 +738,10 @@ def build_ui() -> None:
 
 # ---- Compare -------------------------------------------------------------------------------------
 
-def _compare_sampler(sampler: str, eta: float) -> Callable[..., compare.Output]:
+def _compare_sampler(sampler: str, eta: float) -> Callable[..., Output]:
     """A Compare cell through `run_latent_sampler` itself, on the shared SD-1.5."""
-    def run(prompt: str, seed: int = 0, steps: int = 25, **_unused: Any) -> compare.Output:
-        return compare.Output(image=run_latent_sampler(prompt, sampler, steps, eta=eta, seed=seed).image)
+    def run(prompt: str, seed: int = 0, steps: int = 25, **_unused: Any) -> Output:
+        return Output(image=run_latent_sampler(prompt, sampler, steps, eta=eta, seed=seed).image)
     return run
 
 
@@ -752,6 +751,5 @@ COMPARE_SAMPLERS = {  # Compare method → (sampler, η, default steps)
     "SD-1.5 DDIM η=1": ("DDIM", 1.0, 25),
     "SD-1.5 + LCM-LoRA": ("LCM", 0.0, 4),
 }
-for method_name, (sampler_name, method_eta, method_steps) in COMPARE_SAMPLERS.items():
-    compare.register(compare.Method(compare.IMAGE, method_name, _compare_sampler(sampler_name, method_eta),
-                                    {"seed": 0, "steps": method_steps}))
+COMPARE_METHODS = [Method(IMAGE, method_name, _compare_sampler(sampler_name, method_eta), {"seed": 0, "steps": steps})
+                   for method_name, (sampler_name, method_eta, steps) in COMPARE_SAMPLERS.items()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,21 +19,28 @@ import torch
 from PIL import Image
 
 import models
+from demos import ASSETS
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import rgb_image
-from models import UserError
-from models.cache import ProgressFn
-from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, feathered, paste_back
+from demos.inputs import number_in_range, rgb_image
+from demos.limits import LIMITS
+from models import ProgressFn, UserError
+from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, invert
 from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,
                                         reconstruction_loss)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PRIOR, GUIDE, JUDGE, PARSER, DETECTOR = (
     "ddpm-celebahq-256", "facenet-vggface2", "facenet-casia-webface", "face-parser-segformer", "face-detector-mtcnn")
 MIN_FACE_SIDE = 40  # detection box side in pixels: smaller faces have too little detail to swap
 IDENTITY_VIEWS = 8  # 1 clean + 7 augmented crops per identity-loss evaluation (DiffFace)
-MAX_STEPS = 200
+LAMBDA_NOTE = (
+    "Each λ is a step size: every step moves the sample by −λ·β̃_t·∇L. **Too large a λ overshoots**: the loss "
+    "stops falling and rises again, the face breaks into artefacts and the result depends on tiny numerical "
+    "differences. Too small a λ leaves the target's identity. DiffFace's 6000 was tuned for its own ArcFace "
+    "guide; with FaceNet, sweep λ_id (e.g. 2k–20k) in the Compare tab."
+)
 MAX_CANDIDATES = 8
+MAX_LAMBDA = 1e6  # loss weights; DiffFace's λ_id is 6000
+MAX_FACES = 100  # a target face number beyond this is a typo
 ETHICS_NOTE = (
     "**Use with consent.** Swap only faces of people who agreed to it, and never present the result as a "
     "real photo: face swaps can deceive, defame and harass. Every image saved from this tab carries PNG "
@@ -64,7 +70,6 @@ class SwapSettings:
 @dataclass
 class FaceSwapResult:
     image: Image.Image  # the swap pasted back into the full target photo
-    path: str  # the same image as PNG with its parameters in text metadata
     target: Image.Image  # the target photo as given (for before/after)
     aligned: dict[str, Image.Image]  # "source", "target", "result": FFHQ-aligned crops
     trajectory: list[tuple[Image.Image, str]]  # predicted x0 along the chosen trajectory
@@ -80,27 +85,75 @@ class FaceSwapResult:
     seconds: float = 0.0
 
 
-def _settings(steps: Any, start_noise: Any, lambda_id: Any, lambda_seg: Any, lambda_rec: Any,
-              mask_threshold: Any, candidates: Any) -> SwapSettings:
-    try:
-        settings = SwapSettings(int(steps), float(start_noise), float(lambda_id), float(lambda_seg),
-                                float(lambda_rec), int(mask_threshold), int(candidates))
-    except (TypeError, ValueError):
-        raise UserError("Steps, start noise, the λ weights, the mask-schedule λ and N must be numbers.") from None
-    if not 2 <= settings.steps <= MAX_STEPS:
-        raise UserError(f"Steps must be between 2 and {MAX_STEPS} (DiffFace uses 100); got {settings.steps}.")
-    if not 0 < settings.start_noise <= 1:
-        raise UserError(f"The start noise level must be in (0, 1] (DiffFace: 0.75); got {settings.start_noise}.")
-    if min(settings.lambda_id, settings.lambda_seg, settings.lambda_rec) < 0:
-        raise UserError("The loss weights λ_id, λ_seg and λ_rec must be zero or positive.")
-    if not 0 <= settings.mask_threshold < settings.steps_run:
+@dataclass
+class SwapRequest:
+    """`run_face_swap`'s inputs after `check_inputs`: what the model work reads."""
+
+    source: Image.Image
+    target: Image.Image
+    target_face: int  # 1 = leftmost
+    settings: SwapSettings
+    seed: int
+
+
+def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 100, start_noise: Any = 0.75,
+                 lambda_id: Any = 6000.0, lambda_seg: Any = 200.0, lambda_rec: Any = 50.0, mask_threshold: Any = 30,
+                 candidates: Any = 4, seed: Any = 404, randomize_seed: bool = False) -> SwapRequest:
+    """Every input checked (a `UserError` saying what to change) before any model loads."""
+    source_image = rgb_image(source, "a source face photo")
+    target_image = rgb_image(target, "a target photo")
+    settings = SwapSettings(
+        steps=number_in_range(steps, "Steps (DiffFace uses 100)", 2, LIMITS.max_steps, whole=True),
+        start_noise=number_in_range(start_noise, "The start noise level (DiffFace: 0.75)", 0.01, 1),
+        lambda_id=number_in_range(lambda_id, "λ_id", 0, MAX_LAMBDA),
+        lambda_seg=number_in_range(lambda_seg, "λ_seg", 0, MAX_LAMBDA),
+        lambda_rec=number_in_range(lambda_rec, "λ_rec", 0, MAX_LAMBDA),
+        mask_threshold=number_in_range(mask_threshold, "The mask-schedule λ", 0, LIMITS.max_steps, whole=True),
+        candidates=number_in_range(candidates, "N candidates", 1, MAX_CANDIDATES, whole=True),
+    )
+    if settings.mask_threshold >= settings.steps_run:
         raise UserError(
             f"The mask-schedule λ must be between 0 and {settings.steps_run - 1}: it is the step index (counting "
             f"down from {settings.steps_run - 1}) where M_t reaches the full mask; {settings.steps} steps at start "
             f"noise {settings.start_noise:g} run {settings.steps_run}. Got {settings.mask_threshold}.")
-    if not 1 <= settings.candidates <= MAX_CANDIDATES:
-        raise UserError(f"N candidates must be between 1 and {MAX_CANDIDATES}; got {settings.candidates}.")
-    return settings
+    face_index = number_in_range(target_face, "The target face (1 = leftmost)", 1, MAX_FACES, whole=True)
+    return SwapRequest(source_image, target_image, face_index, settings, resolve_seed(seed, randomize_seed))
+
+
+def feathered_face_mask(mask: np.ndarray, grow: int, blur: int) -> np.ndarray:
+    """Dilate a [0,1] mask by `grow` px (a round kernel), then soften its edge over about `blur` px.
+
+    Not `demos.masks.feathered`: this one grows a soft mask with a round kernel (a face outline) and
+    blurs it with OpenCV in the aligned crop, before it is warped back into the photo; the
+    Paint-by-Example one grows or shrinks a hard mask with a square kernel in scene pixels. Sharing
+    one would change the face swap's pixels."""
+    import cv2
+
+    out = mask.astype(np.float32)
+    if grow > 0:
+        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    if blur > 0:
+        kernel = 2 * blur + 1
+        out = cv2.GaussianBlur(out, (kernel, kernel), blur / 2)
+    return np.clip(out, 0, 1)
+
+
+def paste_face_back(original: np.ndarray, aligned_result: np.ndarray, aligned: AlignedFace,
+                    aligned_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Warp an aligned result back into the full photo under a (feathered) aligned-space mask (the
+    inverse of the alignment's rotation and scale; `demos.masks.paste_back` only resizes a square).
+
+    Returns the composite (uint8) and the mask in photo pixels; where it is 0 the photo is untouched."""
+    import cv2
+
+    height, width = original.shape[:2]
+    back = invert(aligned.matrix)
+    warped = cv2.warpAffine(aligned_result, back, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = cv2.warpAffine(aligned_mask.astype(np.float32), back, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
+    composite = mask * warped.astype(np.float32) + (1 - mask) * original.astype(np.float32)
+    return np.clip(np.rint(composite), 0, 255).astype(np.uint8), mask[..., 0]
 
 
 def detect_faces(image: Image.Image, what: str, progress: ProgressFn | None = None) -> list[Face]:
@@ -163,14 +216,10 @@ def run_face_swap(
     progress: ProgressFn | None = None,
 ) -> FaceSwapResult:
     """Put the identity of the face in `source` onto face `target_face` (1 = leftmost) of `target`."""
-    source_image = rgb_image(source, "a source face photo")
-    target_image = rgb_image(target, "a target photo")
-    settings = _settings(steps, start_noise, lambda_id, lambda_seg, lambda_rec, mask_threshold, candidates)
-    try:
-        face_index = int(target_face)
-    except (TypeError, ValueError):
-        raise UserError(f"The target face must be a number (1 = leftmost), not {target_face!r}.") from None
-    seed = resolve_seed(seed, randomize_seed)
+    request = check_inputs(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
+                           mask_threshold, candidates, seed, randomize_seed)
+    source_image, target_image, face_index = request.source, request.target, request.target_face
+    settings, seed = request.settings, request.seed
     source_faces = detect_faces(source_image, "source image", progress)
     target_faces = detect_faces(target_image, "target image", progress)
     source_face = _pick(source_faces, 1 + int(np.argmax([face.side for face in source_faces])), "source image")
@@ -221,8 +270,8 @@ def run_face_swap(
 
     result_aligned = _uint8(trace.image)
     face_mask = mask[0, 0].float().cpu().numpy()
-    paste_mask_aligned = feathered(face_mask, grow=max(1, size // 64), blur=max(1, size // 32))
-    composite, paste_mask = paste_back(target_photo, result_aligned, aligned_target, paste_mask_aligned)
+    paste_mask_aligned = feathered_face_mask(face_mask, grow=max(1, size // 64), blur=max(1, size // 32))
+    composite, paste_mask = paste_face_back(target_photo, result_aligned, aligned_target, paste_mask_aligned)
     similarity = {
         "source↔result": scores[chosen],
         "target↔result": _judge_similarity(judge, x_target, target_box, trace.image, target_box),
@@ -234,12 +283,11 @@ def run_face_swap(
         "lambda_id": settings.lambda_id, "lambda_seg": settings.lambda_seg, "lambda_rec": settings.lambda_rec,
         "mask_threshold": settings.mask_threshold, "candidates": settings.candidates, "chosen_candidate": chosen + 1,
         "target_face": face_index, "models": [PRIOR, GUIDE, JUDGE, PARSER, DETECTOR],
-        "profile": models.settings.profile,
+        "profile": models.model_settings.profile,
     }
     image = Image.fromarray(composite)
     return FaceSwapResult(
         image=image,
-        path=png_with_parameters(image, parameters, stem="face-swap"),
         target=target_image,
         aligned={"source": Image.fromarray(aligned_source.image), "target": Image.fromarray(aligned_target.image),
                  "result": Image.fromarray(result_aligned)},
@@ -346,15 +394,16 @@ def build_ui() -> None:
                 target_face = gr.Number(label="Target face number", value=1, precision=0, minimum=1)
             with gr.Accordion("Sampler", open=True):
                 with gr.Row():
-                    steps = gr.Slider(2, MAX_STEPS, value=defaults.steps, step=1, label="Steps (respaced)")
+                    steps = gr.Slider(2, LIMITS.max_steps, value=defaults.steps, step=1, label="Steps (respaced)")
                     start_noise = gr.Slider(0.05, 1.0, value=defaults.start_noise, step=0.05,
                                             label="Start noise (fraction of the steps run)")
                 with gr.Row():
                     lambda_id = gr.Number(label="λ_id (identity)", value=defaults.lambda_id, minimum=0)
                     lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
                     lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
+                gr.Markdown(LAMBDA_NOTE)
                 with gr.Row():
-                    mask_threshold = gr.Slider(0, MAX_STEPS - 1, value=defaults.mask_threshold, step=1,
+                    mask_threshold = gr.Slider(0, LIMITS.max_steps - 1, value=defaults.mask_threshold, step=1,
                                                label="Mask-schedule λ (step index where M_t = M)")
                     candidates = gr.Slider(1, MAX_CANDIDATES, value=defaults.candidates, step=1,
                                            label="N candidates (best by identity)")
@@ -397,7 +446,7 @@ def build_ui() -> None:
         out = run_face_swap(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                             mask_threshold, candidates, seed, randomize, progress)
         aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
-        return (out.path, _summary(out), (out.target, out.image), aligned_items, out.trajectory,
+        return (png_with_parameters(out.image, out.parameters, stem="face-swap"), _summary(out), (out.target, out.image), aligned_items, out.trajectory,
                 [(out.mask, "M (aligned)"), (out.paste_mask, "paste-back mask")], schedule_plot(out), out.seed)
 
     target.change(find_faces, inputs=target, outputs=[faces, target_face], api_name="face_swap_faces")

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from models import UserError
+from demos.inputs import number_in_range
 
 MAX_SEED = 2**31 - 1
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "paper-playground-outputs"
@@ -21,13 +21,7 @@ def resolve_seed(seed: Any, randomize: bool = False) -> int:
     """The seed the run will use: a fresh random one, or the user's, checked."""
     if randomize:
         return random.randint(0, MAX_SEED)
-    try:
-        value = int(seed)
-    except (TypeError, ValueError):
-        raise UserError(f"The seed must be a whole number between 0 and {MAX_SEED}, not {seed!r}.") from None
-    if not 0 <= value <= MAX_SEED:
-        raise UserError(f"The seed must be between 0 and {MAX_SEED} (got {value}).")
-    return value
+    return number_in_range(seed, "The seed", 0, MAX_SEED, whole=True)
 
 
 def generator_for(seed: int, device: Any = "cpu"):

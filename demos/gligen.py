@@ -14,13 +14,12 @@ from typing import Any
 from PIL import Image
 
 import models
-from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
+from demos.comparison import IMAGE, Method, Output
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, prompt_text, rgb_image
-from demos.layout_guidance import MAX_STEPS
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from models import ProgressFn
 from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
 
 BETA = 0.3  # diffusers' default scheduled-sampling β (the docs examples use 1.0)
@@ -30,7 +29,7 @@ CFG_SCALE = 7.5
 
 @dataclass
 class GligenResult:
-    image: str  # PNG path with parameters
+    image: Image.Image
     boxed: Image.Image
     phrases: list[str]  # sent to the pipeline, one per box, in the order typed
     boxes: list[list[float]]  # normalised xyxy, same order
@@ -58,11 +57,9 @@ def run_gligen(
     objects into it (the inpainting checkpoint regenerates the boxes of its centre square)."""
     prompt = prompt_text(prompt, "the scene; the boxes say where its objects go")
     boxes = validate_boxes(parse_layout(layout), MAX_OBJECTS)
-    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
-    if not 0 <= float(beta) <= 1:
-        raise UserError(f"β (the share of steps with grounding) must be between 0 and 1 (got {beta}).")
-    if not 1 <= float(guidance_scale) <= 30:
-        raise UserError(f"The CFG scale must be between 1 and 30 (got {guidance_scale}).")
+    steps = number_in_range(steps, "Steps", 1, LIMITS.max_steps, whole=True)
+    beta = number_in_range(beta, "β (the share of steps with grounding)", 0, 1)
+    guidance_scale = number_in_range(guidance_scale, "The CFG scale", 1, 30)
     picture = None if image is None else rgb_image(image, "an image to insert into")
     seed = resolve_seed(seed, randomize)
     model = GLIGEN if picture is None else GLIGEN_INPAINTING
@@ -70,25 +67,24 @@ def run_gligen(
     phrases, normalised = gligen_grounding(boxes)
     started = time.perf_counter()
     image = pipe(prompt, gligen_phrases=phrases, gligen_boxes=normalised,
-                 gligen_scheduled_sampling_beta=float(beta), num_inference_steps=steps,
-                 guidance_scale=float(guidance_scale), gligen_inpaint_image=picture,
+                 gligen_scheduled_sampling_beta=beta, num_inference_steps=steps,
+                 guidance_scale=guidance_scale, gligen_inpaint_image=picture,
                  generator=generator_for(seed, pipe.device)).images[0]
     parameters = dict(method="GLIGEN", model=model, prompt=prompt, boxes=[[p, *b] for p, b in zip(phrases, normalised)],
-                      beta=float(beta), steps=steps, guidance_scale=float(guidance_scale), seed=seed)
-    return GligenResult(png_with_parameters(image, parameters, "gligen"), draw_boxes(image, boxes), phrases,
-                        normalised, parameters, time.perf_counter() - started)
-
+                      beta=beta, steps=steps, guidance_scale=guidance_scale, seed=seed)
+    return GligenResult(image, draw_boxes(image, boxes), phrases, normalised, parameters,
+                        time.perf_counter() - started)
 
 
 def _compare_gligen(prompt: str, boxes: str, seed: int = 0, steps: int = STEPS, guidance_scale: float = CFG_SCALE,
-                    **_unused: Any) -> compare.Output:
+                    **_unused: Any) -> Output:
     """A Compare cell: this tab's own text-to-image run."""
     result = run_gligen(prompt, boxes, steps=steps, guidance_scale=guidance_scale, seed=seed)
-    return compare.Output(image=Image.open(result.image))
+    return Output(image=result.image)
 
 
-compare.register(compare.Method(compare.IMAGE, "GLIGEN", _compare_gligen,
-                                {"seed": 0, "steps": STEPS, "guidance_scale": CFG_SCALE}))
+COMPARE_METHODS = [Method(IMAGE, "GLIGEN", _compare_gligen, {"seed": 0, "steps": STEPS, "guidance_scale": CFG_SCALE})]
+
 
 def build_ui() -> None:
     import gradio as gr
@@ -107,7 +103,7 @@ def build_ui() -> None:
             prompt, layout = box_editor()
             with gr.Row():
                 beta = gr.Slider(0, 1, value=BETA, step=0.05, label="β: share of steps with grounding")
-                steps = gr.Slider(1, MAX_STEPS, value=STEPS, step=1, label="Steps")
+                steps = gr.Slider(1, LIMITS.max_steps, value=STEPS, step=1, label="Steps")
                 cfg = gr.Slider(1, 20, value=CFG_SCALE, step=0.5, label="CFG scale")
             with gr.Accordion("Insert into my image (GLIGEN inpainting checkpoint)", open=False):
                 picture = gr.Image(label="Image (its centre square is used; the boxes are regenerated)",
@@ -121,10 +117,11 @@ def build_ui() -> None:
             grounding = gr.JSON(label="Grounding sent to the pipeline (phrase, normalised x0 y0 x1 y1)")
 
     @user_errors
-    def generate_for_ui(prompt, layout, beta, steps, cfg, seed, randomize, picture,
+    def generate_for_ui(prompt, layout, beta, steps, guidance_scale, seed, randomize, image,
                         progress=gr.Progress(track_tqdm=True)):
-        result = run_gligen(prompt, layout, beta, steps, cfg, seed, randomize, picture, progress)
-        return result.boxed, result.image, result.parameters["boxes"], result.parameters["seed"]
+        result = run_gligen(prompt, layout, beta, steps, guidance_scale, seed, randomize, image, progress)
+        png = png_with_parameters(result.image, result.parameters, "gligen")
+        return result.boxed, png, result.parameters["boxes"], result.parameters["seed"]
 
     clear.click(lambda: None, outputs=picture, api_visibility="private")
     generate.click(generate_for_ui, inputs=[prompt, layout, beta, steps, cfg, seed, randomize, picture],

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from models import UserError, settings
+from demos.limits import LIMITS
+from models import UserError
 
 MIN_IMAGE_SIDE = 16
 MAX_PROMPT_CHARS = 2000
@@ -19,7 +20,7 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
     """An RGB PIL image from a PIL image, numpy array or file path.
 
     Transparency is flattened onto white, grayscale is expanded, and images larger than
-    `settings.max_image_side` are scaled down (keeping the aspect ratio).
+    `LIMITS.max_image_side` are scaled down (keeping the aspect ratio).
     """
     if image is None:
         raise UserError(f"Please provide {what}: upload one, paste it, or click an example.")
@@ -45,7 +46,7 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
         flattened.paste(rgba, mask=rgba.getchannel("A"))
         image = flattened
     image = image.convert("RGB")
-    limit = settings.max_image_side
+    limit = LIMITS.max_image_side
     if max(image.size) > limit:
         image = image.copy()
         image.thumbnail((limit, limit), Image.Resampling.LANCZOS)

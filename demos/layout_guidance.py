@@ -16,31 +16,35 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import models
-from demos import compare
 from demos.boxes import Box, draw_boxes, parse_layout, validate_boxes
+from demos.comparison import IMAGE, Method, Output
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, prompt_text
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from models import ProgressFn, UserError
 from models.pipelines import layout_guidance as lg
 from models.stable_diffusion import SD15
 
 MAX_BOXES = 8
-MAX_STEPS = 100
 PANEL_SIDE = 256
 
 
 @dataclass
 class LayoutGuidanceResult:
-    image: str  # PNG path; its text metadata holds `parameters`
+    image: Image.Image
     boxed: Image.Image  # the output with the boxes drawn on it
     boxes: list[Box]
     steps: list[lg.StepRecord]  # the guided run, step by step (energies, attention maps)
-    plain_image: str | None  # same seed without guidance (when compared)
+    plain_image: Image.Image | None  # same seed without guidance (when compared)
     plain_steps: list[lg.StepRecord] | None
     token_groups: list[list[int]]  # prompt token positions steered for each box
     parameters: dict[str, Any]
     seconds: float
+
+    @property
+    def plain_parameters(self) -> dict[str, Any]:
+        """What reproduces `plain_image`: the same run with guidance off."""
+        return {**self.parameters, "loss_scale": 0.0, "forward_strength": 0.0}
 
 
 def token_groups_for(tokenizer: Any, prompt: str, boxes: list[Box]) -> list[list[int]]:
@@ -73,21 +77,19 @@ def run_layout_guidance(
     """Generate with layout guidance over the shared SD-1.5 base (and, to compare, without)."""
     prompt = prompt_text(prompt, "the objects in your boxes")
     boxes = validate_boxes(parse_layout(layout), MAX_BOXES)
-    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
-    guided_steps = number_in_range(guided_steps, "Guided steps", 0, MAX_STEPS, whole=True)  # beyond `steps`: all guided
+    steps = number_in_range(steps, "Steps", 1, LIMITS.max_steps, whole=True)
+    # More guided steps than steps: every step is guided.
+    guided_steps = number_in_range(guided_steps, "Guided steps", 0, LIMITS.max_steps, whole=True)
     iterations = number_in_range(iterations, "Iterations per guided step", 1, 20, whole=True)
-    if not 0 <= float(loss_scale) <= 1000:
-        raise UserError(f"The loss scale must be between 0 and 1000 (got {loss_scale}).")
-    if not 1 <= float(guidance_scale) <= 30:
-        raise UserError(f"The CFG scale must be between 1 and 30 (got {guidance_scale}).")
-    if not 0 <= float(forward_strength) <= 1:
-        raise UserError(f"The forward-guidance strength λ must be between 0 and 1 (got {forward_strength}).")
+    loss_scale = number_in_range(loss_scale, "The loss scale", 0, 1000)
+    guidance_scale = number_in_range(guidance_scale, "The CFG scale", 1, 30)
+    forward_strength = number_in_range(forward_strength, "The forward-guidance strength λ", 0, 1)
     seed = resolve_seed(seed, randomize)
     base = models.get(SD15, progress)
     token_groups = token_groups_for(base.tokenizer, prompt, boxes)
     box_groups = [[box.xyxy] for box in boxes]
     started = time.perf_counter()
-    runs = [("layout guidance", float(loss_scale), float(forward_strength))]
+    runs = [("layout guidance", loss_scale, forward_strength)]
     runs += [("plain SD", 0.0, 0.0)] if compare_unguided else []
     outputs = []
     for run_index, (what, scale, strength) in enumerate(runs):
@@ -97,22 +99,21 @@ def run_layout_guidance(
         outputs.append(lg.generate_with_layout_guidance(
             lg.lms_pipeline(base), prompt, token_groups, box_groups, generator_for(seed, base.device),
             steps=steps, guided_steps=guided_steps, iterations=iterations, loss_scale=scale,
-            loss_threshold=float(loss_threshold), guidance_scale=float(guidance_scale), forward_strength=strength,
+            loss_threshold=float(loss_threshold), guidance_scale=guidance_scale, forward_strength=strength,
             on_step=on_step))
     parameters = dict(method="layout guidance (Chen et al.)", model=SD15, prompt=prompt,
                       boxes=[[box.phrase, *box.xyxy] for box in boxes], steps=steps, guided_steps=guided_steps,
-                      iterations=iterations, loss_scale=float(loss_scale), loss_threshold=float(loss_threshold),
-                      guidance_scale=float(guidance_scale), forward_strength=float(forward_strength),
+                      iterations=iterations, loss_scale=loss_scale, loss_threshold=float(loss_threshold),
+                      guidance_scale=guidance_scale, forward_strength=forward_strength,
                       scheduler="LMSDiscreteScheduler", seed=seed)
     guided = outputs[0]
     plain = outputs[1] if compare_unguided else None
     return LayoutGuidanceResult(
-        image=png_with_parameters(guided.image, parameters, "layout-guidance"),
+        image=guided.image,
         boxed=draw_boxes(guided.image, boxes),
         boxes=boxes,
         steps=guided.steps,
-        plain_image=png_with_parameters(plain.image, {**parameters, "loss_scale": 0.0, "forward_strength": 0.0},
-                                        "plain-sd") if plain else None,
+        plain_image=plain.image if plain else None,
         plain_steps=plain.steps if plain else None,
         token_groups=token_groups,
         parameters=parameters,
@@ -122,12 +123,11 @@ def run_layout_guidance(
 
 # ---- mechanism views ---------------------------------------------------------------------------
 
-def attention_panels(image: Image.Image | str, maps: np.ndarray, boxes: list[Box], title: str) -> Image.Image:
+def attention_panels(image: Image.Image, maps: np.ndarray, boxes: list[Box], title: str) -> Image.Image:
     """One panel per phrase: its cross-attention (normalised, jet) over the image, with its box."""
     import matplotlib
 
-    picture = Image.open(image) if isinstance(image, str) else image
-    picture = picture.convert("RGB").resize((PANEL_SIDE, PANEL_SIDE))
+    picture = image.convert("RGB").resize((PANEL_SIDE, PANEL_SIDE))
     colormap = matplotlib.colormaps["jet"]
     strip = Image.new("RGB", (PANEL_SIDE * len(boxes), PANEL_SIDE + 22), "white")
     for index, (box, heat) in enumerate(zip(boxes, maps)):
@@ -200,17 +200,17 @@ def summary(result: LayoutGuidanceResult) -> str:
     return "\n".join(lines)
 
 
-
 def _compare_layout_guidance(prompt: str, boxes: str, seed: int = lg.SEED, steps: int = lg.STEPS,
-                             guidance_scale: float = lg.CFG_SCALE, **_unused: Any) -> compare.Output:
+                             guidance_scale: float = lg.CFG_SCALE, **_unused: Any) -> Output:
     """A Compare cell: this tab's own run, without the unguided twin."""
     result = run_layout_guidance(prompt, boxes, steps=steps, guidance_scale=guidance_scale, seed=seed,
                                  compare_unguided=False)
-    return compare.Output(image=Image.open(result.image))
+    return Output(image=result.image)
 
 
-compare.register(compare.Method(compare.IMAGE, "Layout guidance (Chen et al.)", _compare_layout_guidance,
-                                {"seed": lg.SEED, "steps": lg.STEPS, "guidance_scale": lg.CFG_SCALE}))
+COMPARE_METHODS = [Method(IMAGE, "Layout guidance (Chen et al.)", _compare_layout_guidance,
+                          {"seed": lg.SEED, "steps": lg.STEPS, "guidance_scale": lg.CFG_SCALE})]
+
 
 def build_ui() -> None:
     import gradio as gr
@@ -230,8 +230,8 @@ def build_ui() -> None:
             prompt, layout = box_editor()
             with gr.Accordion("Guidance settings (paper defaults)", open=False):
                 with gr.Row():
-                    steps = gr.Slider(1, MAX_STEPS, value=lg.STEPS, step=1, label="Steps")
-                    guided_steps = gr.Slider(0, MAX_STEPS, value=lg.GUIDED_STEPS, step=1, label="Guided steps")
+                    steps = gr.Slider(1, LIMITS.max_steps, value=lg.STEPS, step=1, label="Steps")
+                    guided_steps = gr.Slider(0, LIMITS.max_steps, value=lg.GUIDED_STEPS, step=1, label="Guided steps")
                     iterations = gr.Slider(1, 20, value=lg.ITERATIONS, step=1, label="Iterations per guided step")
                 with gr.Row():
                     loss_scale = gr.Slider(0, 100, value=lg.LOSS_SCALE, step=1, label="Loss scale η (0 = off)")
@@ -248,20 +248,23 @@ def build_ui() -> None:
                 image = gr.Image(label="Layout guidance (PNG with parameters)", type="filepath", format="png")
                 plain = gr.Image(label="Same seed, no guidance", type="filepath", format="png")
             info = gr.Markdown(elem_id="lg-summary")
-    map_step = gr.Slider(1, MAX_STEPS, value=lg.GUIDED_STEPS, step=1, label="Attention maps at step")
+    map_step = gr.Slider(1, LIMITS.max_steps, value=lg.GUIDED_STEPS, step=1, label="Attention maps at step")
     guided_maps = gr.Image(label="Cross-attention per phrase, with guidance", format="png", elem_id="lg-maps")
     plain_maps = gr.Image(label="Cross-attention per phrase, without guidance", format="png")
     energy = gr.Plot(label="Energy and attention inside the boxes")
     state = gr.State()
 
     @user_errors
-    def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg, seed,
-                        randomize, compare, forward, map_step, progress=gr.Progress(track_tqdm=True)):
-        result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg,
-                                     seed, randomize, compare, forward, progress)
+    def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold, guidance_scale,
+                        seed, randomize, compare_unguided, forward_strength, map_step,
+                        progress=gr.Progress(track_tqdm=True)):
+        result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold,
+                                     guidance_scale, seed, randomize, compare_unguided, forward_strength, progress)
         guided_view, plain_view = attention_views(result, map_step)
-        return (result.boxed, result.image, result.plain_image, summary(result), guided_view, plain_view,
-                energy_figure(result), result.parameters["seed"], result)
+        plain_png = (png_with_parameters(result.plain_image, result.plain_parameters, "plain-sd")
+                     if compare_unguided else None)
+        return (result.boxed, png_with_parameters(result.image, result.parameters, "layout-guidance"), plain_png,
+                summary(result), guided_view, plain_view, energy_figure(result), result.parameters["seed"], result)
 
     @user_errors
     def maps_at(result, step):

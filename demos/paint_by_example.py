@@ -10,31 +10,29 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 import models
+from demos import ASSETS
+from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, parse_prompts, run_click_to_mask
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, rgb_image
-from demos.masks import (MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, binary_mask, editor_mask, feathered,
-                         grown, parse_prompts, paste_back, run_click_to_mask, scene_image, square_around, tinted)
-from models import UserError
-from models.cache import ProgressFn
+from demos.limits import LIMITS
+from demos.masks import binary_mask, editor_mask, feathered, grown, paste_back, scene_image, square_around, tinted
+from models import ProgressFn, UserError
 from models.paint_by_example import PAINT_BY_EXAMPLE
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-MAX_STEPS = 100
-MAX_IMAGES_PER_RUN = 4
 REFERENCES = ("reference_cup.jpg", "reference_cat.jpg", "reference_rocket.jpg")  # crops of skimage.data images
 MAX_GROW = 64  # px the mask may be grown (or, negative, shrunk) and feathered
 
 
 @dataclass
 class PaintResult:
-    images: list[str]  # full-resolution scenes with the object painted in: PNG paths with parameters
+    images: list[Image.Image]  # full-resolution scenes with the object painted in
     overlay: Image.Image  # the scene with the repainted region tinted
     mask: Image.Image  # the feathered paste-back mask (L)
     crop_box: tuple[int, int, int, int]  # the square of the scene the model saw
@@ -60,9 +58,9 @@ def run_paint_by_example(
     picture = scene_image(scene)
     region = binary_mask(mask, picture.size)
     example = rgb_image(reference, "a reference image of the object to paint in")
-    steps = number_in_range(steps, "Steps", 1, MAX_STEPS, whole=True)
+    steps = number_in_range(steps, "Steps", 1, LIMITS.max_steps, whole=True)
     guidance_scale = number_in_range(guidance_scale, "The guidance scale", 0, 30)
-    num_images = number_in_range(num_images, "The number of images", 1, MAX_IMAGES_PER_RUN, whole=True)
+    num_images = number_in_range(num_images, "The number of images", 1, LIMITS.max_images_per_run, whole=True)
     grow = number_in_range(grow, "Mask growth", -MAX_GROW, MAX_GROW, whole=True)
     feather = number_in_range(feather, "Feather radius", 0, MAX_GROW, whole=True)
     seed = resolve_seed(seed, randomize)
@@ -72,7 +70,8 @@ def run_paint_by_example(
 
     pipe = models.get(PAINT_BY_EXAMPLE, progress)
     side = pipe.unet.config.sample_size * pipe.vae_scale_factor  # 512 for the published checkpoint
-    box = square_around(region)
+    weight = feathered(region, grow, feather)  # the paste-back weight: the model must repaint all it touches
+    box = square_around(weight > 0)
     model_mask = Image.fromarray(model_region.astype(np.uint8) * 255)
     started = time.perf_counter()
     painted = pipe(image=picture.crop(box).resize((side, side), Image.Resampling.LANCZOS),
@@ -80,21 +79,19 @@ def run_paint_by_example(
                    example_image=example, num_inference_steps=steps, guidance_scale=guidance_scale,
                    height=side, width=side, num_images_per_prompt=num_images,
                    generator=generator_for(seed)).images
-    weight = feathered(region, grow, feather)
     parameters = dict(method="Paint-by-Example", checkpoint=models.REGISTRY[PAINT_BY_EXAMPLE].checkpoint, seed=seed,
                       steps=steps, guidance_scale=guidance_scale, grow=grow, feather=feather, crop_box=box,
                       model_side=side)
-    images = [png_with_parameters(paste_back(picture, image, box, weight), {**parameters, "index": index},
-                                  stem="paint-by-example") for index, image in enumerate(painted)]
-    return PaintResult(images=images, overlay=tinted(picture, weight),
+    return PaintResult(images=[paste_back(picture, image, box, weight) for image in painted], overlay=tinted(picture, weight),
                        mask=Image.fromarray((weight * 255).astype(np.uint8)), crop_box=box, seed=seed,
                        parameters=parameters, seconds=time.perf_counter() - started)
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import seed_controls
 
     gr.Markdown(
         "Upload a scene and **click the object** to mask it with Segment Anything (green = object, red = "
@@ -128,9 +125,9 @@ def build_ui() -> None:
             reference = gr.Image(label="Reference object", type="pil", image_mode=None, height=200)
             gr.Examples([[str(ASSETS / name)] for name in REFERENCES], inputs=reference, label="Reference objects")
             with gr.Accordion("Settings (the paper's demo defaults)", open=False):
-                steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
+                steps = gr.Slider(1, LIMITS.max_steps, value=50, step=1, label="Steps")
                 guidance_scale = gr.Slider(0, 20, value=5.0, step=0.5, label="Guidance scale")
-                num_images = gr.Slider(1, MAX_IMAGES_PER_RUN, value=1, step=1, label="Images")
+                num_images = gr.Slider(1, LIMITS.max_images_per_run, value=1, step=1, label="Images")
                 grow = gr.Slider(-MAX_GROW, MAX_GROW, value=8, step=1, label="Grow (+) or shrink (−) the mask (px)")
                 feather = gr.Slider(0, MAX_GROW, value=8, step=1, label="Feather radius (px)")
             seed, randomize = seed_controls()
@@ -147,6 +144,19 @@ def build_ui() -> None:
         inputs=[scene, editor, mask, reference],
         label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        scene=scene, click_mode=click_mode, sam_model=sam_model, choice=choice, prompts=prompts,
+        segment=segment_button, clear=clear, candidates=candidates, mask=mask, editor=editor, reference=reference,
+        steps=steps, guidance_scale=guidance_scale, num_images=num_images, grow=grow, feather=feather, seed=seed,
+        randomize=randomize, paint=paint, gallery=gallery, slider=slider, overlay=overlay, info=info)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
 
     def new_scene(picture):
         """A new scene: forget the clicks and the mask, and put it under the brush."""
@@ -159,35 +169,36 @@ def build_ui() -> None:
     click.__annotations__["evt"] = gr.SelectData
 
     @user_errors
-    def segment_for_ui(picture, prompts_text, model, which, progress=gr.Progress(track_tqdm=True)):
-        result = run_click_to_mask(picture, prompts_text, model, which, progress)
+    def segment_for_ui(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
+        result = run_click_to_mask(scene, prompts, model, choice, progress)
         return result.candidates, result.mask
 
     @user_errors
-    def segment_after_click(picture, prompts_text, model, which, progress=gr.Progress(track_tqdm=True)):
-        if parse_prompts(prompts_text).empty:  # the first corner of a box: wait for the second
+    def segment_after_click(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
+        if parse_prompts(prompts).empty:  # the first corner of a box: wait for the second
             return gr.skip(), gr.skip()
-        return segment_for_ui(picture, prompts_text, model, which, progress)
+        return segment_for_ui(scene, prompts, model, choice, progress)
 
     @user_errors
-    def paint_for_ui(picture, uploaded_mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
+    def paint_for_ui(scene, mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
                      seed, randomize, progress=gr.Progress(track_tqdm=True)):
-        region = uploaded_mask if uploaded_mask is not None else editor_mask(brushed)
-        result = run_paint_by_example(picture, region, reference, steps, guidance_scale, seed, randomize,
+        region = mask if mask is not None else editor_mask(brushed)
+        result = run_paint_by_example(scene, region, reference, steps, guidance_scale, seed, randomize,
                                       num_images, grow, feather, progress)
         summary = (f"**seed {result.seed}** · {result.seconds:.1f} s · the model saw the square "
                    f"{result.crop_box} at {result.parameters['model_side']}² px")
-        return (result.images, (scene_image(picture), Image.open(result.images[0])), result.overlay, summary,
-                result.seed)
+        pngs = [png_with_parameters(image, {**result.parameters, "index": index}, stem="paint-by-example")
+                for index, image in enumerate(result.images)]
+        return pngs, (scene_image(scene), result.images[0]), result.overlay, summary, result.seed
 
-    sam_io = dict(inputs=[scene, prompts, sam_model, choice], outputs=[candidates, mask])
-    gr.on([scene.upload, scene.clear, clear.click], new_scene, inputs=scene, outputs=[prompts, candidates, mask, editor],
-          api_visibility="private")
+    sam_io = dict(inputs=[w.scene, w.prompts, w.sam_model, w.choice], outputs=[w.candidates, w.mask])
+    gr.on([w.scene.upload, w.scene.clear, w.clear.click], new_scene, inputs=w.scene,
+          outputs=[w.prompts, w.candidates, w.mask, w.editor], api_visibility="private")
     # A click only edits the prompt text; the segmentation after it is the same step as the public endpoint.
-    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
-        segment_after_click, **sam_io, api_visibility="private")
-    gr.on([segment_button.click, prompts.submit, choice.input, sam_model.input], segment_for_ui, **sam_io,
+    w.scene.select(user_errors(click), inputs=[w.prompts, w.click_mode], outputs=w.prompts,
+                   api_visibility="private").success(segment_after_click, **sam_io, api_visibility="private")
+    gr.on([w.segment.click, w.prompts.submit, w.choice.input, w.sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")
-    paint.click(paint_for_ui, inputs=[scene, mask, editor, reference, steps, guidance_scale, num_images, grow,
-                                      feather, seed, randomize],
-                outputs=[gallery, slider, overlay, info, seed], api_name="paint_by_example")
+    w.paint.click(paint_for_ui, inputs=[w.scene, w.mask, w.editor, w.reference, w.steps, w.guidance_scale,
+                                        w.num_images, w.grow, w.feather, w.seed, w.randomize],
+                  outputs=[w.gallery, w.slider, w.overlay, w.info, w.seed], api_name="paint_by_example")

@@ -61,24 +61,24 @@ def seed_controls(default: int = 0):
 def loaded_models_table() -> list[list[Any]]:
     return [
         [m.name, m.checkpoint, m.device, round(m.nbytes / 2**20, 1), round(m.load_seconds, 2),
-         models.cache.load_counts[m.name]]
-        for m in models.cache.loaded()
+         models.model_cache.load_counts[m.name]]
+        for m in models.model_cache.loaded()
     ]
 
 
 def free_models() -> list[list[Any]]:
-    models.cache.clear()
+    models.model_cache.clear()
     return loaded_models_table()
 
 
 def models_panel() -> None:
     """An accordion listing resident models (device, memory, load time) with a button to free them."""
-    profile = models.settings.profile
+    profile = models.model_settings.profile
     with gr.Accordion(f"Models (profile: {profile})", open=False):
         gr.Markdown(
             "Models load on first use and stay shared between tabs; the least recently used are "
-            f"dropped above {models.settings.max_loaded_models or 'unlimited'} models"
-            + (f" or {models.settings.max_loaded_gib:g} GiB" if models.settings.max_loaded_gib else "")
+            f"dropped above {models.model_settings.max_loaded_models or 'unlimited'} models"
+            + (f" or {models.model_settings.max_loaded_gib:g} GiB" if models.model_settings.max_loaded_gib else "")
             + ". Sizes are download sizes of the published checkpoints."
         )
         gr.Dataframe(

@@ -3,7 +3,8 @@ Language-Image Pre-training with Frozen Image Encoders and Large Language Models
 al. 2023, "Visual Instruction Tuning"; LLaVA-1.5: "Improved Baselines with Visual Instruction Tuning").
 
 BLIP-2 turns the image into 32 Q-Former query outputs that a frozen LLM reads as soft prompt tokens,
-and answers a "Question: … Answer:" prompt (or captions with no prompt). LLaVA projects every
+and answers a "Question: … Answer:" prompt ("… Short answer:" for Flan-T5, as in the paper's
+evaluation), or captions with no prompt. LLaVA projects every
 vision patch into the LLM (576 tokens for LLaVA-1.5) and was instruction-tuned to chat, so it gets
 a multi-turn conversation rendered by its processor's chat template, and its answer is streamed.
 
@@ -17,19 +18,19 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 import torch
 
 import models
-from demos import compare
+from demos import ASSETS
+from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.generation import resolve_seed
-from demos.inputs import MAX_PROMPT_CHARS, rgb_image
-from models import UserError
-from models.cache import ProgressFn
+from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
+from models import ProgressFn, UserError
 from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BLIP2_MODELS = ["blip2-opt-2.7b", "blip2-flan-t5-xl"]
 LLAVA_MODELS = ["llava-1.5-7b", "llava-interleave-qwen-0.5b"]
 MODES = {"vqa": "Question answering", "caption": "Caption (no prompt)"}
@@ -54,14 +55,14 @@ class Decoding:
     def checked(self) -> "Decoding":
         if self.strategy not in STRATEGIES:
             raise UserError(f"Unknown decoding strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
-        limits = [("max new tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS), ("beams", self.num_beams, 1, 8),
-                  ("temperature", self.temperature, 0.01, 2.0), ("top-p", self.top_p, 0.01, 1.0),
-                  ("repetition penalty", self.repetition_penalty, 1.0, 2.0)]
-        for what, value, low, high in limits:
-            if not low <= value <= high:
-                raise UserError(f"The {what} must be between {low:g} and {high:g} (got {value:g}).")
-        return replace(self, max_new_tokens=int(self.max_new_tokens), num_beams=int(self.num_beams),
-                       seed=resolve_seed(self.seed))
+        return replace(
+            self,
+            max_new_tokens=number_in_range(self.max_new_tokens, "The max new tokens", 1, MAX_NEW_TOKENS, whole=True),
+            num_beams=number_in_range(self.num_beams, "The beams", 1, 8, whole=True),
+            temperature=number_in_range(self.temperature, "The temperature", 0.01, 2.0),
+            top_p=number_in_range(self.top_p, "The top-p", 0.01, 1.0),
+            repetition_penalty=number_in_range(self.repetition_penalty, "The repetition penalty", 1.0, 2.0),
+            seed=resolve_seed(self.seed))
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens,
@@ -105,11 +106,14 @@ class SideBySide:
 
 # ---- prompt builders ---------------------------------------------------------------------------
 
-def blip2_prompt(question: str, mode: str = "vqa") -> str:
-    """BLIP-2's VQA prompt format from the paper's evaluation; captioning sends no prompt at all."""
+def blip2_prompt(question: str, mode: str = "vqa", model: str = BLIP2_MODELS[0]) -> str:
+    """BLIP-2's zero-shot VQA prompt from the paper's evaluation (LAVIS): "Question: … Answer:" for the
+    OPT models, "Question: … Short answer:" for the Flan-T5 models; captioning sends no prompt at all."""
     if mode not in MODES:
         raise UserError(f"Unknown BLIP-2 mode {mode!r}; choose one of {', '.join(MODES)}.")
-    return "" if mode == "caption" else f"Question: {question} Answer:"
+    if mode == "caption":
+        return ""
+    return f"Question: {question} {'Short answer' if 'flan-t5' in model else 'Answer'}:"
 
 
 def message_text(content: Any) -> str:
@@ -159,7 +163,7 @@ def answer_blip2(image: Any, question: str, mode: str = "vqa", model: str = BLIP
                  decoding: Decoding = BLIP2_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Answer:
     """BLIP-2 answers (or captions) the image; the prompt tokens are cut off the output."""
-    prompt = blip2_prompt(question, mode)
+    prompt = blip2_prompt(question, mode, model)
     handle = _handle(model, BLIP2_MODELS, quantization, progress)
     inputs = _inputs(handle, image, prompt)
     started = time.perf_counter()
@@ -305,20 +309,23 @@ def ask(*args: Any, **kwargs: Any) -> SideBySide:
     return last
 
 
+ANSWER = Task("image + question → answer", (PICTURE, Field("question", "Question")))
+
+
 def _compare_adapter(model: str):
     """One Compare cell: a single-turn answer from `model` through this tab's own functions."""
-    def run(image: Any, question: str) -> compare.Output:
+    def run(image: Any, question: str) -> Output:
         picture, text = rgb_image(image, "an image to ask about"), validate_question(question)
         if model in BLIP2_MODELS:
             answer = answer_blip2(picture, text, model=model)
         else:
             *_, answer = stream_llava(picture, [], text, model=model)
-        return compare.Output(text=answer.answer)
+        return Output(text=answer.answer)
     return run
 
 
-for _model in BLIP2_MODELS + LLAVA_MODELS:
-    compare.register(compare.Method(compare.ANSWER, _model, _compare_adapter(_model), {"question": ""}))
+COMPARE_METHODS = [Method(ANSWER, model, _compare_adapter(model), {"question": ""})
+                   for model in BLIP2_MODELS + LLAVA_MODELS]
 
 
 def export_conversation(history: Sequence[dict], blip2: dict | None = None) -> str:
@@ -357,31 +364,37 @@ def _default_llava() -> str:
     return LLAVA_MODELS[0] if torch.cuda.is_available() else LLAVA_MODELS[1]
 
 
-def build_ui() -> None:
+def decoding_controls(defaults: Decoding) -> list:
+    """One side's decoding widgets, in `Decoding`'s field order."""
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    with gr.Row():
+        strategy = gr.Radio([(label, key) for key, label in STRATEGIES.items()], value=defaults.strategy,
+                            label="Decoding")
+        max_new = gr.Slider(1, MAX_NEW_TOKENS, value=defaults.max_new_tokens, step=1, label="Max new tokens")
+    with gr.Row():
+        beams = gr.Slider(1, 8, value=defaults.num_beams, step=1, label="Beams")
+        temperature = gr.Slider(0.01, 2.0, value=defaults.temperature, step=0.01, label="Temperature")
+        top_p = gr.Slider(0.01, 1.0, value=defaults.top_p, step=0.01, label="Top-p")
+        penalty = gr.Slider(1.0, 2.0, value=defaults.repetition_penalty, step=0.05, label="Repetition penalty")
+    return [max_new, strategy, beams, temperature, top_p, penalty]
+
+
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
+    import gradio as gr
+
+    from demos.ui import seed_controls
 
     gr.Markdown(
         "Ask a question about an image and compare two ways of feeding an image to a language model. "
         "**BLIP-2** compresses the image into 32 Q-Former query tokens for a frozen LLM and answers a "
-        "`Question: … Answer:` prompt (or captions with no prompt). **LLaVA** projects every image patch "
+        "`Question: … Answer:` prompt (`… Short answer:` for Flan-T5, as in the paper) or captions with no prompt. "
+        "**LLaVA** projects every image patch "
         "into an instruction-tuned LLM and chats (follow-up questions keep the conversation). Models load "
         "on first use; sizes are shown in the pickers. Nothing you upload or ask is written to disk unless "
         "you press *Save conversation*."
     )
-
-    def decoding_controls(defaults: Decoding) -> list:
-        with gr.Row():
-            strategy = gr.Radio([(label, key) for key, label in STRATEGIES.items()], value=defaults.strategy,
-                                label="Decoding")
-            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=defaults.max_new_tokens, step=1, label="Max new tokens")
-        with gr.Row():
-            beams = gr.Slider(1, 8, value=defaults.num_beams, step=1, label="Beams")
-            temperature = gr.Slider(0.01, 2.0, value=defaults.temperature, step=0.01, label="Temperature")
-            top_p = gr.Slider(0.01, 1.0, value=defaults.top_p, step=0.01, label="Top-p")
-            penalty = gr.Slider(1.0, 2.0, value=defaults.repetition_penalty, step=0.05, label="Repetition penalty")
-        return [max_new, strategy, beams, temperature, top_p, penalty]
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -436,40 +449,62 @@ def build_ui() -> None:
                   [str(ASSETS / "camera.jpg"), "What is the man holding?"]],
         inputs=[image, question], label="Examples (public-domain images from scikit-image)",
     )
+    return SimpleNamespace(
+        image=image, question=question, ask=ask_button, regenerate=regenerate, clear=clear, save=save, saved=saved,
+        answers=[blip2_answer, blip2_info, blip2_sent, chat, llava_info, llava_sent, seed],
+        settings=[blip2_model, mode, llava_model, precision, seed, randomize, *blip2_controls, *llava_controls],
+        blip2_answer=blip2_answer, blip2_sent=blip2_sent, chat=chat)
 
-    outputs = [blip2_answer, blip2_info, blip2_sent, chat, llava_info, llava_sent, seed]
-    settings = [blip2_model, mode, llava_model, precision, seed, randomize, *blip2_controls, *llava_controls]
 
-    def stream(image, question, history, blip2_name, mode, llava_name, precision, seed, randomize, *controls,
-               progress=None):
-        blip2_decoding, llava_decoding = (Decoding(*controls[i:i + 6]) for i in (0, 6))
-        for result in run_vqa(image, question, history, blip2_name, llava_name, mode, blip2_decoding,
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.ui import user_errors
+
+    w = layout()
+
+    @user_errors
+    def ask_for_ui(image, question, history, blip2_model, mode, llava_model, precision, seed, randomize,
+                   blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature, blip2_top_p,
+                   blip2_repetition_penalty, llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature,
+                   llava_top_p, llava_repetition_penalty, progress=gr.Progress(track_tqdm=True)):
+        """Both models answer; LLaVA continues the chat in `history`. Every parameter is named, so the
+        /vqa endpoint's are too."""
+        blip2_decoding = Decoding(blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature,
+                                  blip2_top_p, blip2_repetition_penalty)
+        llava_decoding = Decoding(llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature,
+                                  llava_top_p, llava_repetition_penalty)
+        for result in run_vqa(image, question, history, blip2_model, llava_model, mode, blip2_decoding,
                               llava_decoding, resolve_seed(seed, bool(randomize)),
                               None if precision == "none" else precision, progress):
             yield (result.blip2.answer, describe(result.blip2), result.blip2.prompt, result.history,
                    describe(result.llava), result.llava.prompt, result.seed)
 
     @user_errors
-    def ask_for_ui(image, question, history, *settings, progress=gr.Progress(track_tqdm=True)):
-        yield from stream(image, question, history, *settings, progress=progress)
-
-    @user_errors
-    def regenerate_for_ui(image, history, *settings, progress=gr.Progress(track_tqdm=True)):
+    def regenerate_for_ui(image, history, blip2_model, mode, llava_model, precision, seed, randomize,
+                          blip2_max_new_tokens, blip2_strategy, blip2_num_beams, blip2_temperature, blip2_top_p,
+                          blip2_repetition_penalty, llava_max_new_tokens, llava_strategy, llava_num_beams,
+                          llava_temperature, llava_top_p, llava_repetition_penalty,
+                          progress=gr.Progress(track_tqdm=True)):
         """Drop LLaVA's last answer and ask the last question again (BLIP-2 answers it again too)."""
         users = [i for i, message in enumerate(history or []) if message["role"] == "user"]
         if not users:
             raise UserError("Nothing to regenerate yet: ask a question first.")
         last = users[-1]
-        yield from stream(image, message_text(history[last]["content"]), history[:last], *settings,
-                          progress=progress)
+        yield from ask_for_ui(image, message_text(history[last]["content"]), history[:last], blip2_model, mode,
+                              llava_model, precision, seed, randomize, blip2_max_new_tokens, blip2_strategy,
+                              blip2_num_beams, blip2_temperature, blip2_top_p, blip2_repetition_penalty,
+                              llava_max_new_tokens, llava_strategy, llava_num_beams, llava_temperature, llava_top_p,
+                              llava_repetition_penalty, progress)
 
     def clear_for_ui():
         return "", "", "", [], "", "", None
 
-    gr.on([ask_button.click, question.submit], ask_for_ui, inputs=[image, question, chat, *settings],
-          outputs=outputs, api_name="vqa")
-    regenerate.click(regenerate_for_ui, inputs=[image, chat, *settings], outputs=outputs, api_name="vqa_regenerate")
-    clear.click(clear_for_ui, outputs=[*outputs[:6], saved], api_name="vqa_clear")
-    save.click(user_errors(lambda history, answer, prompt: export_conversation(
-        history or [], {"answer": answer, "prompt": prompt})), inputs=[chat, blip2_answer, blip2_sent],
-        outputs=saved, api_name="vqa_save")
+    gr.on([w.ask.click, w.question.submit], ask_for_ui, inputs=[w.image, w.question, w.chat, *w.settings],
+          outputs=w.answers, api_name="vqa")
+    w.regenerate.click(regenerate_for_ui, inputs=[w.image, w.chat, *w.settings], outputs=w.answers,
+                       api_name="vqa_regenerate")
+    w.clear.click(clear_for_ui, outputs=[*w.answers[:6], w.saved], api_name="vqa_clear")
+    w.save.click(user_errors(lambda history, answer, prompt: export_conversation(
+        history or [], {"answer": answer, "prompt": prompt})), inputs=[w.chat, w.blip2_answer, w.blip2_sent],
+        outputs=w.saved, api_name="vqa_save")

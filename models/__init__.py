@@ -6,18 +6,19 @@ from typing import Any
 from .cache import LoadedModel, ModelCache, ProgressFn
 from .errors import ModelUnavailable, UserError
 from .registry import LoadContext, ModelSpec, collect_registry
-from .settings import PROFILES, settings
+from .settings import PROFILES, Settings
 
 REGISTRY = collect_registry()
-cache = ModelCache(REGISTRY, settings)
+model_settings = Settings()
+model_cache = ModelCache(REGISTRY, model_settings)
 
 
 def get(name: str, progress: ProgressFn | None = None) -> Any:
     """The shared handle for a registered model, loaded on first use."""
-    return cache.get(name, progress)
+    return model_cache.get(name, progress)
 
 
 __all__ = [
-    "PROFILES", "REGISTRY", "LoadContext", "LoadedModel", "ModelCache", "ModelSpec",
-    "ModelUnavailable", "UserError", "cache", "get", "settings",
+    "PROFILES", "REGISTRY", "LoadContext", "LoadedModel", "ModelCache", "ModelSpec", "ModelUnavailable",
+    "ProgressFn", "Settings", "UserError", "get", "model_cache", "model_settings",
 ]

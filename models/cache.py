@@ -6,7 +6,10 @@ when the count or memory budget is exceeded. Load counts are kept for tests and 
 """
 from __future__ import annotations
 
+import functools
 import gc
+import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -186,8 +189,9 @@ class ModelCache:
             _release_memory()
 
     def _ensure_tiny_checkpoint(self, spec: ModelSpec) -> Path:
-        """Build the tiny checkpoint once; later loads (and other processes) reuse the folder."""
-        target = self.settings.tiny_dir / spec.name
+        """Build the tiny checkpoint once; later loads (and other processes) reuse the folder, as long
+        as the code that builds it is the same (see `tiny_fingerprint`)."""
+        target = self.settings.tiny_dir / tiny_fingerprint() / spec.name
         if (target / ".complete").exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +208,19 @@ class ModelCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+
+@functools.cache
+def tiny_fingerprint() -> str:
+    """A short hash of every source file of `models/` and of the libraries that write the tiny
+    checkpoints. A tiny folder built by other code or library versions is never reused, so results
+    do not depend on the tiny folder's history (a fresh PP_TINY_DIR gives the same weights)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    for package in ("torch", "diffusers", "transformers", "facenet-pytorch", "segment-anything"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}".encode())
+    return digest.hexdigest()[:12]
 
 
 def _release_memory() -> None:

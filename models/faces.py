@@ -157,36 +157,6 @@ def align_face(image: np.ndarray, face: Face, size: int) -> AlignedFace:
     return AlignedFace(aligned, matrix, face)
 
 
-def feathered(mask: np.ndarray, grow: int, blur: int) -> np.ndarray:
-    """Dilate a [0,1] mask by `grow` px, then soften its edge over about `blur` px."""
-    import cv2
-
-    out = mask.astype(np.float32)
-    if grow > 0:
-        out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    if blur > 0:
-        kernel = 2 * blur + 1
-        out = cv2.GaussianBlur(out, (kernel, kernel), blur / 2)
-    return np.clip(out, 0, 1)
-
-
-def paste_back(original: np.ndarray, aligned_result: np.ndarray, aligned: AlignedFace,
-               aligned_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Warp an aligned result back into the full photo under a (feathered) aligned-space mask.
-
-    Returns the composite (uint8) and the mask in photo pixels; where it is 0 the photo is untouched."""
-    import cv2
-
-    height, width = original.shape[:2]
-    back = invert(aligned.matrix)
-    warped = cv2.warpAffine(aligned_result, back, (width, height), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    mask = cv2.warpAffine(aligned_mask.astype(np.float32), back, (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
-    composite = mask * warped.astype(np.float32) + (1 - mask) * original.astype(np.float32)
-    return np.clip(np.rint(composite), 0, 255).astype(np.uint8), mask[..., 0]
-
-
 # ---- identity --------------------------------------------------------------------------------
 
 @dataclass

@@ -39,16 +39,17 @@ class ModelSpec:
     pickled: bool = False
 
 
-# One module per model family; each holds its loaders, tiny builders and a SPECS list.
-FAMILIES = ["clip", "stable_diffusion", "vqa", "controlnet", "ddpm", "faces", "gligen", "paint_by_example", "sam", "few_step"]
-
-
 def collect_registry() -> dict[str, ModelSpec]:
+    """Every `SPECS` row of every module in this package: a new family is a new `models/<family>.py`."""
     import importlib
+    import pkgutil
 
+    package = importlib.import_module(__package__)
     specs: dict[str, ModelSpec] = {}
-    for family in FAMILIES:
-        for spec in importlib.import_module(f"{__package__}.{family}").SPECS:
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.ispkg:
+            continue
+        for spec in getattr(importlib.import_module(f"{__package__}.{module.name}"), "SPECS", []):
             if spec.name in specs:
                 raise ValueError(f"model name {spec.name!r} is registered twice")
             specs[spec.name] = spec

@@ -22,6 +22,16 @@ sys.path.insert(0, str(ROOT))
 
 ARTIFACTS = ROOT / "artifacts"
 
+if os.environ.get("PP_TORCH_THREADS"):  # CI reruns the mechanism tests on one thread: properties must not flip
+    import torch
+
+    torch.set_num_threads(int(os.environ["PP_TORCH_THREADS"]))
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "mechanism: a property of a paper's mechanism; CI reruns these on one "
+                                       "thread with freshly built tiny models")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -9,7 +9,7 @@ from gradio_client import Client, handle_file
 
 from app import build_app, parse_args, parse_auth
 from demos import DEMOS, Demo
-from demos.clip_zero_shot import ASSETS
+from demos import ASSETS
 from demos.ui import user_errors
 from models import UserError
 from tests.conftest import AppServer

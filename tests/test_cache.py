@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.cache import ModelCache
+from models.cache import ModelCache, tiny_fingerprint
 from models.errors import ModelUnavailable
 from models.registry import ModelSpec
 from models.settings import Settings
@@ -39,6 +39,17 @@ def test_same_object_twice_and_loaded_once(tmp_path):
     assert first == {"weights": "tiny"}
     assert cache.get("a") is first
     assert cache.load_counts["a"] == 1
+
+
+def test_tiny_folders_built_by_other_code_are_never_reused(tmp_path):
+    for stale in (tmp_path / "a", tmp_path / "0123456789ab" / "a"):  # old layout; another code version
+        stale.mkdir(parents=True)
+        (stale / "weights.txt").write_text("stale")
+        (stale / ".complete").write_text("org/a\n")
+    cache = make_cache(tmp_path, spec("a", read_marker))
+    assert cache.get("a") == {"weights": "tiny"}
+    assert Path(cache.source_for(cache.specs["a"])) == tmp_path / tiny_fingerprint() / "a"
+    assert len(tiny_fingerprint()) == 12 and tiny_fingerprint() != "0123456789ab"
 
 
 def test_concurrent_first_requests_load_once(tmp_path):

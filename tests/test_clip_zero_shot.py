@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 import models
-from demos.clip_zero_shot import (ASSETS, PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
+from demos import ASSETS
+from demos.clip_zero_shot import (PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
                                   run_clip_zero_shot, similarity_heatmap)
 from models import UserError
 
@@ -139,8 +140,8 @@ def test_similarity_needs_images():
 
 def test_hub_checkpoint_that_cannot_be_fetched_names_itself_and_the_offline_way(monkeypatch):
     """The real hub loader, offline (HF_HUB_OFFLINE=1 in conftest): a clear error, no crash."""
-    monkeypatch.setattr(models.settings, "profile", "hub")
-    models.cache.evict("clip-vit-large-patch14")
+    monkeypatch.setattr(models.model_settings, "profile", "hub")
+    models.model_cache.evict("clip-vit-large-patch14")
     with pytest.raises(models.ModelUnavailable) as error:
         run_clip_zero_shot(CAT, "cat, dog", None, "clip-vit-large-patch14")
     message = str(error.value)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 import models
 from demos import compare
+from demos.comparison import IMAGE
 from demos.diffusion_basics import (
     CONSISTENCY_TWO_STEP, COMPARE_SAMPLERS, LCM_ADAPTER, alpha_bars, decode_latent, denoise, encode_to_latent,
     epsilon_from_x0, lcm_lora_attached, make_scheduler, noised, parameterisations, run_consistency, run_determinism,
@@ -167,7 +170,7 @@ def test_latent_is_scaled_before_diffusion_and_unscaled_before_decoding():
 
 def test_tiny_lcm_lora_is_saved_under_the_published_file_name():
     models.get(LCM_LORA)
-    assert (models.settings.tiny_dir / LCM_LORA / LCM_LORA_FILE).is_file()
+    assert (Path(models.model_cache.source_for(models.REGISTRY[LCM_LORA])) / LCM_LORA_FILE).is_file()
 
 
 def test_lcm_lora_is_attached_only_during_its_run_and_makes_exactly_four_unet_calls():
@@ -216,9 +219,9 @@ def test_consistency_model_one_and_two_steps():
 
 
 def test_samplers_join_the_compare_tab_and_run_there():
-    names = {method.name for method in compare.methods_for(compare.IMAGE)}
+    names = {method.name for method in compare.methods_for(IMAGE.name)}
     assert set(COMPARE_SAMPLERS) <= names
-    plan = compare.Plan(compare.IMAGE, list(COMPARE_SAMPLERS), {"prompt": "a red cube", "seed": 2}, sweep="steps",
+    plan = compare.Plan(IMAGE.name, list(COMPARE_SAMPLERS), {"prompt": "a red cube", "seed": 2}, sweep="steps",
                         values=[2])
     grid = compare.compare_grid(plan)
     assert [cell.error for row in grid for cell in row] == [""] * len(COMPARE_SAMPLERS)

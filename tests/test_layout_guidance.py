@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import models
 from demos.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
@@ -107,6 +106,7 @@ def guided_and_plain():
     return _sample(lg.LOSS_SCALE), _sample(0.0)
 
 
+@pytest.mark.mechanism
 def test_guidance_lowers_the_energy_at_every_guided_step_and_raises_in_box_attention(guided_and_plain):
     guided, plain = guided_and_plain
     for record in guided.steps[:GUIDED]:
@@ -135,7 +135,7 @@ def test_scale_zero_reproduces_plain_stable_diffusion_and_the_shared_unet_is_lef
 def test_run_returns_images_maps_and_parameters():
     result = run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=1, iterations=1, seed=3)
     assert result.parameters["seed"] == 3 and result.parameters["scheduler"] == "LMSDiscreteScheduler"
-    assert Image.open(result.image).size == Image.open(result.plain_image).size
+    assert result.image.size == result.plain_image.size
     guided_view, plain_view = attention_views(result, 1)
     assert guided_view.size == plain_view.size and guided_view.size[0] == 3 * 256
     assert result.steps[0].phrase_maps.shape[0] == 3
@@ -180,3 +180,52 @@ def test_forward_guidance_alone_changes_the_image_and_raises_in_box_attention(gu
     assert all(not record.energies for record in forward.steps)  # no gradient steps
     assert forward.steps[0].inside_after > plain.steps[0].inside_after
     assert not np.array_equal(np.asarray(forward.image), np.asarray(plain.image))
+
+
+# ---- which layers and how far: the paper's choices ---------------------------------------------------
+
+@pytest.mark.mechanism
+def test_the_energy_reads_the_mid_block_and_up_blocks_1_at_their_coarse_resolutions():
+    """SD's 4 guided maps (8² mid block, 16² up_blocks.1 at 512 px): the coarsest cross-attention."""
+    unet = models.get("sd15").unet
+    side = 32  # latent side: the mid block runs at side/8, up_blocks.1 at side/4
+    latents = torch.randn(1, unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 77, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with lg.capture_cross_attention(unet) as store, torch.no_grad():
+        store.recording = True
+        unet(latents, 10, encoder_hidden_states=text)
+    names = list(store.maps)
+    mid = [n for n in names if n.startswith("mid_block.")]
+    up = [n for n in names if n.startswith("up_blocks.1.")]
+    assert mid and up and len(mid) + len(up) == len(names)
+    assert all(n.endswith("attn2.processor") for n in names)  # cross-attention, not self-attention
+    assert {store.maps[n].shape[1] for n in mid} == {(side // 8) ** 2}
+    assert {store.maps[n].shape[1] for n in up} == {(side // 4) ** 2}
+
+
+@pytest.mark.mechanism
+def test_one_guidance_update_moves_the_latent_by_sigma_squared_times_the_energy_gradient():
+    base = models.get("sd15")
+    pipe = lg.lms_pipeline(base)
+    groups = lg.phrase_token_indices(base.tokenizer, PROMPT, ["cat", "teddy bear", "cat"])
+    boxes = [[[0, 0, 0.5, 0.5]], [[0.5, 0.5, 1, 1]], [[0, 0.5, 0.5, 1]]]
+    pipe.scheduler.set_timesteps(STEPS)
+    timestep, sigma = pipe.scheduler.timesteps[0], float(pipe.scheduler.sigmas[0])
+    assert sigma > 2  # early LMS sigmas are large: σ and σ² differ several-fold
+    with torch.no_grad():
+        conditional, _ = pipe.encode_prompt(PROMPT, "cpu", 1, False)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5)) * sigma
+    with lg.capture_cross_attention(pipe.unet) as store:
+        store.recording = True
+        with torch.enable_grad():
+            probe = latents.clone().requires_grad_(True)
+            pipe.unet(pipe.scheduler.scale_model_input(probe, timestep), timestep, encoder_hidden_states=conditional)
+            energy = lg.layout_energy(store.layer_maps(conditional_half=False), groups, boxes)
+            (gradient,) = torch.autograd.grad(energy, probe)
+        store.maps.clear()
+        record = lg.StepRecord(0, int(timestep), sigma)
+        moved = lg._guide(pipe, store, latents, timestep, sigma, conditional, groups, boxes, iterations=1,
+                          loss_scale=lg.LOSS_SCALE, loss_threshold=0.0, record=record)
+    expected = -lg.LOSS_SCALE * sigma ** 2 * gradient
+    assert float((moved - latents - expected).norm() / expected.norm()) < 1e-3
+    assert record.energies == [pytest.approx(float(energy), abs=1e-6)]

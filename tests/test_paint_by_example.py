@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from demos.generation import read_parameters
-from demos.masks import binary_mask, feathered, run_click_to_mask
-from demos.paint_by_example import ASSETS, run_paint_by_example
+from demos import ASSETS
+from demos.click_to_mask import run_click_to_mask
+from demos.masks import binary_mask, feathered, paste_back, square_around
+from demos.paint_by_example import run_paint_by_example
 from models import UserError
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
@@ -16,10 +18,11 @@ REFERENCE = Image.open(ASSETS / "reference_cup.jpg")
 FAST = dict(steps=2, seed=3)
 
 
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.mechanism
 def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_changes():
     result = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
     out, scene = pixels(result.images[0]), np.asarray(SCENE, dtype=np.int16)
@@ -28,7 +31,7 @@ def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_chan
     assert np.array_equal(out[~weight], scene[~weight])
     inside = np.asarray(MASK) >= 128
     assert np.abs(out[inside] - scene[inside]).mean() > 5
-    assert read_parameters(result.images[0])["seed"] == 3
+    assert result.parameters["seed"] == 3
 
 
 def test_a_non_square_scene_comes_back_at_its_own_size():
@@ -36,7 +39,7 @@ def test_a_non_square_scene_comes_back_at_its_own_size():
     mask = np.zeros((300, 500), np.uint8)
     mask[100:220, 300:460] = 255
     result = run_paint_by_example(scene, mask, REFERENCE, **FAST)
-    assert Image.open(result.images[0]).size == (500, 300)
+    assert result.images[0].size == (500, 300)
     x0, y0, x1, y1 = result.crop_box
     assert x1 - x0 == y1 - y0 and 0 <= x0 and x1 <= 500 and 0 <= y0 and y1 <= 300
 
@@ -55,7 +58,7 @@ def test_rgba_reference_is_flattened_and_grayscale_scene_works():
     flat = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
     assert np.array_equal(pixels(with_alpha.images[0]), pixels(flat.images[0]))
     gray = run_paint_by_example(SCENE.convert("L"), MASK, REFERENCE, **FAST)
-    assert Image.open(gray.images[0]).size == SCENE.size
+    assert gray.images[0].size == SCENE.size
 
 
 @pytest.mark.parametrize("scene, mask, reference, message", [
@@ -100,7 +103,42 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     images, _, _, summary, seed = client.predict(
         scene, handle_file(mask), None, handle_file(str(ASSETS / "reference_cup.jpg")), 2, 5.0, 1, 8, 8, 3, False,
         api_name="/paint_by_example")
-    out, scene_pixels = pixels(images[0]["image"]), np.asarray(SCENE, dtype=np.int16)
+    out, scene_pixels = pixels(Image.open(images[0]["image"])), np.asarray(SCENE, dtype=np.int16)
+    assert read_parameters(images[0]["image"])["seed"] == 3  # the file handed out carries its parameters
     outside = feathered(binary_mask(Image.open(mask), SCENE.size), 8, 8) == 0
     assert out.shape == scene_pixels.shape and seed == 3 and "the model saw" in summary
     assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("corner", [(2, 2), (125, 125)], ids=["near the edge", "centre"])
+def test_a_small_mask_is_repainted_wherever_its_grown_feathered_weight_reaches(corner):
+    """The square the model sees is built from the paste weight (mask grown 8 px, feathered 8 px), not from
+    the 6-px mask: a square around the mask alone ends inside the weight, leaving a hard seam."""
+    y, x = corner
+    mask = np.zeros((256, 256), np.uint8)
+    mask[y:y + 6, x:x + 6] = 255
+    scene = SCENE.resize((256, 256))
+    result = run_paint_by_example(scene, mask, REFERENCE, grow=8, feather=8, **FAST)
+    weight = np.asarray(result.mask, dtype=np.float32) / 255
+    x0, y0, x1, y1 = result.crop_box
+    rows, columns = np.nonzero(weight)
+    assert y0 <= rows.min() and rows.max() < y1 and x0 <= columns.min() and columns.max() < x1
+    assert (weight > 0).sum() > 4 * 36  # the weight reaches far beyond the 6×6 mask
+    out, original = pixels(result.images[0]), np.asarray(scene, dtype=np.int16)
+    strong = weight > 0.5
+    assert (np.abs(out - original).max(axis=-1)[strong] > 0).mean() > 0.9  # repainted, no kept band
+    assert np.array_equal(out[weight == 0], original[weight == 0])
+
+
+def test_a_region_wider_than_the_scene_is_tall_gets_an_overhanging_square():
+    region = np.zeros((40, 200), bool)
+    region[10:30, 5:195] = True
+    x0, y0, x1, y1 = square_around(region)
+    assert x1 - x0 == y1 - y0 >= 190 and x0 <= 5 and x1 >= 195 and y0 < 0 < 40 < y1
+    painted = Image.new("RGB", (64, 64), (0, 255, 0))
+    scene = Image.new("RGB", (200, 40), (255, 0, 0))
+    out = np.asarray(paste_back(scene, painted, (x0, y0, x1, y1), region.astype(np.float32)))
+    assert (out[region] == [0, 255, 0]).all() and (out[~region] == [255, 0, 0]).all()
+    with pytest.raises(ValueError, match="outside the painted square"):
+        paste_back(scene, painted, (0, 0, 40, 40), region.astype(np.float32))

@@ -1,6 +1,8 @@
 """Every registered model builds as a tiny checkpoint, saves, and reloads through its real loader."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models import REGISTRY
@@ -13,7 +15,7 @@ from models.settings import Settings
 def test_tiny_checkpoint_builds_saves_and_loads_through_the_hub_loader(name, tmp_path):
     cache = ModelCache(REGISTRY, Settings(profile="tiny", tiny_dir=tmp_path, max_loaded_models=0))
     handle = cache.get(name)
-    folder = tmp_path / name
+    folder = Path(cache.source_for(REGISTRY[name]))
     files = {path.name for path in folder.rglob("*") if path.is_file()}
     pickles = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
     if REGISTRY[name].pickled:  # only where the published repo ships nothing else

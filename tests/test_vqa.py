@@ -36,6 +36,8 @@ def _greedy_reference(handle, prompt: str, max_new_tokens: int) -> tuple[torch.T
 
 def test_blip2_prompt_formats():
     assert blip2_prompt("what is the man holding?") == "Question: what is the man holding? Answer:"
+    assert blip2_prompt("what is the man holding?", model="blip2-flan-t5-xl") == \
+        "Question: what is the man holding? Short answer:"  # LAVIS's prompt for the Flan-T5 models
     assert blip2_prompt("ignored", mode="caption") == ""
     with pytest.raises(UserError, match="Unknown BLIP-2 mode"):
         blip2_prompt("q", mode="poem")
@@ -63,7 +65,8 @@ def test_llava_chat_template_has_one_image_placeholder_and_turns_in_order(name, 
 def test_blip2_answer_is_transformers_greedy_output_without_the_prompt(name):
     handle = models.get(name)
     result = answer_blip2(CAT, "What animal is this?", "vqa", name, GREEDY)
-    prompt_ids, output = _greedy_reference(handle, "Question: What animal is this? Answer:", 12)
+    sent = "Question: What animal is this? " + ("Short answer:" if "flan-t5" in name else "Answer:")
+    prompt_ids, output = _greedy_reference(handle, sent, 12)
     if handle.model.config.is_encoder_decoder:  # T5 decodes from scratch: nothing to cut
         expected = output
     else:  # OPT returns prompt + continuation
@@ -72,7 +75,7 @@ def test_blip2_answer_is_transformers_greedy_output_without_the_prompt(name):
     assert result.answer == handle.processor.batch_decode(expected, skip_special_tokens=True)[0].strip()
     assert "Question:" not in result.answer
     assert result.image_tokens == handle.model.config.num_query_tokens == 32
-    assert result.prompt == "Question: What animal is this? Answer:"
+    assert result.prompt == sent
     caption = answer_blip2(CAT, "ignored", "caption", name, GREEDY)
     assert caption.prompt == "" and caption.image_tokens == 32 and caption.prompt_tokens < result.prompt_tokens
 

@@ -8,6 +8,12 @@ guidance on the mean, ADM's `condition_mean`). Then the target-preserving blend 
 noised target outside M_t = M·w(τ), where w rises linearly from 0 at the first step to 1 at the
 mask-schedule index λ. The final image is M·x0 + (1−M)·target, so everything outside the face
 mask is the target exactly. See ALGORITHMS.md §2.
+
+x0 is never clamped, in the guidance nor in the DDPM mean (DiffFace: `clip_denoised=False`), although
+the published prior's scheduler config says `clip_sample=True`: with a clamped mean the guidance shift
+is differentiated through one x0 and applied around another, and the identity loss stopped falling
+monotonically in λ. The shift −λ·β̃_t·∇L is a gradient step; a λ too large for the loss's curvature
+overshoots (with λ_id = 300 on the tiny models a step moved the masked latent by 20–40 % of its norm).
 """
 from __future__ import annotations
 
@@ -44,6 +50,54 @@ def _noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
+@dataclass
+class GuidedStep:
+    """One DDPM step with classifier guidance on the mean, before the target-preserving blend."""
+
+    x_prev: torch.Tensor  # mean − Σ_t·∇L + σ_t·z
+    x0: torch.Tensor  # the UNet's clean-image estimate at x_t (unclamped)
+    losses: dict[str, float]  # unweighted loss terms at x_in
+    shift: torch.Tensor  # −Σ_t·∇L, the guidance's move of the mean
+
+
+def unclamped_scheduler(scheduler):
+    """A fresh DDPMScheduler with the prior's schedule but `clip_sample=False`: DiffFace samples with
+    `clip_denoised=False`, so the mean uses the same unclamped x0 the guidance differentiates
+    (google/ddpm-celebahq-256 ships `clip_sample=True`). Fresh, so the shared handle's scheduler
+    state (its timesteps) is never changed by a run."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(scheduler.config, clip_sample=False)
+
+
+def guided_step(unet: torch.nn.Module, scheduler, x: torch.Tensor, t: torch.Tensor,
+                losses: Mapping[str, tuple[float, LossFn]], generator: torch.Generator | None) -> GuidedStep:
+    """x_{t-1} from x_t: the UNet's x0, x_in = fac·x0 + (1−fac)·x_t with fac = sqrt(1−ᾱ_t) (Blended
+    Diffusion's mix), L = Σ λ·loss(x_in) differentiated w.r.t. x_t, and the DDPM mean moved by −Σ_t·∇L
+    (ADM's `condition_mean`; Σ_t = β̃_t of the respaced step). Terms with λ = 0 are not evaluated."""
+    active = {name: (weight, fn) for name, (weight, fn) in losses.items() if weight != 0}
+    alpha = scheduler.alphas_cumprod.to(x.device)[t].to(x.dtype)
+    values = {}
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(bool(active))
+        eps = unet(x, t).sample
+        x0 = (x - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+        gradient = torch.zeros_like(x)
+        if active:
+            fac = (1 - alpha).sqrt()
+            x_in = fac * x0 + (1 - fac) * x
+            total = 0
+            for name, (weight, fn) in active.items():
+                value = fn(x_in)
+                values[name] = float(value.detach())
+                total = total + weight * value
+            (gradient,) = torch.autograd.grad(total, x)
+    with torch.no_grad():
+        step = scheduler.step(eps.detach(), t, x.detach(), generator=generator)
+        shift = -scheduler._get_variance(t).to(x.device, x.dtype) * gradient
+    return GuidedStep(x_prev=step.prev_sample + shift, x0=x0.detach(), losses=values, shift=shift)
+
+
 def face_swap_sample(
     unet: torch.nn.Module,
     scheduler,
@@ -58,45 +112,31 @@ def face_swap_sample(
     callback: Callable[[int, int], None] | None = None,
 ) -> SwapTrace:
     """One guided DDPM trajectory. `target` [1,3,H,W] in [-1,1], `mask` [1,1,H,W] in {0,1};
-    `losses` maps a name to (weight λ, loss of x_in); terms with λ = 0 are not evaluated."""
+    `losses` maps a name to (weight λ, loss of x_in); terms with λ = 0 are not evaluated.
+    `scheduler` is the prior's; the run uses an unclamped copy of it."""
+    scheduler = unclamped_scheduler(scheduler)
     scheduler.set_timesteps(steps, device=target.device)
     timesteps = scheduler.timesteps[skip:]
     weights = mask_weights(len(timesteps), threshold)
-    active = {name: (weight, fn) for name, (weight, fn) in losses.items() if weight != 0}
-    alphas = scheduler.alphas_cumprod.to(target.device)
     every = max(1, math.ceil(len(timesteps) / max(snapshots, 1)))
-    trace = SwapTrace(image=target, x0=[], weights=weights, losses={name: [] for name in active})
+    trace = SwapTrace(image=target, x0=[], weights=weights,
+                      losses={name: [] for name, (weight, _) in losses.items() if weight != 0})
 
     x = scheduler.add_noise(target, _noise(target, generator), timesteps[:1])
     x0 = target
     for index, t in enumerate(timesteps):
-        alpha = alphas[t].to(target.dtype)
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(bool(active))
-            eps = unet(x, t).sample
-            x0 = (x - (1 - alpha).sqrt() * eps) / alpha.sqrt()  # not clamped (DiffFace: clip_denoised=False)
-            grad = torch.zeros_like(x)
-            if active:
-                fac = (1 - alpha).sqrt()
-                x_in = fac * x0 + (1 - fac) * x
-                total = 0
-                for name, (weight, fn) in active.items():
-                    value = fn(x_in)
-                    trace.losses[name].append(float(value.detach()))
-                    total = total + weight * value
-                (grad,) = torch.autograd.grad(total, x)
+        step = guided_step(unet, scheduler, x, t, losses, generator)
+        x0 = step.x0
+        for name, value in step.losses.items():
+            trace.losses[name].append(value)
         with torch.no_grad():
-            step = scheduler.step(eps.detach(), t, x.detach(), generator=generator)
-            variance = scheduler._get_variance(t).to(x.device, x.dtype)  # β̃_t of the respaced step
-            x_prev = step.prev_sample - variance * grad  # mean + Σ·(−∇L), plus the step's noise
             previous = scheduler.previous_timestep(t)
             if previous >= 0:
                 background = scheduler.add_noise(target, _noise(target, generator), previous.view(1))
             else:
                 background = target
             blend = mask * weights[index]
-            x = blend * x_prev + (1 - blend) * background
-            x0 = x0.detach()
+            x = blend * step.x_prev + (1 - blend) * background
         if index % every == 0 or index == len(timesteps) - 1:
             trace.x0.append((int(t), x0))
         if callback is not None:

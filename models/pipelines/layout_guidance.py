@@ -32,7 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-Box = Sequence[float]  # normalised x0, y0, x1, y1 in [0, 1], origin top-left
+# Normalised x0, y0, x1, y1 in [0, 1], origin top-left: the coordinates of a `demos.boxes.Box`, which
+# also carries the phrase; the sampler steers token positions, so it takes the coordinates alone.
+BoxCoordinates = Sequence[float]
 
 # The repo's / paper's defaults (configs of silent-chen/layout-guidance).
 LOSS_SCALE = 30.0
@@ -91,7 +93,7 @@ def phrase_token_indices(tokenizer: Any, prompt: str, phrases: Sequence[str]) ->
 
 # ---- the energy -------------------------------------------------------------------------------
 
-def box_mask(boxes: Sequence[Box], height: int, width: int, device: Any = "cpu") -> torch.Tensor:
+def box_mask(boxes: Sequence[BoxCoordinates], height: int, width: int, device: Any = "cpu") -> torch.Tensor:
     """Binary HxW mask, the union of the boxes; pixel rows int(y0*H):int(y1*H) as in the repo."""
     mask = torch.zeros(height, width, device=device)
     for x0, y0, x1, y1 in boxes:
@@ -99,7 +101,8 @@ def box_mask(boxes: Sequence[Box], height: int, width: int, device: Any = "cpu")
     return mask
 
 
-def inside_fraction(probabilities: torch.Tensor, tokens: Sequence[int], boxes: Sequence[Box]) -> torch.Tensor:
+def inside_fraction(probabilities: torch.Tensor, tokens: Sequence[int],
+                    boxes: Sequence[BoxCoordinates]) -> torch.Tensor:
     """[heads, tokens]: the share of each token's attention mass that falls inside the boxes.
 
     `probabilities` is one layer's cross-attention, [heads, HW, text tokens], HW a square."""
@@ -111,7 +114,7 @@ def inside_fraction(probabilities: torch.Tensor, tokens: Sequence[int], boxes: S
 
 
 def layout_energy(layer_maps: Sequence[torch.Tensor], token_groups: Sequence[Sequence[int]],
-                  box_groups: Sequence[Sequence[Box]]) -> torch.Tensor:
+                  box_groups: Sequence[Sequence[BoxCoordinates]]) -> torch.Tensor:
     """The energy L in [0, 1] (before `loss_scale`): 0 when every phrase token attends only inside its
     boxes, 1 when only outside. Per layer and object: mean over the object's tokens of the mean over
     heads of (1 - inside fraction)²; then averaged over layers x objects (the repo's compute_ca_loss)."""
@@ -123,14 +126,14 @@ def layout_energy(layer_maps: Sequence[torch.Tensor], token_groups: Sequence[Seq
 
 
 def mean_inside_fraction(layer_maps: Sequence[torch.Tensor], token_groups: Sequence[Sequence[int]],
-                         box_groups: Sequence[Sequence[Box]]) -> float:
+                         box_groups: Sequence[Sequence[BoxCoordinates]]) -> float:
     """How much of the phrases' attention lies inside their boxes, averaged like the energy."""
     values = [inside_fraction(p, tokens, boxes).mean()
               for p in layer_maps for tokens, boxes in zip(token_groups, box_groups)]
     return float(torch.stack(values).mean())
 
 
-def forward_guidance_edit(token_groups: Sequence[Sequence[int]], box_groups: Sequence[Sequence[Box]],
+def forward_guidance_edit(token_groups: Sequence[Sequence[int]], box_groups: Sequence[Sequence[BoxCoordinates]],
                           strength: float, conditional_half: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """Forward guidance (the paper's weaker variant; not in the repo): for each object token i,
     A[:, i] ← (1-λ)·A[:, i] + λ·g·Σ_p A[p, i], with g the object's box mask blurred by a Gaussian
@@ -275,7 +278,7 @@ def generate_with_layout_guidance(
     pipe: Any,
     prompt: str,
     token_groups: list[list[int]],
-    box_groups: list[list[Box]],
+    box_groups: list[list[BoxCoordinates]],
     generator: torch.Generator,
     steps: int = STEPS,
     guided_steps: int = GUIDED_STEPS,
@@ -337,7 +340,7 @@ def generate_with_layout_guidance(
 
 
 def _guide(pipe: Any, store: AttentionStore, latents: torch.Tensor, timestep: torch.Tensor, sigma: float,
-           conditional: torch.Tensor, token_groups: list[list[int]], box_groups: list[list[Box]],
+           conditional: torch.Tensor, token_groups: list[list[int]], box_groups: list[list[BoxCoordinates]],
            iterations: int, loss_scale: float, loss_threshold: float, record: StepRecord) -> torch.Tensor:
     """Up to `iterations` updates z ← z - loss_scale·σ²·∇E, each from one UNet forward + backward with
     the conditional embedding only; stop after the update whose energy was at or below the threshold."""

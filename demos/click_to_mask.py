@@ -1,0 +1,171 @@
+"""Click to mask: Segment Anything (Kirillov et al. 2023) turns clicks and/or a box on a scene into
+three candidate masks with their predicted IoU, for the editing tabs (Paint-by-Example).
+
+Clicks are given in the scene's own pixels (what `gr.Image.select` reports). SAM itself works at
+1024 px on the long side, so a larger scene is shrunk first (`SAM_MAX_SIDE`): the clicks follow it
+into that frame (`to_frame`) and the masks come back at the scene's size. Further clicks on the
+same scene reuse SAM's image embedding.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import models
+from demos.masks import scene_image, tinted
+from models import ProgressFn, UserError
+from models.sam import SAM_VIT_B, SAM_VIT_H
+
+SAM_MODELS = [SAM_VIT_B, SAM_VIT_H]
+SAM_MAX_SIDE = 1024
+MASK_CHOICES = ["best", "1", "2", "3"]  # SAM's three multimask outputs, or the one it scores highest
+PROMPT_HELP = "one per line: `+ x y` (object), `- x y` (background), `box x0 y0 x1 y1`"
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """SAM's prompts in scene pixels: points with labels (1 = object, 0 = background), and a box."""
+
+    points: np.ndarray  # N×2 (x, y)
+    labels: np.ndarray  # N, int
+    box: np.ndarray | None  # x0, y0, x1, y1
+
+    @property
+    def empty(self) -> bool:
+        return len(self.points) == 0 and self.box is None
+
+
+def parse_prompts(text: str | None) -> Prompts:
+    """Prompts from text, PROMPT_HELP's format. A `box x y` line is a first corner waiting for the
+    second click and is ignored; a later box replaces an earlier one."""
+    points, labels, box = [], [], None
+    for line in (text or "").splitlines():
+        kind, *rest = re.split(r"[\s,]+", line.strip()) or [""]
+        try:
+            numbers = [float(number) for number in rest]
+        except ValueError:
+            numbers = []
+        if kind in ("+", "-") and len(numbers) == 2:
+            points.append(numbers)
+            labels.append(1 if kind == "+" else 0)
+        elif kind == "box" and len(numbers) == 4:
+            x0, y0, x1, y1 = numbers
+            box = np.array([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], dtype=np.float64)
+        elif kind and not (kind == "box" and len(numbers) == 2):
+            raise UserError(f"Cannot read the prompt line {line.strip()!r}: {PROMPT_HELP}.")
+    return Prompts(np.array(points, dtype=np.float64).reshape(-1, 2), np.array(labels, dtype=np.int64), box)
+
+
+def add_click(text: str | None, x: int, y: int, mode: str) -> str:
+    """The prompt text with one more click: an object or background point, or a box corner (the
+    second corner completes the pending box, which replaces any earlier one)."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    if mode == "box":
+        pending = [line for line in lines if line.split()[0] == "box" and len(line.split()) == 3]
+        lines = [line for line in lines if line.split()[0] != "box"]
+        lines.append(f"{pending[-1]} {x} {y}" if pending else f"box {x} {y}")
+    else:
+        lines.append(f"{'+' if mode == 'object' else '-'} {x} {y}")
+    return "\n".join(lines)
+
+
+def to_frame(points: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates (x, y columns; boxes as x0, y0, x1, y1) from an image of `from_size` (w, h)
+    into the same picture resized to `to_size`."""
+    scale = np.array([to_size[0] / from_size[0], to_size[1] / from_size[1]])
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2) * scale
+
+
+_predictors: dict[tuple[int, str], Any] = {}
+_predictors_lock = threading.Lock()
+
+
+def _predictor_for(sam: Any, picture: Image.Image) -> Any:
+    """A SamPredictor with `picture` set; the last image's is kept per model, so further clicks on
+    the same scene skip SAM's image encoder (the expensive part)."""
+    from segment_anything import SamPredictor
+
+    digest = hashlib.blake2b(picture.tobytes(), digest_size=16).hexdigest() + f"{picture.size}"
+    with _predictors_lock:
+        cached = _predictors.get((id(sam), digest))
+    if cached is not None:
+        return cached
+    predictor = SamPredictor(sam)
+    predictor.set_image(np.asarray(picture))
+    with _predictors_lock:
+        for key in [key for key in _predictors if key[0] == id(sam)]:
+            del _predictors[key]
+        _predictors[(id(sam), digest)] = predictor
+    return predictor
+
+
+def segment(sam: Any, scene: Image.Image, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
+    """SAM's three candidate masks (3×H×W bool, at the scene's size) and its predicted IoU for each."""
+    scale = min(1.0, SAM_MAX_SIDE / max(scene.size))
+    work = scene if scale == 1 else scene.resize((max(1, round(scene.width * scale)),
+                                                  max(1, round(scene.height * scale))), Image.Resampling.BILINEAR)
+    predictor = _predictor_for(sam, work)
+    has_points = len(prompts.points) > 0
+    masks, scores, _ = predictor.predict(
+        point_coords=to_frame(prompts.points, scene.size, work.size) if has_points else None,
+        point_labels=prompts.labels if has_points else None,
+        box=to_frame(prompts.box, scene.size, work.size).reshape(4) if prompts.box is not None else None,
+        multimask_output=True)
+    if work is not scene:
+        masks = np.stack([np.asarray(Image.fromarray(mask).resize(scene.size, Image.Resampling.NEAREST))
+                          for mask in masks])
+    return masks.astype(bool), scores
+
+
+def draw_prompts(picture: Image.Image, prompts: Prompts) -> Image.Image:
+    """The picture with positive clicks green, negative clicks red and the box yellow."""
+    marked = picture.copy()
+    draw = ImageDraw.Draw(marked)
+    radius = max(4, max(picture.size) // 60)
+    for (x, y), label in zip(prompts.points, prompts.labels):
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(0, 220, 0) if label else (230, 0, 0),
+                     outline=(255, 255, 255), width=max(1, radius // 3))
+    if prompts.box is not None:
+        draw.rectangle(tuple(prompts.box), outline=(255, 220, 0), width=max(2, radius // 2))
+    return marked
+
+
+@dataclass
+class ClickMask:
+    mask: Image.Image  # the chosen candidate, L at the scene's size (white = region)
+    candidates: list[tuple[Image.Image, str]]  # each of SAM's three masks over the scene, with its score
+    chosen: int  # 0-based index of the chosen candidate
+    scores: list[float]
+
+
+def run_click_to_mask(scene: Any, prompts: str | None, model: str = SAM_VIT_B, choice: str = "best",
+                      progress: ProgressFn | None = None) -> ClickMask:
+    """Segment Anything from clicks and/or a box on the scene: its three candidate masks, and the
+    chosen one (`best` = the highest predicted IoU) at the scene's full size."""
+    picture = scene_image(scene)
+    parsed = parse_prompts(prompts)
+    if parsed.empty:
+        raise UserError("Click on the object to mask (or drag a box: two clicks in box mode), or type prompts: "
+                        f"{PROMPT_HELP}.")
+    corners = parsed.points if parsed.box is None else np.vstack([parsed.points, parsed.box.reshape(2, 2)])
+    if (corners < 0).any() or (corners[:, 0] > picture.width).any() or (corners[:, 1] > picture.height).any():
+        raise UserError(f"A click lies outside the {picture.width}x{picture.height} scene; clear the clicks and "
+                        "click on the scene again.")
+    if model not in SAM_MODELS:
+        raise UserError(f"Unknown Segment Anything model {model!r}; choose one of {', '.join(SAM_MODELS)}.")
+    if choice not in MASK_CHOICES:
+        raise UserError(f"Choose the mask as one of {', '.join(MASK_CHOICES)}.")
+    masks, scores = segment(models.get(model, progress), picture, parsed)
+    chosen = int(np.argmax(scores)) if choice == "best" else int(choice) - 1
+    marked = draw_prompts(picture, parsed)
+    candidates = [(tinted(marked, mask.astype(np.float32), (0, 120, 255)),
+                   f"mask {index + 1} · predicted IoU {score:.2f}" + (" · chosen" if index == chosen else ""))
+                  for index, (mask, score) in enumerate(zip(masks, scores))]
+    return ClickMask(mask=Image.fromarray(masks[chosen].astype(np.uint8) * 255), candidates=candidates,
+                     chosen=chosen, scores=[float(score) for score in scores])
