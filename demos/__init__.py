@@ -42,5 +42,8 @@ DEMOS: list[Demo] = [
          combines=("demos.layout_guidance", "demos.gligen")),
     Demo("Paint-by-Example", "Yang et al., Paint by Example: Exemplar-based Image Editing with Diffusion Models, "
          "CVPR 2023", "demos.paint_by_example", heavy=True),
+    Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
+         "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
+         "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

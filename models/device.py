@@ -28,8 +28,10 @@ def module_nbytes(obj: object) -> int:
 
     Walks dataclass/pipeline attributes two levels deep (a detector holding an estimator holding a
     network), counting each tensor once, so a handle that shares modules with another is not double
-    counted within itself.
+    counted within itself. A state dict handle (LoRA weights) counts its tensors.
     """
+    if isinstance(obj, dict):
+        return sum(value.numel() * value.element_size() for value in obj.values() if isinstance(value, torch.Tensor))
     seen: set[int] = set()
     total = 0
     candidates = [obj]

@@ -99,6 +99,16 @@ def require_browser() -> None:
         pytest.skip("Debian chromium is not installed", allow_module_level=True)
 
 
+def open_tab(page, name: str) -> None:
+    """Click a top-level tab, through gradio's "More tabs" menu when the tab bar has no room for it."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count():
+        tab.click()
+        return
+    page.get_by_role("button", name="More tabs").first.click()
+    page.locator(".overflow-dropdown button").get_by_text(name, exact=True).first.click()
+
+
 @pytest.fixture(scope="session")
 def browser_context(tmp_path_factory):
     """One headless Debian Chromium for the whole session; tests open their own pages."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -13,7 +13,7 @@ def test_compare_preset_runs_and_exports(app_server, page):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
-    page.get_by_role("tab", name="Compare").click()
+    open_tab(page, "Compare")
     page.get_by_label("Ready-made comparisons for class").click()
     page.get_by_role("option", name="clip-three-models-two-templates").click()
     page.get_by_role("button", name="Load preset").click()
