@@ -86,7 +86,7 @@ def build_app(demo_list=None):
 
     import models
     from demos import DEMOS
-    from demos.ui import TINY_BANNER, models_panel
+    from demos.ui import TINY_BANNER, models_panel, plain_input_errors
 
     with gr.Blocks(title="Paper Playground") as app:
         with gr.Row():
@@ -107,6 +107,7 @@ def build_app(demo_list=None):
                     if demo.heavy:
                         _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
         models_panel()
+    plain_input_errors(app)
     return app
 
 

@@ -13,6 +13,7 @@ from models import UserError, settings
 
 MIN_IMAGE_SIDE = 16
 MAX_PROMPT_CHARS = 2000
+UNREADABLE_IMAGE = "This file is not an image we can read (PNG, JPEG, WebP, GIF, BMP or TIFF)."
 
 
 def rgb_image(image: Any, what: str = "an image") -> Image.Image:
@@ -23,15 +24,11 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
     """
     if image is None:
         raise UserError(f"Please provide {what}: upload one, paste it, or click an example.")
-    if isinstance(image, (str, Path)):
-        try:
-            image = Image.open(image)
-            image.load()
-        except (OSError, Image.DecompressionBombError) as error:
-            raise UserError(f"Could not read {what} ({Path(image).name}): {error}") from None
-    elif isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    if not isinstance(image, Image.Image):
+    elif isinstance(image, (str, Path, Image.Image)):
+        image = decoded_image(image, what)
+    else:
         raise UserError(f"Expected {what}, got {type(image).__name__}.")
     width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE:
@@ -49,6 +46,18 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
     if max(image.size) > limit:
         image = image.copy()
         image.thumbnail((limit, limit), Image.Resampling.LANCZOS)
+    return image
+
+
+def decoded_image(image: str | Path | Image.Image, what: str = "an image") -> Image.Image:
+    """Decode the pixels now: PIL opens files lazily, so a truncated or non-image upload would
+    otherwise fail deep inside a pipeline with a library error that names the server's file path."""
+    try:
+        if not isinstance(image, Image.Image):
+            image = Image.open(image)
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UserError(f"Could not read {what}. {UNREADABLE_IMAGE}") from None
     return image
 
 

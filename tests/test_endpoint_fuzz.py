@@ -1,0 +1,193 @@
+"""Bad input to every named endpoint, over HTTP as a script would send it.
+
+Each call must succeed or fail with the app's own plain message (no server path, no traceback, no
+pydantic dump, nothing logged as a crash), finish within a bound, and leave the server answering.
+The endpoints, their inputs and each input's kind are read from the running app's config, so a tab
+added later is fuzzed without editing this file.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.conftest import ROOT
+
+GOOD_IMAGE = ROOT / "assets" / "astronaut.jpg"
+CALL_SECONDS = 120  # a bad request may be refused or run, but never hang past this
+EXAMPLES = 3  # hypothesis rounds; each round sends one bad value to every endpoint
+
+BAD_TEXTS = ["", "   \n\t", "x" * 10_000, "一只猫坐在草地上", "🐱🐶🚀" * 20,
+             "cat: 1.5, -0.2, 2.0, 0.9", "cat: 0.9, 0.9, 0.1, 0.1", "cat: 0.5, 0.5, 0.5, 0.5"]
+BAD_NUMBERS = [math.nan, math.inf, -math.inf, -1, 1e12, 0.5]
+LEAKS = [re.compile(pattern) for pattern in (
+    r"Traceback", r'File "', r"/tmp/", r"site-packages", re.escape(str(ROOT)), r"validation error",
+    r"pydantic", r"input_value=", r"Could not preprocess", r"Something went wrong")]
+CRASH_IN_LOG = "unexpected error in"  # what demos.ui.user_errors logs for an exception it did not expect
+
+
+def write_bad_files(folder: Path) -> dict[str, Path]:
+    """Files a user might upload as an image: odd modes and sizes, broken or non-image bytes."""
+    rgb = Image.open(GOOD_IMAGE).convert("RGB").resize((96, 96))
+    files = {
+        "1x1.png": Image.new("RGB", (1, 1), "red"),
+        "rgba.png": rgb.convert("RGBA"),
+        "grayscale.png": rgb.convert("L"),
+        "16bit.png": Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)),
+        "cmyk.jpg": rgb.convert("CMYK"),
+        "palette.png": rgb.convert("P"),
+        "empty_mask.png": Image.new("L", (96, 96), 0),
+        "full_mask.png": Image.new("L", (96, 96), 255),
+        "8000x8000.png": Image.new("RGB", (8000, 8000), "gray"),
+    }
+    paths = {}
+    for name, image in files.items():
+        paths[name] = folder / name
+        image.save(paths[name])
+    whole_jpeg = GOOD_IMAGE.read_bytes()
+    paths["truncated.jpg"] = folder / "truncated.jpg"
+    paths["truncated.jpg"].write_bytes(whole_jpeg[: len(whole_jpeg) // 3])
+    paths["text.png"] = folder / "text.png"
+    paths["text.png"].write_text("this is not an image\n")
+    paths["empty.webp"] = folder / "empty.webp"
+    paths["empty.webp"].write_bytes(b"")
+    return paths
+
+
+@dataclass
+class Endpoint:
+    """One named API route: the good values to send, and for each input the bad values to try."""
+
+    name: str
+    good: list[Any]
+    bad: list[tuple[int, str, Any]] = field(default_factory=list)  # (input index, description, value)
+
+    def args_with(self, index: int, value: Any) -> list[Any]:
+        args = list(self.good)
+        args[index] = value
+        return args
+
+
+def good_value(component: dict, parameter: dict) -> Any:
+    kind, props = component["type"], component.get("props", {})
+    if kind in ("image", "file"):
+        image = handle_file(str(GOOD_IMAGE))
+        return [image] if props.get("file_count") == "multiple" else image
+    if parameter.get("parameter_has_default"):
+        default = parameter["parameter_default"]
+        # the fewest steps a widget allows keep a heavy pipeline's fuzzing cheap and are still valid input
+        if kind == "slider" and "step" in str(props.get("label", "")).lower():
+            return props.get("minimum", default)
+        return default
+    if kind in ("dropdown", "radio"):
+        choices = props.get("choices") or [[None, None]]
+        return choices[0][1]
+    if kind == "textbox":
+        return "a cat"
+    return None
+
+
+def bad_values(component: dict, files: dict[str, Path]) -> list[tuple[str, Any]]:
+    kind, props = component["type"], component.get("props", {})
+    uploads = [(name, handle_file(str(path))) for name, path in files.items()]
+    wrong_type = [("wrong type: a file", handle_file(str(files["text.png"])))]
+    if kind == "image":
+        return [("None", None), *uploads]
+    if kind == "file":
+        many = props.get("file_count") == "multiple"
+        return [("None", None), *[(name, [value] if many else value) for name, value in uploads]]
+    if kind == "textbox":
+        return [(repr(text[:20]), text) for text in BAD_TEXTS] + [("None", None)]
+    if kind in ("number", "slider"):
+        return [(repr(number), number) for number in BAD_NUMBERS] + [("None", None), ("text", "many")]
+    if kind in ("dropdown", "radio"):
+        return [("not a choice", "no-such-choice"), ("None", None), *wrong_type]
+    if kind == "imageeditor":
+        editor = {"background": uploads[0][1], "layers": [uploads[1][1]], "composite": uploads[0][1], "id": None}
+        return [("None", None), ("1x1 and RGBA layers", editor), *wrong_type]
+    return [("None", None), *wrong_type]  # chatbot, checkboxgroup, checkbox ...: a file where data is expected
+
+
+def named_endpoints(client: Client, files: dict[str, Path]) -> list[Endpoint]:
+    """Every public named endpoint of the running app, from its own config and API info."""
+    components = {component["id"]: component for component in client.config["components"]}
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    endpoints = []
+    for dependency in client.config["dependencies"]:
+        name = f"/{dependency.get('api_name')}"
+        if name not in api:
+            continue
+        inputs = [components[input_id] for input_id in dependency["inputs"]]
+        parameters = api[name]["parameters"]
+        assert len(inputs) == len(parameters), name
+        endpoint = Endpoint(name, [good_value(c, p) for c, p in zip(inputs, parameters)])
+        for index, component in enumerate(inputs):
+            label = component.get("props", {}).get("label") or parameters[index]["parameter_name"]
+            endpoint.bad += [(index, f"{label}={description}", value)
+                             for description, value in bad_values(component, files)]
+        endpoints.append(endpoint)
+    return endpoints
+
+
+@pytest.fixture(scope="module")
+def client(app_server) -> Client:
+    return Client(app_server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def endpoints(client, tmp_path_factory) -> list[Endpoint]:
+    found = named_endpoints(client, write_bad_files(tmp_path_factory.mktemp("bad-files")))
+    assert len(found) >= 10 and all(endpoint.bad for endpoint in found if endpoint.good)
+    return found
+
+
+def plain_failure(error: BaseException) -> str | None:
+    """What is wrong with an error a user would see, or None when it is the app's own plain message."""
+    message = str(error)
+    if not message.strip():
+        return f"empty error message ({type(error).__name__})"
+    leaked = [pattern.pattern for pattern in LEAKS if pattern.search(message)]
+    return f"leaks {leaked}: {message[:300]}" if leaked else None
+
+
+def call_once(client: Client, app_server, endpoint: str, args: list[Any]) -> str | None:
+    """Send one request; a problem description, or None when it succeeded or failed plainly."""
+    log_before = len(app_server.log())
+    job = client.submit(*args, api_name=endpoint)
+    try:
+        job.result(timeout=CALL_SECONDS)
+        problem = None
+    except TimeoutError:
+        job.cancel()
+        return f"no answer within {CALL_SECONDS}s"
+    except Exception as error:  # noqa: BLE001 - every error the client raises is judged by its message
+        problem = plain_failure(error)
+    log = app_server.log()[log_before:]
+    if CRASH_IN_LOG in log:
+        problem = f"{problem or ''} server logged a crash: ...{log[-600:]}"
+    return problem
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_endpoint_survives_bad_input_and_keeps_serving(data, client, endpoints, app_server):
+    problems = []
+    for endpoint in endpoints:
+        if not endpoint.bad:
+            continue
+        index, description, value = data.draw(st.sampled_from(endpoint.bad), label=endpoint.name)
+        problem = call_once(client, app_server, endpoint.name, endpoint.args_with(index, value))
+        if problem:
+            problems.append(f"{endpoint.name} {description}: {problem}")
+    assert call_once(client, app_server, "/loaded_models", []) is None, "the server stopped answering"
+    assert not problems, "\n".join(problems)
