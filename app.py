@@ -88,7 +88,8 @@ def build_app(demo_list=None):
     from demos import DEMOS
     from demos.ui import TINY_BANNER, models_panel, plain_input_errors
 
-    with gr.Blocks(title="Paper Playground") as app:
+    # Uploads and results live in gradio's cache only for an hour (and never past a restart).
+    with gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600)) as app:
         with gr.Row():
             gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
             gr.DeepLinkButton("Copy a link to this exact setup", size="sm", scale=0, min_width=240)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.endpoints import GOOD_IMAGE, Endpoint, named_endpoints
 
-GOOD_IMAGE = ROOT / "assets" / "astronaut.jpg"
 CALL_SECONDS = 120  # a bad request may be refused or run, but never hang past this
 EXAMPLES = 3  # hypothesis rounds; each round sends one bad value to every endpoint
 
@@ -63,39 +62,6 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     return paths
 
 
-@dataclass
-class Endpoint:
-    """One named API route: the good values to send, and for each input the bad values to try."""
-
-    name: str
-    good: list[Any]
-    bad: list[tuple[int, str, Any]] = field(default_factory=list)  # (input index, description, value)
-
-    def args_with(self, index: int, value: Any) -> list[Any]:
-        args = list(self.good)
-        args[index] = value
-        return args
-
-
-def good_value(component: dict, parameter: dict) -> Any:
-    kind, props = component["type"], component.get("props", {})
-    if kind in ("image", "file"):
-        image = handle_file(str(GOOD_IMAGE))
-        return [image] if props.get("file_count") == "multiple" else image
-    if parameter.get("parameter_has_default"):
-        default = parameter["parameter_default"]
-        # the fewest steps a widget allows keep a heavy pipeline's fuzzing cheap and are still valid input
-        if kind == "slider" and "step" in str(props.get("label", "")).lower():
-            return props.get("minimum", default)
-        return default
-    if kind in ("dropdown", "radio"):
-        choices = props.get("choices") or [[None, None]]
-        return choices[0][1]
-    if kind == "textbox":
-        return "a cat"
-    return None
-
-
 def bad_values(component: dict, files: dict[str, Path]) -> list[tuple[str, Any]]:
     kind, props = component["type"], component.get("props", {})
     uploads = [(name, handle_file(str(path))) for name, path in files.items()]
@@ -117,24 +83,15 @@ def bad_values(component: dict, files: dict[str, Path]) -> list[tuple[str, Any]]
     return [("None", None), *wrong_type]  # chatbot, checkboxgroup, checkbox ...: a file where data is expected
 
 
-def named_endpoints(client: Client, files: dict[str, Path]) -> list[Endpoint]:
-    """Every public named endpoint of the running app, from its own config and API info."""
+def with_bad_values(endpoints: list[Endpoint], client: Client, files: dict[str, Path]) -> list[Endpoint]:
+    """Each endpoint with, for each of its inputs, the bad values of that input's kind."""
     components = {component["id"]: component for component in client.config["components"]}
-    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    endpoints = []
-    for dependency in client.config["dependencies"]:
-        name = f"/{dependency.get('api_name')}"
-        if name not in api:
-            continue
-        inputs = [components[input_id] for input_id in dependency["inputs"]]
-        parameters = api[name]["parameters"]
-        assert len(inputs) == len(parameters), name
-        endpoint = Endpoint(name, [good_value(c, p) for c, p in zip(inputs, parameters)])
-        for index, component in enumerate(inputs):
-            label = component.get("props", {}).get("label") or parameters[index]["parameter_name"]
+    for endpoint in endpoints:
+        for index, component_id in enumerate(endpoint.input_ids):
+            component = components[component_id]
+            label = component.get("props", {}).get("label") or f"input {index}"
             endpoint.bad += [(index, f"{label}={description}", value)
                              for description, value in bad_values(component, files)]
-        endpoints.append(endpoint)
     return endpoints
 
 
@@ -145,7 +102,7 @@ def client(app_server) -> Client:
 
 @pytest.fixture(scope="module")
 def endpoints(client, tmp_path_factory) -> list[Endpoint]:
-    found = named_endpoints(client, write_bad_files(tmp_path_factory.mktemp("bad-files")))
+    found = with_bad_values(named_endpoints(client), client, write_bad_files(tmp_path_factory.mktemp("bad-files")))
     assert len(found) >= 10 and all(endpoint.bad for endpoint in found if endpoint.good)
     return found
 
