@@ -88,7 +88,7 @@ def plain_input_errors(app: gr.Blocks) -> None:
         except gr.Error:
             raise
         except Exception as error:  # a payload of the wrong shape, caught by gradio's data models
-            log.info("refused a malformed request: %s", type(error).__name__)
+            log.info("refused a malformed request: %s: %s", type(error).__name__, error)
             raise gr.Error(WRONG_KIND_OF_INPUT) from None
 
     app.preprocess_data = checked_preprocess_data

@@ -30,7 +30,8 @@ def server_with_auth():
 
 def test_under_auth_generated_files_uploads_and_the_api_are_refused_to_anonymous_requests(server_with_auth):
     client = Client(server_with_auth.url, auth=("teacher", "s3cret"), verbose=False, download_files=False)
-    saved = client.predict([{"role": "user", "content": "What animal is this?"}], "a cat", "Question: ...",
+    chat = [{"role": "user", "content": [{"type": "text", "text": "What animal is this?"}]}]
+    saved = client.predict(chat, "a cat", "Question: What animal is this? Answer:",
                            api_name="/vqa_save")
     generated_url = saved["url"]
     assert "/gradio_api/file=" in generated_url
