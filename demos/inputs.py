@@ -103,7 +103,7 @@ def number_in_range(value: Any, what: str, low: float, high: float, whole: bool 
     """A numeric setting (steps, scales ...) within [low, high]; `whole` for counts."""
     try:
         number = int(value) if whole else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # None, text, NaN, ±inf
         raise UserError(f"{what} must be a number, not {value!r}.") from None
     if whole and number != float(value):
         raise UserError(f"{what} must be a whole number (got {value}).")

@@ -5,12 +5,14 @@ without editing either.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gradio_client import Client, handle_file
 
+AMOUNT_OF_WORK = re.compile(r"steps|candidates|images|iterations|new tokens|beams", re.IGNORECASE)
 GOOD_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"  # has a face, for face swap
 
 
@@ -30,14 +32,15 @@ class Endpoint:
 
 
 def good_value(component: dict, parameter: dict) -> Any:
-    """A value the widget itself could send; the fewest steps a slider allows keep heavy tabs cheap."""
+    """A value the widget itself could send. Sliders that set how much work a request does (steps,
+    candidates, images ...) sit at their minimum, so heavy tabs stay cheap on CPU."""
     kind, props = component["type"], component.get("props", {})
     if kind in ("image", "file"):
         image = handle_file(str(GOOD_IMAGE))
         return [image] if props.get("file_count") == "multiple" else image
     if parameter.get("parameter_has_default"):
         default = parameter["parameter_default"]
-        if kind == "slider" and "step" in str(props.get("label", "")).lower():
+        if kind == "slider" and AMOUNT_OF_WORK.search(str(props.get("label", ""))):
             return props.get("minimum", default)
         return default
     if kind in ("dropdown", "radio"):

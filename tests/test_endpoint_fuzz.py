@@ -19,6 +19,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from demos.clip_zero_shot import run_clip_zero_shot
+from demos.inputs import number_in_range, prompt_text, rgb_image, text_items
+from models import UserError
 from tests.conftest import ROOT
 from tests.endpoints import GOOD_IMAGE, Endpoint, named_endpoints
 
@@ -148,3 +151,41 @@ def test_every_endpoint_survives_bad_input_and_keeps_serving(data, client, endpo
             problems.append(f"{endpoint.name} {description}: {problem}")
     assert call_once(client, app_server, "/loaded_models", []) is None, "the server stopped answering"
     assert not problems, "\n".join(problems)
+
+
+# ---- in-process: the validators every run_* starts with, and the cheapest run_* -----------------
+
+NUMBERS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12))
+TEXTS = st.one_of(st.none(), st.text(max_size=300), st.lists(st.text(max_size=30), max_size=70))
+MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"]
+
+
+@settings(max_examples=300, deadline=2000, database=None)
+@given(number=NUMBERS, text=TEXTS, side=st.integers(1, 64), mode=st.sampled_from(MODES))
+def test_input_validators_return_a_clean_value_or_a_user_error(number, text, side, mode):
+    checks = [lambda: number_in_range(number, "The steps", 1, 50, whole=True),
+              lambda: number_in_range(number, "The scale", 0, 20),
+              lambda: text_items(text, "label", 64),
+              lambda: prompt_text(text if not isinstance(text, list) else None, "the picture"),
+              lambda: rgb_image(Image.new(mode, (side, 2 * side)))]
+    for check in checks:
+        try:
+            check()
+        except UserError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_built():
+    """Build and load the tiny CLIP before the timed examples."""
+    run_clip_zero_shot(Image.open(GOOD_IMAGE), "cat, dog")
+
+
+@settings(max_examples=25, deadline=10_000, database=None)
+@given(labels=TEXTS, templates=st.one_of(st.none(), st.text(max_size=200)))
+def test_clip_zero_shot_answers_or_refuses_any_text(tiny_clip_built, labels, templates):
+    try:
+        result = run_clip_zero_shot(Image.open(GOOD_IMAGE), labels, templates)
+    except UserError:
+        return
+    assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-4)
