@@ -80,10 +80,12 @@ def bad_values(component: dict, files: dict[str, Path]) -> list[tuple[str, Any]]
         return [(repr(number), number) for number in BAD_NUMBERS] + [("None", None), ("text", "many")]
     if kind in ("dropdown", "radio"):
         return [("not a choice", "no-such-choice"), ("None", None), *wrong_type]
+    if kind == "checkbox":  # gradio passes any payload on as a truthy value: the request just runs
+        return [("None", None), ("text", "yes")]
     if kind == "imageeditor":
         editor = {"background": uploads[0][1], "layers": [uploads[1][1]], "composite": uploads[0][1], "id": None}
         return [("None", None), ("1x1 and RGBA layers", editor), *wrong_type]
-    return [("None", None), *wrong_type]  # chatbot, checkboxgroup, checkbox ...: a file where data is expected
+    return [("None", None), *wrong_type]  # chatbot, checkboxgroup ...: a file where data is expected
 
 
 def with_bad_values(endpoints: list[Endpoint], client: Client, files: dict[str, Path]) -> list[Endpoint]:
@@ -150,6 +152,20 @@ def test_every_endpoint_survives_bad_input_and_keeps_serving(data, client, endpo
         if problem:
             problems.append(f"{endpoint.name} {description}: {problem}")
     assert call_once(client, app_server, "/loaded_models", []) is None, "the server stopped answering"
+    assert not problems, "\n".join(problems)
+
+REFUSED_BEFORE_ANY_MODEL = ("=text.png", "=wrong type: a file")
+
+
+def test_unreadable_files_and_wrong_kinds_of_value_are_refused_plainly_by_every_endpoint(client, endpoints, app_server):
+    """Not left to chance: the bad values every endpoint must refuse before any model runs."""
+    problems = []
+    for endpoint in endpoints:
+        for index, description, value in endpoint.bad:
+            if description.endswith(REFUSED_BEFORE_ANY_MODEL):
+                problem = call_once(client, app_server, endpoint.name, endpoint.args_with(index, value))
+                if problem:
+                    problems.append(f"{endpoint.name} {description}: {problem}")
     assert not problems, "\n".join(problems)
 
 
