@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from serving import AppServer, p50_p95
 from gradio_client import Client, handle_file
@@ -47,12 +49,26 @@ def round_trips(call, count: int) -> list[float]:
     return times
 
 
+def interleaved(calls: dict[str, Callable], count: int) -> dict[str, list[float]]:
+    """Round trips of each call taken in turn, so a change in machine load hits them all alike."""
+    for call in calls.values():
+        call()  # warm: model loaded, connection open
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(count):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
 def total_loads(client: Client) -> int:
     table = client.predict(api_name="/loaded_models")
     return sum(int(row[-1]) for row in table["data"])
 
 
-def bare_endpoint_seconds(count: int) -> list[float]:
+@contextmanager
+def bare_endpoint() -> Iterator[Client]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -66,8 +82,7 @@ def bare_endpoint_seconds(count: int) -> list[float]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the bare Gradio app did not come up") from None
                 time.sleep(0.3)
-        image = handle_file(str(GOOD_IMAGE))
-        return round_trips(lambda: client.predict(image, api_name="/classify"), count)
+        yield client
     finally:
         process.terminate()
         process.wait()
@@ -80,28 +95,27 @@ def main() -> None:
 
     from demos.clip_zero_shot import run_clip_zero_shot
 
-    picture = Image.open(GOOD_IMAGE)
-    in_process = round_trips(lambda: run_clip_zero_shot(picture, LABELS, TEMPLATE, MODEL), count)
-    bare = bare_endpoint_seconds(count)
+    picture, image = Image.open(GOOD_IMAGE), handle_file(str(GOOD_IMAGE))
     server = AppServer()
     try:
-        client = Client(server.url, verbose=False)
-        image = handle_file(str(GOOD_IMAGE))
+        with bare_endpoint() as bare:
+            client = Client(server.url, verbose=False)
 
-        def classify():
-            return client.predict(image, LABELS, TEMPLATE, MODEL, 4, api_name="/clip_zero_shot")
+            def classify():
+                return client.predict(image, LABELS, TEMPLATE, MODEL, 4, api_name="/clip_zero_shot")
 
-        app = round_trips(classify, count)
+            times = interleaved({
+                "in-process run_clip_zero_shot": lambda: run_clip_zero_shot(picture, LABELS, TEMPLATE, MODEL),
+                "bare Gradio endpoint": lambda: bare.predict(image, api_name="/classify"),
+                "app /clip_zero_shot": classify}, count)
         loads_before = total_loads(client)
         round_trips(classify, 100)
         loads_per_100 = total_loads(client) - loads_before
-        busy = clip_under_diffusion(server.url, classify, count)
+        times["app /clip_zero_shot during a ControlNet job"] = clip_under_diffusion(server.url, classify, count)
     finally:
         server.stop()
 
-    p50 = {name: p50_p95(times)[0] for name, times in
-           [("in-process run_clip_zero_shot", in_process), ("bare Gradio endpoint", bare), ("app /clip_zero_shot", app),
-            ("app /clip_zero_shot during a ControlNet job", busy)]}
+    p50 = {name: p50_p95(seconds)[0] for name, seconds in times.items()}
     print("| measurement | p50 ms |\n|---|---|")
     for name, seconds in p50.items():
         print(f"| {name} | {1000 * seconds:.0f} |")
