@@ -35,8 +35,7 @@ def usable_endpoints(client: Client) -> tuple[list[Endpoint], dict[str, str]]:
     return usable, refused
 
 
-def user(url: str, endpoints: list[Endpoint], first: int, deadline: float, results: list) -> None:
-    client = Client(url, verbose=False)
+def user(client: Client, endpoints: list[Endpoint], first: int, deadline: float, results: list) -> None:
     turn = first
     while time.monotonic() < deadline:
         endpoint = endpoints[turn % len(endpoints)]
@@ -89,8 +88,9 @@ def main() -> None:
         memory, results, stop = [], [], threading.Event()
         sampler = threading.Thread(target=sample_memory, args=(server.process.pid, stop, memory), daemon=True)
         sampler.start()
+        clients = [Client(server.url, verbose=False) for _ in range(args.users)]  # before the load: quick
         deadline = time.monotonic() + args.seconds
-        users = [threading.Thread(target=user, args=(server.url, endpoints, index, deadline, results))
+        users = [threading.Thread(target=user, args=(clients[index], endpoints, index, deadline, results))
                  for index in range(args.users)]
         for thread in users:
             thread.start()
