@@ -98,7 +98,7 @@ def main() -> None:
             thread.join()
         stop.set()
         heaviest = max(endpoints, key=lambda e: p50_p95([s for n, s, _ in results if n == e.name] or [0])[0])
-        queue_full = fill_the_queue(client, heaviest)
+        queue_full = fill_the_queue(Client(server.url, verbose=False), heaviest)  # a fresh session
     finally:
         server.stop()
 
