@@ -154,6 +154,7 @@ def test_every_endpoint_survives_bad_input_and_keeps_serving(data, client, endpo
     assert call_once(client, app_server, "/loaded_models", []) is None, "the server stopped answering"
     assert not problems, "\n".join(problems)
 
+
 REFUSED_BEFORE_ANY_MODEL = ("=text.png", "=wrong type: a file")
 
 
