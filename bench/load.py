@@ -62,11 +62,11 @@ def fill_the_queue(client: Client, endpoint: Endpoint, wait: float = 60) -> tupl
     jobs = [client.submit(*endpoint.good, api_name=endpoint.name) for _ in range(2 * QUEUE_SIZE)]
     refused, first, message = 0, float("nan"), ""
     try:
-        for job in as_completed(jobs, timeout=wait):
-            if job.exception() is not None:
+        for done in as_completed([job.future for job in jobs], timeout=wait):  # a Job wraps its future
+            if done.exception() is not None:
                 refused += 1
                 if not message:
-                    first, message = time.perf_counter() - started, str(job.exception())[:120]
+                    first, message = time.perf_counter() - started, str(done.exception())[:120]
     except TimeoutError:  # the accepted ones are still running: what matters is the refusals
         pass
     for job in jobs:
