@@ -86,9 +86,10 @@ def build_app(demo_list=None):
 
     import models
     from demos import DEMOS
-    from demos.ui import TINY_BANNER, models_panel
+    from demos.ui import TINY_BANNER, models_panel, plain_input_errors
 
-    with gr.Blocks(title="Paper Playground") as app:
+    # Uploads and results live in gradio's cache only for an hour (and never past a restart).
+    with gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600)) as app:
         with gr.Row():
             gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
             gr.DeepLinkButton("Copy a link to this exact setup", size="sm", scale=0, min_width=240)
@@ -107,6 +108,7 @@ def build_app(demo_list=None):
                     if demo.heavy:
                         _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
         models_panel()
+    plain_input_errors(app)
     return app
 
 

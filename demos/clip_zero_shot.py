@@ -161,7 +161,7 @@ def run_clip_similarity(
     names = [Path(image).name if isinstance(image, (str, Path)) else f"image {index + 1}"
              for index, image in enumerate(images)]
     text_list = text_items(texts, "text", LIMITS.max_labels)
-    (template_text,) = parse_templates([template or "{}"])
+    (template_text,) = parse_templates([(template or "").strip() or "{}"])
     handle = _clip(model, progress)
     started = time.perf_counter()
     image_embeddings = _image_embeddings(handle, pictures)

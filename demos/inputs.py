@@ -14,6 +14,7 @@ from models import UserError
 
 MIN_IMAGE_SIDE = 16
 MAX_PROMPT_CHARS = 2000
+UNREADABLE_IMAGE = "This file is not an image we can read (PNG, JPEG, WebP, GIF, BMP or TIFF)."
 
 
 def rgb_image(image: Any, what: str = "an image") -> Image.Image:
@@ -24,15 +25,11 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
     """
     if image is None:
         raise UserError(f"Please provide {what}: upload one, paste it, or click an example.")
-    if isinstance(image, (str, Path)):
-        try:
-            image = Image.open(image)
-            image.load()
-        except (OSError, Image.DecompressionBombError) as error:
-            raise UserError(f"Could not read {what} ({Path(image).name}): {error}") from None
-    elif isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    if not isinstance(image, Image.Image):
+    elif isinstance(image, (str, Path, Image.Image)):
+        image = decoded_image(image, what)
+    else:
         raise UserError(f"Expected {what}, got {type(image).__name__}.")
     width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE:
@@ -50,6 +47,18 @@ def rgb_image(image: Any, what: str = "an image") -> Image.Image:
     if max(image.size) > limit:
         image = image.copy()
         image.thumbnail((limit, limit), Image.Resampling.LANCZOS)
+    return image
+
+
+def decoded_image(image: str | Path | Image.Image, what: str = "an image") -> Image.Image:
+    """Decode the pixels now: PIL opens files lazily, so a truncated or non-image upload would
+    otherwise fail deep inside a pipeline with a library error that names the server's file path."""
+    try:
+        if not isinstance(image, Image.Image):
+            image = Image.open(image)
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UserError(f"Could not read {what}. {UNREADABLE_IMAGE}") from None
     return image
 
 
@@ -95,7 +104,7 @@ def number_in_range(value: Any, what: str, low: float, high: float, whole: bool 
     """A numeric setting (steps, scales ...) within [low, high]; `whole` for counts."""
     try:
         number = int(value) if whole else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # None, text, NaN, ±inf
         raise UserError(f"{what} must be a number, not {value!r}.") from None
     if whole and number != float(value):
         raise UserError(f"{what} must be a whole number (got {value}).")

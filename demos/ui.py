@@ -4,12 +4,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 from typing import Any, Callable
 
 import gradio as gr
+from PIL import Image
 
 import models
+from demos.inputs import UNREADABLE_IMAGE
 from models import UserError
+from models.cache import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +24,29 @@ TINY_BANNER = (
 )
 
 
+OUT_OF_MEMORY = ("The machine ran out of memory for this request. Try fewer steps or images, a lower "
+                 "resolution or a smaller model, or free models in the Models panel, then run it again.")
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    torch = sys.modules.get("torch")  # no model has run (nor could have run out of memory) before torch is imported
+    return torch is not None and isinstance(error, torch.OutOfMemoryError)
+
+
 def user_errors(function: Callable) -> Callable:
     """Wrap an event handler so bad input shows a `gr.Error` and unexpected failures are logged
-    and reported in one line, instead of a stack trace; the app keeps serving either way."""
+    and reported in one line, instead of a stack trace; the app keeps serving either way. Running out
+    of memory frees what it can (the CUDA cache) and tells that user what to lower."""
 
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, gr.Error):
             return error
         if isinstance(error, UserError):
             return gr.Error(str(error))
+        if _is_out_of_memory(error):
+            log.warning("out of memory in %s: %s", function.__name__, error)
+            release_memory()
+            return gr.Error(OUT_OF_MEMORY)
         log.exception("unexpected error in %s", function.__name__)
         return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log.")
 
@@ -48,6 +66,50 @@ def user_errors(function: Callable) -> Callable:
         except Exception as error:
             raise convert(error) from error
     return wrapped
+
+
+WRONG_KIND_OF_INPUT = ("An input got the wrong kind of value (for example a file where text or a list is "
+                       "expected). The API page of this app lists what each endpoint takes.")
+
+
+def plain_input_errors(app: gr.Blocks) -> None:
+    """Answer a request that gradio cannot turn into handler arguments (a file that is not an image,
+    a file where a choice or a list is expected) with one plain line, instead of gradio's own
+    message, which repeats the payload with its server paths or dumps a pydantic error."""
+    for block in app.blocks.values():
+        if isinstance(block, gr.components.Component):
+            block.preprocess = _plain_preprocess(block)
+    preprocess_data = app.preprocess_data
+
+    @functools.wraps(preprocess_data)
+    async def checked_preprocess_data(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await preprocess_data(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as error:  # a payload of the wrong shape, caught by gradio's data models
+            log.info("refused a malformed request: %s: %s", type(error).__name__, error)
+            raise gr.Error(WRONG_KIND_OF_INPUT) from None
+
+    app.preprocess_data = checked_preprocess_data
+
+
+def _plain_preprocess(component: gr.components.Component) -> Callable:
+    preprocess = component.preprocess
+    what = getattr(component, "label", None) or component.get_block_name()
+
+    @functools.wraps(preprocess)
+    def checked(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except Exception as error:
+            if isinstance(error, (OSError, Image.DecompressionBombError)):
+                reason = UNREADABLE_IMAGE
+            else:
+                choices = [str(value) for _, value in getattr(component, "choices", None) or []]
+                reason = "this value is not one it accepts." + (f" Choose one of: {', '.join(choices)}." if choices else "")
+            raise gr.Error(f"{what}: {reason}") from None
+    return checked
 
 
 def seed_controls(default: int = 0):

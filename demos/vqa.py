@@ -163,8 +163,8 @@ def answer_blip2(image: Any, question: str, mode: str = "vqa", model: str = BLIP
                  decoding: Decoding = BLIP2_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Answer:
     """BLIP-2 answers (or captions) the image; the prompt tokens are cut off the output."""
+    handle = _handle(model, BLIP2_MODELS, quantization, progress)  # first: it names an unknown model plainly
     prompt = blip2_prompt(question, mode, model)
-    handle = _handle(model, BLIP2_MODELS, quantization, progress)
     inputs = _inputs(handle, image, prompt)
     started = time.perf_counter()
     torch.manual_seed(decoding.seed)
@@ -179,7 +179,7 @@ def stream_llava(image: Any, history: Sequence[dict], question: str, model: str 
                  decoding: Decoding = LLAVA_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Iterator[Answer]:
     """LLaVA continues the chat; yields the answer growing token by token (beam search: once)."""
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, TextIteratorStreamer
 
     handle = _handle(model, LLAVA_MODELS, quantization, progress)
     prompt = handle.processor.apply_chat_template(llava_conversation(history, question), add_generation_prompt=True)
@@ -199,11 +199,17 @@ def stream_llava(image: Any, history: Sequence[dict], question: str, model: str 
         return
     streamer = TextIteratorStreamer(handle.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     outcome: dict[str, Any] = {}
+    dropped = threading.Event()
+
+    class StopWhenDropped(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), dropped.is_set(), dtype=torch.bool, device=input_ids.device)
 
     def generate() -> None:
         try:
             with torch.inference_mode():
-                outcome["ids"] = handle.model.generate(**kwargs, streamer=streamer)
+                outcome["ids"] = handle.model.generate(**kwargs, streamer=streamer,
+                                                       stopping_criteria=[StopWhenDropped()])
         except Exception as error:  # reported in the caller's thread
             outcome["error"] = error
             streamer.end()
@@ -211,10 +217,13 @@ def stream_llava(image: Any, history: Sequence[dict], question: str, model: str 
     worker = threading.Thread(target=generate, daemon=True)
     worker.start()
     text = ""
-    for piece in streamer:
-        text += piece
-        if piece.strip():
-            yield Answer(model, text.strip(), prompt, decoding=decoding, done=False)
+    try:
+        for piece in streamer:
+            text += piece
+            if piece.strip():
+                yield Answer(model, text.strip(), prompt, decoding=decoding, done=False)
+    finally:  # the reader left (closed tab, Stop, dropped connection): stop generating for nobody
+        dropped.set()
     worker.join()
     if "error" in outcome:
         raise outcome["error"]

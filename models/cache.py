@@ -82,12 +82,12 @@ class ModelCache:
     def evict(self, name: str) -> None:
         with self._lock:
             self._loaded.pop(name, None)
-        _release_memory()
+        release_memory()
 
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
-        _release_memory()
+        release_memory()
 
     def source_for(self, spec: ModelSpec) -> str:
         """Where the loader reads from: the hub repo id, or the tiny checkpoint folder."""
@@ -186,7 +186,7 @@ class ModelCache:
                 del self._loaded[oldest]
                 dropped = True
         if dropped:
-            _release_memory()
+            release_memory()
 
     def _ensure_tiny_checkpoint(self, spec: ModelSpec) -> Path:
         """Build the tiny checkpoint once; later loads (and other processes) reuse the folder, as long
@@ -223,7 +223,8 @@ def tiny_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
+    """Collect garbage and hand cached CUDA blocks back, after dropping models or after an out-of-memory error."""
     gc.collect()
     try:
         import torch

@@ -31,6 +31,17 @@ if os.environ.get("PP_TORCH_THREADS"):  # CI reruns the mechanism tests on one t
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "mechanism: a property of a paper's mechanism; CI reruns these on one "
                                        "thread with freshly built tiny models")
+    config.addinivalue_line("markers", "hub: acceptance on the published checkpoints (network); run with -m hub")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Hub acceptance tests download gigabytes: they run only when `-m hub` asks for them."""
+    if "hub" in (config.option.markexpr or ""):
+        return
+    hub = [item for item in items if item.get_closest_marker("hub")]
+    if hub:
+        config.hook.pytest_deselected(items=hub)
+        items[:] = [item for item in items if not item.get_closest_marker("hub")]
 
 
 def free_port() -> int:

@@ -1,0 +1,126 @@
+"""Injected faults: each gives that user a named error, frees what it held, and the next request works."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+from PIL import Image
+
+import models
+from demos.clip_zero_shot import ASSETS, run_clip_zero_shot
+from demos.ui import OUT_OF_MEMORY, user_errors
+from demos.vqa import LLAVA_DECODING, stream_llava
+from models.cache import ModelCache
+from models.errors import ModelUnavailable
+from models.registry import ModelSpec
+from models.settings import Settings
+
+CAT = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
+
+
+def test_a_download_that_fails_half_way_names_the_checkpoint_keeps_nothing_and_the_retry_loads(tmp_path):
+    downloads = tmp_path / "downloads"
+
+    def download_then_load(context):
+        downloads.mkdir(exist_ok=True)
+        (downloads / "unet.safetensors.incomplete").write_bytes(b"\0" * 1024)
+        if len(list(downloads.iterdir())) == 1:  # the first attempt: the connection drops half-way
+            raise ConnectionError("Connection reset by peer after 1.7 GB")
+        return "pipeline"
+
+    spec = ModelSpec(name="sd", checkpoint="org/sd", download_gb=4.0, loader=download_then_load,
+                     tiny_builder=lambda folder: None)
+    cache = ModelCache({"sd": spec}, Settings(profile="hub", tiny_dir=tmp_path))
+    with pytest.raises(ModelUnavailable, match=r"'org/sd'.*4 GB.*Connection reset by peer"):
+        cache.get("sd")
+    assert not cache.is_loaded("sd") and cache.load_counts["sd"] == 0
+    (downloads / "unet.safetensors.incomplete").rename(downloads / "resumed")
+    assert cache.get("sd") == "pipeline" and cache.is_loaded("sd")
+
+
+def test_a_tiny_build_that_fails_half_way_leaves_no_folder_that_a_later_load_would_trust(tmp_path):
+    builds = []
+
+    def build(folder: Path) -> None:
+        (folder / "config.json").write_text("{}")
+        builds.append(folder)
+        if len(builds) == 1:
+            raise OSError("No space left on device")
+        (folder / "weights.txt").write_text("tiny")
+
+    spec = ModelSpec(name="t", checkpoint="org/t", download_gb=1, tiny_builder=build,
+                     loader=lambda context: (Path(context.source) / "weights.txt").read_text())
+    cache = ModelCache({"t": spec}, Settings(profile="tiny", tiny_dir=tmp_path))
+    with pytest.raises(ModelUnavailable, match="tiny t model: OSError: No space left on device"):
+        cache.get("t")
+    assert not cache.is_loaded("t") and not builds[0].exists()
+    assert cache.get("t") == "tiny" and len(builds) == 2
+
+
+def test_out_of_memory_in_a_run_fails_that_request_only_empties_the_cuda_cache_and_the_next_works(monkeypatch):
+    handle = models.get("clip-vit-base-patch32")
+    get_image_features = handle.model.get_image_features
+    unlucky = "unlucky user"
+
+    def allocate(*args, **kwargs):
+        if threading.current_thread().name == unlucky:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return get_image_features(*args, **kwargs)
+
+    emptied = []
+    monkeypatch.setattr(handle.model, "get_image_features", allocate)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    classify = user_errors(run_clip_zero_shot)
+    outcomes = {}
+
+    def request(name: str) -> None:
+        try:
+            outcomes[name] = classify(CAT, "cat, dog")
+        except gr.Error as error:
+            outcomes[name] = error
+
+    threads = [threading.Thread(target=request, args=(name,), name=name) for name in (unlucky, "other user")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert isinstance(outcomes[unlucky], gr.Error) and outcomes[unlucky].message == OUT_OF_MEMORY
+    assert outcomes["other user"].labels == ["cat", "dog"]
+    assert emptied, "the CUDA cache was not emptied after the out-of-memory error"
+    assert classify(CAT, "cat, dog").labels == ["cat", "dog"]
+
+
+def generation_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.endswith("(generate)")]
+
+
+def test_a_dropped_llava_stream_stops_its_generation_thread():
+    handle = models.get("llava-interleave-qwen-0.5b")
+    tokens = []
+
+    def slow_step(module, args):  # ~20 s for the 400 tokens asked, if nobody stops it
+        tokens.append(time.monotonic())
+        time.sleep(0.05)
+
+    hook = handle.model.register_forward_pre_hook(slow_step)
+    try:
+        decoding = replace(LLAVA_DECODING, max_new_tokens=400, strategy="greedy")
+        stream = stream_llava(CAT, [], "What animal is this?", "llava-interleave-qwen-0.5b", decoding)
+        next(stream)
+        stream.close()  # what gradio does when the browser tab closes or the client disconnects
+        dropped_at = time.monotonic()
+        while generation_threads() and time.monotonic() < dropped_at + 5:
+            time.sleep(0.05)
+    finally:
+        hook.remove()
+    assert not generation_threads() and sum(step > dropped_at for step in tokens) <= 2, \
+        "generation went on after the stream was dropped"
+    *_, answer = stream_llava(CAT, [], "What animal is this?", "llava-interleave-qwen-0.5b",
+                              replace(decoding, max_new_tokens=8))
+    assert answer.done and 0 < answer.new_tokens <= 8

@@ -1,0 +1,85 @@
+"""Acceptance on the published checkpoints: each tab gives a semantically right answer on the bundled
+public-domain images, through the API as a user would ask. Needs the network (and time; a GPU helps):
+
+    bash scripts/test -m hub
+
+Deselected unless `-m hub` is given; skipped, with the reason, when the Hugging Face Hub cannot be
+reached. Every test asserts on the answer itself, so none can pass without running the model.
+"""
+from __future__ import annotations
+
+import urllib.request
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image, ImageFilter
+
+from demos.clip_zero_shot import ASSETS
+from tests.conftest import AppServer
+
+pytestmark = pytest.mark.hub
+CAT = str(ASSETS / "chelsea.jpg")
+
+
+def hub_unreachable() -> str | None:
+    try:
+        urllib.request.urlopen("https://huggingface.co/api/models/openai/clip-vit-base-patch32", timeout=10)
+        return None
+    except OSError as error:
+        return f"the Hugging Face Hub is unreachable ({type(error).__name__}); hub acceptance tests need the network"
+
+
+@pytest.fixture(scope="module")
+def client():
+    reason = hub_unreachable()
+    if reason:
+        pytest.skip(reason)
+    server = AppServer("--models", "hub", env={"HF_HUB_OFFLINE": "0", "PP_MODELS": "hub"})
+    yield Client(server.url, verbose=False)
+    server.stop()
+
+
+def test_clip_ranks_cat_first_for_the_cat_photo(client):
+    top, *_ = client.predict(handle_file(CAT), "cat, dog, car, rocket", "a photo of a {}.",
+                             "clip-vit-base-patch32", 4, api_name="/clip_zero_shot")
+    best = max(top["confidences"], key=lambda row: row["confidence"])
+    assert best["label"] == "cat" and best["confidence"] > 0.5, top
+
+
+def test_blip2_and_llava_both_say_cat(client):
+    blip2_answer, _, _, chat, *_ = client.predict(handle_file(CAT), "What animal is this?", [],
+                                                  api_name="/vqa")
+    llava_answer = str(chat[-1]["content"])
+    assert "cat" in blip2_answer.lower(), blip2_answer
+    assert "cat" in llava_answer.lower(), llava_answer
+
+
+def edges(path: str, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    gray = np.asarray(Image.open(path).convert("L").resize(size))
+    return cv2.Canny(gray, 100, 200) > 0
+
+
+def edge_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_controlnet_output_follows_the_control_edges_far_more_than_plain_sd(client):
+    maps, images, _ = client.predict(
+        handle_file(str(ASSETS / "astronaut.jpg")), "canny", False, 512, 100, 200, 512,
+        "a photo of an astronaut, best quality", "lowres, bad anatomy", 20, 7.5, 1, 1.0, 0.0, 1.0, False,
+        "", None, 1.0, False, True, 0, api_name="/controlnet")
+    control = np.asarray(Image.open(maps[0]["image"]).convert("L")) > 127
+    size = control.shape[::-1]
+    controlled, plain = (edges(item["image"], size) for item in (images[0], images[-1]))
+    near_control = np.asarray(Image.fromarray(control).filter(ImageFilter.MaxFilter(5)))  # a 2-pixel tolerance
+    assert edge_iou(controlled, near_control) > 3 * edge_iou(plain, near_control)
+
+
+def test_sam_click_mask_covers_the_clicked_cat(client):
+    _, mask_path = client.predict(handle_file(CAT), "+ 220 150", "sam-vit-b", "best", api_name="/click_to_mask")
+    mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+    assert mask[150, 220], "the clicked pixel is outside the mask"
+    assert 0.05 < mask.mean() < 0.8, "the mask is a speck or the whole picture"
