@@ -471,7 +471,7 @@ def build_ui() -> None:
     def generate_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
                         prompt, negative_prompt, steps,
                         guidance_scale, num_images, conditioning_scale, guidance_start, guidance_end, guess_mode,
-                        second_condition, second_image, second_scale, compare_adapter, compare_plain, seed,
+                        second_condition, second_scale, compare_adapter, compare_plain, seed, second_image=None,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_controlnet(
             image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low_threshold,
@@ -491,5 +491,5 @@ def build_ui() -> None:
         generate_for_ui,
         inputs=[*map_inputs, w.prompt, w.negative_prompt, w.steps, w.guidance_scale, w.num_images,
                 w.conditioning_scale, w.guidance_start, w.guidance_end, w.guess_mode, w.second_condition,
-                w.second_image, w.second_scale, w.compare_adapter, w.compare_plain, w.seed],
+                w.second_scale, w.compare_adapter, w.compare_plain, w.seed, w.second_image],
         outputs=[w.maps, w.results, w.info, w.seed], api_name="controlnet")

@@ -117,7 +117,7 @@ def build_ui() -> None:
             grounding = gr.JSON(label="Grounding sent to the pipeline (phrase, normalised x0 y0 x1 y1)")
 
     @user_errors
-    def generate_for_ui(prompt, layout, beta, steps, guidance_scale, seed, randomize, image,
+    def generate_for_ui(prompt, layout, beta, steps, guidance_scale, seed, randomize, image=None,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_gligen(prompt, layout, beta, steps, guidance_scale, seed, randomize, image, progress)
         png = png_with_parameters(result.image, result.parameters, "gligen")

@@ -180,8 +180,8 @@ def build_ui() -> None:
         return segment_for_ui(scene, prompts, model, choice, progress)
 
     @user_errors
-    def paint_for_ui(scene, mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
-                     seed, randomize, progress=gr.Progress(track_tqdm=True)):
+    def paint_for_ui(scene, reference, steps, guidance_scale, num_images, grow, feather, seed, randomize,
+                     mask=None, brushed=None, progress=gr.Progress(track_tqdm=True)):
         region = mask if mask is not None else editor_mask(brushed)
         result = run_paint_by_example(scene, region, reference, steps, guidance_scale, seed, randomize,
                                       num_images, grow, feather, progress)
@@ -199,6 +199,6 @@ def build_ui() -> None:
                    api_visibility="private").success(segment_after_click, **sam_io, api_visibility="private")
     gr.on([w.segment.click, w.prompts.submit, w.choice.input, w.sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")
-    w.paint.click(paint_for_ui, inputs=[w.scene, w.mask, w.editor, w.reference, w.steps, w.guidance_scale,
-                                        w.num_images, w.grow, w.feather, w.seed, w.randomize],
+    w.paint.click(paint_for_ui, inputs=[w.scene, w.reference, w.steps, w.guidance_scale, w.num_images, w.grow,
+                                        w.feather, w.seed, w.randomize, w.mask, w.editor],
                   outputs=[w.gallery, w.slider, w.overlay, w.info, w.seed], api_name="paint_by_example")

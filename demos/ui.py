@@ -53,7 +53,8 @@ def user_errors(function: Callable) -> Callable:
 def seed_controls(default: int = 0):
     """A seed box and a randomise toggle; handlers return the seed they used into the box."""
     with gr.Row():
-        seed = gr.Number(label="Seed", value=default, precision=0, minimum=0)
+        # No `precision=0`: it would round a seed of 1.5 to 2 silently; the run refuses it instead.
+        seed = gr.Number(label="Seed", value=default, minimum=0)
         randomize = gr.Checkbox(label="Random seed", value=False)
     return seed, randomize
 

@@ -1,22 +1,48 @@
-"""Browser: load a Compare preset, run it in the tiny profile, see the grid, download the export."""
+"""Browser: every Compare preset loads exactly (task, methods, sweep), runs its own number of cells,
+and the export downloads."""
 from __future__ import annotations
 
 import json
 
+import pytest
+
+from demos.compare import load_preset, preset_names
 from tests.conftest import ARTIFACTS, require_browser
 
 require_browser()
+
+
+def load_in_page(page, url: str, name: str) -> None:
+    page.goto(url, wait_until="load")
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_label("Ready-made comparisons for class").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("button", name="Load preset").click()
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(app_server, page, name):
+    from playwright.sync_api import expect
+
+    plan = load_preset(name)
+    load_in_page(page, app_server.url, name)
+    values = page.get_by_label("Values (comma separated, or one per line)")
+    expect(values).to_have_value("\n".join(str(v) for v in plan.values), timeout=15_000)
+    page.wait_for_timeout(1500)  # any change event the load fires has run by now
+    expect(values).to_have_value("\n".join(str(v) for v in plan.values))
+    ticked = page.locator("#compare-methods input[type=checkbox]:checked")
+    ticked_names = [ticked.nth(i).locator("xpath=..").inner_text().strip() for i in range(ticked.count())]
+    assert sorted(ticked_names) == sorted(plan.methods)
+    cells = len(plan.methods) * len(plan.values)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_text(f"Done: {cells} cells")).to_be_visible(timeout=240_000)
 
 
 def test_compare_preset_runs_and_exports(app_server, page):
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(app_server.url)
-    page.get_by_role("tab", name="Compare").click()
-    page.get_by_label("Ready-made comparisons for class").click()
-    page.get_by_role("option", name="clip-three-models-two-templates").click()
-    page.get_by_role("button", name="Load preset").click()
+    load_in_page(page, app_server.url, "clip-three-models-two-templates")
     expect(page.get_by_label("Values (comma separated, or one per line)")).to_have_value(
         "a photo of a {}.\na drawing of a {}.", timeout=15_000)
     page.get_by_role("button", name="Compare", exact=True).click()
