@@ -455,7 +455,7 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
     map_inputs = [w.image, w.condition, w.own_map, w.resolution, w.low_threshold, w.high_threshold,
@@ -493,3 +493,4 @@ def build_ui() -> None:
                 w.conditioning_scale, w.guidance_start, w.guidance_end, w.guess_mode, w.second_condition,
                 w.second_scale, w.compare_adapter, w.compare_plain, w.seed, w.second_image],
         outputs=[w.maps, w.results, w.info, w.seed], api_name="controlnet")
+    scroll_into_view_on(w.generate, "controlnet-maps")

@@ -370,7 +370,7 @@ def _summary(result: FaceSwapResult) -> str:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import scroll_into_view_on, seed_controls, user_errors
 
     gr.Markdown(
         "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
@@ -454,3 +454,4 @@ def build_ui() -> None:
                inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                        mask_threshold, candidates, seed, randomize],
                outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")
+    scroll_into_view_on(swap, "face-swap-result")

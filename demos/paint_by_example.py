@@ -154,7 +154,7 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
 
@@ -202,3 +202,4 @@ def build_ui() -> None:
     w.paint.click(paint_for_ui, inputs=[w.scene, w.reference, w.steps, w.guidance_scale, w.num_images, w.grow,
                                         w.feather, w.seed, w.randomize, w.mask, w.editor],
                   outputs=[w.gallery, w.slider, w.overlay, w.info, w.seed], api_name="paint_by_example")
+    scroll_into_view_on(w.paint, "pbe-results")

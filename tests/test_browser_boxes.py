@@ -16,7 +16,7 @@ def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
     from playwright.sync_api import expect
 
     panel = page.locator(".tabitem:visible")
-    panel.get_by_role("gridcell", name=EXAMPLE_PROMPT).first.click()
+    panel.get_by_role("button", name=EXAMPLE_PROMPT).first.click()
     expect(panel.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPT, timeout=15_000)
     expect(panel.locator(".box-text textarea")).to_have_value(
         "teddy bear: 0.100, 0.150, 0.550, 0.850\nred ball: 0.620, 0.550, 0.900, 0.850")
@@ -69,3 +69,25 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
     panel.locator(".box-text textarea").fill("dragon: 0.1, 0.1, 0.5, 0.5")
     panel.get_by_role("button", name="Generate with layout guidance").click()
     expect(page.get_by_text("The phrase 'dragon' is not in the prompt").first).to_be_visible(timeout=30_000)
+
+
+def test_the_box_canvas_opens_in_create_mode_and_examples_read_as_prompts(app_server, page):
+    """Dragging on a fresh canvas draws a box (no tool to find first); examples are listed by prompt."""
+    from playwright.sync_api import expect
+
+    page.goto(app_server.url, wait_until="load")
+    page.get_by_role("tab", name="Layout guidance", exact=True).click()
+    panel = page.locator(".tabitem:visible")
+    expect(panel.get_by_role("button", name=EXAMPLE_PROMPT)).to_be_visible()
+    expect(panel.get_by_text("`phrase")).to_have_count(1)  # only the text box's own label
+    canvas = panel.locator(".box-canvas canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.05)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.25, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="OK", exact=True).click()  # the new box's label dialog
+    panel.get_by_role("button", name="Use the drawn boxes").click()
+    expect(panel.locator(".box-text textarea")).to_have_value(re.compile(r"(.*\n){2}.*"), timeout=15_000)

@@ -27,3 +27,36 @@ def test_every_tab_renders_at_class_sizes(app_server, page, viewport):
         page.get_by_role("tab", name=demo.title, exact=True).click()
         page.wait_for_timeout(800)
         page.screenshot(path=str(folder / f"{slug(demo.title)}-{viewport}.png"), full_page=True)
+
+
+# The element that shows each generative tab's (first) result.
+RESULTS = {"ControlNet": "controlnet-images", "Face swap (DiffFace)": "face-swap-result",
+           "Layout guidance": "lg-boxed", "GLIGEN": "gligen-boxed", "Boxes side by side": "sbs-plain",
+           "Paint-by-Example": "pbe-results"}
+
+
+def test_results_are_readable_on_a_projector(app_server, page):
+    """At 1280×800 a generated image gets at least ~400 px, and its label stays on one line (a wrapped
+    label runs into the image's toolbar)."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(app_server.url, wait_until="load")
+    page.locator("[role=tab]").first.wait_for()
+    for title, elem_id in RESULTS.items():
+        page.get_by_role("tab", name=title, exact=True).click()
+        result = page.locator(f"#{elem_id}")
+        result.wait_for()
+        assert result.bounding_box()["width"] >= 380, title
+        label = result.locator("label").first
+        assert label.bounding_box()["height"] <= 30, f"{title}: the label wraps"
+
+
+def test_a_run_started_from_an_example_at_the_bottom_shows_its_result(app_server, page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(app_server.url, wait_until="load")
+    page.get_by_role("tab", name="ControlNet").click()
+    page.get_by_role("gridcell", name="a cartoon cat").click()  # the last example, at the bottom
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a cartoon cat", timeout=15_000)
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator("#controlnet-maps")).to_be_in_viewport(timeout=5_000)
