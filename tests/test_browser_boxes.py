@@ -48,6 +48,7 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
     page.locator("#lg-boxed").scroll_into_view_if_needed()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "layout_guidance.png"), full_page=True)
+    page.locator("#lg-maps").screenshot(path=str(ARTIFACTS / "layout_guidance_maps.png"))  # README's mechanism view
 
     page.get_by_role("tab", name="GLIGEN", exact=True).click()
     _load_example_and_set_steps(page, 2, open_settings=False)

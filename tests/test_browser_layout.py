@@ -60,3 +60,22 @@ def test_a_run_started_from_an_example_at_the_bottom_shows_its_result(app_server
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a cartoon cat", timeout=15_000)
     page.get_by_role("button", name="Generate", exact=True).click()
     expect(page.locator("#controlnet-maps")).to_be_in_viewport(timeout=5_000)
+
+
+def test_vqa_chat_is_tall_and_model_names_fit_and_the_clip_table_waits_for_a_run(app_server, page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(app_server.url, wait_until="load")
+    page.get_by_role("tab", name="Visual QA: BLIP-2 vs LLaVA", exact=True).click()
+    chat = page.locator("#vqa-llava-chat")
+    chat.wait_for()
+    assert chat.bounding_box()["height"] >= 400
+    pickers = page.locator(".vqa-model input")
+    expect(pickers).to_have_count(2)
+    for index in range(2):
+        assert pickers.nth(index).evaluate("input => input.scrollWidth <= input.clientWidth"), "name cut off"
+    page.get_by_role("tab", name="CLIP zero-shot", exact=True).click()
+    page.get_by_role("tab", name="Many images × many texts").click()
+    expect(page.get_by_role("button", name="Compute similarity matrix")).to_be_visible()
+    expect(page.locator("#clip-softmax")).to_be_hidden()  # no placeholder "1 2 3" headers before a run
