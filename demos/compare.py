@@ -332,7 +332,9 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
             with gr.Row():
                 sweep = gr.Dropdown(label="Sweep parameter (optional)", choices=[], value=None)
                 values = gr.Textbox(label="Values (comma separated, or one per line)", lines=2)
-            run = gr.Button("Compare", variant="primary")
+            with gr.Row():
+                run = gr.Button("Compare", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
             rerun_file = gr.File(label="Re-run an exported comparison (.json)", file_types=[".json"], type="filepath")
         with gr.Column():
             status = gr.Markdown()
@@ -346,7 +348,7 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
                 right = gr.Dropdown(label="Slider: right cell", choices=[])
             slider = gr.ImageSlider(label="Before / after", type="pil", format="png")
     return SimpleNamespace(task=task, methods=methods, inputs=inputs, sweep=sweep, values=values, preset=preset,
-                           load=load, run=run, rerun_file=rerun_file, status=status, gallery=gallery,
+                           load=load, run=run, stop=stop, rerun_file=rerun_file, status=status, gallery=gallery,
                            grid_png=grid_png, grid_json=grid_json, left=left, right=right, slider=slider,
                            cells=gr.State([]))
 
@@ -377,6 +379,7 @@ def build_ui() -> None:
         total = len(plan.methods) * (len(plan.values) if plan.sweep else 1)
         columns = len(plan.values) if plan.sweep else 1
         grid: list[list[Cell | None]] = []
+        yield gr.skip(), f"0 / {total} cells done", None, None, [], gr.skip(), gr.skip()  # what will run, at once
         for grid in filling_grid(plan):
             tiles = [(render_cell(c), c.caption) for r in grid for c in r if c is not None]
             yield (gr.Gallery(value=tiles, columns=columns), f"{len(tiles)} / {total} cells done", None, None, [],
@@ -427,8 +430,10 @@ def build_ui() -> None:
     # reset by the events a user's own pick of a task or a method fires.
     w.task.input(on_task, w.task, [w.methods, *w.inputs.values()], api_visibility="private")
     w.methods.input(on_methods, [w.task, w.methods], w.sweep, api_visibility="private")
-    w.run.click(compare_for_ui, inputs, outputs, api_name="compare")
-    w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")
+    running = [w.run.click(compare_for_ui, inputs, outputs, api_name="compare"),
+               w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")]
+    w.stop.click(None, cancels=running, api_visibility="private")  # a 24-cell run started by mistake
+    # Outside the queue: loading a preset does no model work and must not wait behind a running comparison.
     w.load.click(preset_for_ui, w.preset, [w.task, w.methods, *w.inputs.values(), w.sweep, w.values],
-                 api_name="compare_preset")
+                 api_name="compare_preset", queue=False)
     gr.on([w.left.change, w.right.change], show_pair, [w.cells, w.left, w.right], w.slider, api_visibility="private")

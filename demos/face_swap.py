@@ -501,5 +501,6 @@ def build_ui() -> None:
                outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")
     scroll_into_view_on(swap, "face-swap-result")
     sampler_size = [steps, start_noise, candidates]
-    gr.on([steps.change, start_noise.change, candidates.change, swap_done.success], expected_time, inputs=sampler_size,
-          outputs=estimate, api_visibility="private")
+    gr.on([steps.change, start_noise.change, candidates.change], expected_time, inputs=sampler_size, outputs=estimate,
+          api_visibility="private")
+    swap_done.success(expected_time, inputs=sampler_size, outputs=estimate, api_visibility="private")
