@@ -29,7 +29,9 @@ def test_paint_by_example_click_to_mask_then_generate(app_server, page):
         re.compile(r"^\+ \d+ \d+\n- \d+ \d+$"), timeout=15_000)
     expect(page.locator("#pbe-scene .pp-click")).to_have_count(2)  # both clicks marked on the scene
     expect(page.locator("#pbe-sam img")).to_have_count(3, timeout=60_000)
-    expect(page.locator("#pbe-sam").get_by_text("predicted IoU").first).to_be_visible()
+    caption = page.locator("#pbe-sam").get_by_text("IoU").first
+    expect(caption).to_be_visible()
+    assert caption.evaluate("e => e.scrollWidth <= e.clientWidth"), "the IoU caption is cut off"
     thumbnail = page.locator("#pbe-sam img").first
     assert thumbnail.evaluate("img => getComputedStyle(img).objectFit") == "contain"  # a tall scene is not cropped
     expect(page.locator("#pbe-mask img").first).to_be_visible(timeout=30_000)
