@@ -332,9 +332,7 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
             with gr.Row():
                 sweep = gr.Dropdown(label="Sweep parameter (optional)", choices=[], value=None)
                 values = gr.Textbox(label="Values (comma separated, or one per line)", lines=2)
-            with gr.Row():
-                run = gr.Button("Compare", variant="primary", scale=3)
-                stop = gr.Button("Stop", variant="stop", scale=1)
+            run = gr.Button("Compare", variant="primary")
             rerun_file = gr.File(label="Re-run an exported comparison (.json)", file_types=[".json"], type="filepath")
         with gr.Column():
             status = gr.Markdown()
@@ -348,7 +346,7 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
                 right = gr.Dropdown(label="Slider: right cell", choices=[])
             slider = gr.ImageSlider(label="Before / after", type="pil", format="png")
     return SimpleNamespace(task=task, methods=methods, inputs=inputs, sweep=sweep, values=values, preset=preset,
-                           load=load, run=run, stop=stop, rerun_file=rerun_file, status=status, gallery=gallery,
+                           load=load, run=run, rerun_file=rerun_file, status=status, gallery=gallery,
                            grid_png=grid_png, grid_json=grid_json, left=left, right=right, slider=slider,
                            cells=gr.State([]))
 
@@ -430,9 +428,8 @@ def build_ui() -> None:
     # reset by the events a user's own pick of a task or a method fires.
     w.task.input(on_task, w.task, [w.methods, *w.inputs.values()], api_visibility="private")
     w.methods.input(on_methods, [w.task, w.methods], w.sweep, api_visibility="private")
-    running = [w.run.click(compare_for_ui, inputs, outputs, api_name="compare"),
-               w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")]
-    w.stop.click(None, cancels=running, api_visibility="private")  # a 24-cell run started by mistake
+    w.run.click(compare_for_ui, inputs, outputs, api_name="compare")
+    w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")
     # Outside the queue: loading a preset does no model work and must not wait behind a running comparison.
     w.load.click(preset_for_ui, w.preset, [w.task, w.methods, *w.inputs.values(), w.sweep, w.values],
                  api_name="compare_preset", queue=False)

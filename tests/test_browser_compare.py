@@ -8,7 +8,7 @@ import re
 import pytest
 
 from demos.compare import load_preset, preset_names
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, AppServer, require_browser
 
 require_browser()
 
@@ -40,11 +40,20 @@ def test_compare_preset_runs_and_exports(app_server, page):
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(app_server, page, name):
+def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(page, name):
+    """On a server of its own: the diffusion presets run for minutes here, and must not hold up other tests."""
+    plan = load_preset(name)
+    server = AppServer()
+    try:
+        check_preset(page, server.url, name, plan)
+    finally:
+        server.stop()
+
+
+def check_preset(page, url: str, name: str, plan) -> None:
     from playwright.sync_api import expect
 
-    plan = load_preset(name)
-    load_in_page(page, app_server.url, name)
+    load_in_page(page, url, name)
     values = page.get_by_label("Values (comma separated, or one per line)")
     expect(values).to_have_value("\n".join(str(v) for v in plan.values), timeout=15_000)
     page.wait_for_timeout(1500)  # any change event the load fires has run by now
@@ -56,4 +65,3 @@ def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(app_server, pag
     page.get_by_role("button", name="Compare", exact=True).click()
     # The run announces its cells at once; diffusion presets need minutes for all of them here.
     expect(page.get_by_text(re.compile(rf"^\d+ / {cells} cells done"))).to_be_visible(timeout=60_000)
-    page.get_by_role("button", name="Stop", exact=True).click()
