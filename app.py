@@ -131,11 +131,27 @@ def main(argv: list[str] | None = None) -> None:
         print("WARNING: --share creates a public link that anyone can open and use your machine "
               f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)
     from demos.limits import LIMITS
+    from demos.ui import CSS, JS
 
     app = build_app()
     app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
+    # quiet: gradio's own hint ("set `share=True` in `launch()`") means nothing to someone who typed
+    # `python app.py`; the app prints where it runs and its own `--share` instead.
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-               max_file_size=args.max_file_size or LIMITS.max_file_size, show_error=True)
+               max_file_size=args.max_file_size or LIMITS.max_file_size, show_error=True, quiet=True, css=CSS, js=JS,
+               prevent_thread_lock=True)
+    print(launch_message(app.local_url, app.share_url), flush=True)
+    app.block_thread()
+
+
+def launch_message(local_url: str, share_url: str | None) -> str:
+    """Where the page is, and how to share it with this app's own flags."""
+    lines = [f"Paper Playground is running at {local_url}"]
+    if share_url:
+        lines.append(f"Public link (for your class): {share_url}")
+    else:
+        lines.append("For a public link, start it with --share (and --auth USER:PASSWORD to require a login).")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

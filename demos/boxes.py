@@ -198,8 +198,10 @@ def box_editor(default: ExampleLayout | None = None):
                 use = gr.Button("Use the drawn boxes", size="sm")
                 show = gr.Button("Show typed boxes on the canvas", size="sm")
     if layouts:
+        # Labelled by their prompt: a two-column table squeezed one word per line and showed the text
+        # box's label, backticks and all, as its header.
         gr.Examples([[layout.prompt, layout.text] for layout in layouts], inputs=[prompt, text],
-                    label="Example layouts (assets/layouts)")
+                    example_labels=[layout.prompt for layout in layouts], label="Example layouts (assets/layouts)")
 
     @user_errors
     def canvas_to_text(value):

@@ -40,7 +40,7 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.boxes import box_editor
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import RESULT, scroll_into_view_on, seed_controls, user_errors
 
     gr.Markdown(
         "One prompt, one layout, one seed, three methods: plain Stable Diffusion 1.5 (ignores the boxes), "
@@ -52,10 +52,10 @@ def build_ui() -> None:
         steps = gr.Slider(1, LIMITS.max_steps, value=50, step=1, label="Steps")
     seed, randomize = seed_controls()
     generate = gr.Button("Generate all three", variant="primary")
-    with gr.Row():
-        plain = gr.Image(label="Plain SD-1.5", format="png", elem_id="sbs-plain")
-        guided = gr.Image(label="Layout guidance", format="png", elem_id="sbs-guided")
-        gligen = gr.Image(label="GLIGEN", format="png", elem_id="sbs-gligen")
+    with gr.Row(elem_id="sbs-results"):
+        plain = gr.Image(label="Plain SD-1.5", format="png", elem_id="sbs-plain", elem_classes=RESULT)
+        guided = gr.Image(label="Layout guidance", format="png", elem_id="sbs-guided", elem_classes=RESULT)
+        gligen = gr.Image(label="GLIGEN", format="png", elem_id="sbs-gligen", elem_classes=RESULT)
 
     @user_errors
     def generate_for_ui(prompt, layout, steps, seed, randomize, progress=gr.Progress(track_tqdm=True)):
@@ -64,3 +64,4 @@ def build_ui() -> None:
 
     generate.click(generate_for_ui, inputs=[prompt, layout, steps, seed, randomize],
                    outputs=[plain, guided, gligen, seed], api_name="boxes_side_by_side")
+    scroll_into_view_on(generate, "sbs-results")

@@ -165,7 +165,7 @@ def run_click_to_mask(scene: Any, prompts: str | None, model: str = SAM_VIT_B, c
     chosen = int(np.argmax(scores)) if choice == "best" else int(choice) - 1
     marked = draw_prompts(picture, parsed)
     candidates = [(tinted(marked, mask.astype(np.float32), (0, 120, 255)),
-                   f"mask {index + 1} · predicted IoU {score:.2f}" + (" · chosen" if index == chosen else ""))
+                   f"{index + 1} · IoU {score:.2f}" + (" · chosen" if index == chosen else ""))  # fits a thumbnail
                   for index, (mask, score) in enumerate(zip(masks, scores))]
     return ClickMask(mask=Image.fromarray(masks[chosen].astype(np.uint8) * 255), candidates=candidates,
                      chosen=chosen, scores=[float(score) for score in scores])

@@ -302,8 +302,9 @@ def similarity_tab() -> None:
             with gr.Column():
                 heatmap = gr.Plot(label="Cosine similarity")
                 matrix_info = gr.Markdown()
+                # Hidden until a run: empty, it shows gradio's placeholder headers "1 2 3".
                 softmax_table = gr.Dataframe(label="Softmax over the texts, per image (rows sum to 1)",
-                                             interactive=False)
+                                             interactive=False, visible=False, elem_id="clip-softmax")
         gr.Examples(
             examples=[[[str(ASSETS / name) for name in ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")]]],
             inputs=[files],
@@ -315,7 +316,8 @@ def similarity_tab() -> None:
             result = run_clip_similarity(files or [], texts, template, model, progress)
             table = pd.DataFrame(np.round(result.probabilities, 3), columns=result.texts)
             table.insert(0, "image", result.image_names)
-            return similarity_heatmap(result), _summary(result.model, result.seconds, result.warnings), table
+            return (similarity_heatmap(result), _summary(result.model, result.seconds, result.warnings),
+                    gr.Dataframe(value=table, visible=True))
 
         compare.click(similarity_for_ui, inputs=[files, texts, template, matrix_model],
                       outputs=[heatmap, matrix_info, softmax_table], api_name="clip_similarity")

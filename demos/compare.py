@@ -292,17 +292,19 @@ def input_widget(spec: Field, visible: bool):
     if spec.kind == "image":
         return gr.Image(label=spec.label, type="pil", image_mode=None, height=220, visible=visible)
     if spec.kind == "number":
-        return gr.Number(label=spec.label, value=spec.value, precision=0, minimum=0, visible=visible)
+        return gr.Number(label=spec.label, value=spec.value, minimum=0, visible=visible)  # no silent rounding
     return gr.Textbox(label=spec.label, value=spec.value, lines=3 if spec.kind == "lines" else 1, visible=visible)
 
 
-def named_parameters(function: Callable, names: list[str]) -> Callable:
+def named_parameters(function: Callable, names: list[str], optional: list[str]) -> Callable:
     """`function(*values)` under a signature naming each value, so its API endpoint does too (gradio
-    names endpoint parameters after the handler's)."""
+    names endpoint parameters after the handler's); `optional` ones default to None in the API."""
     import inspect
 
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     function.__signature__ = inspect.Signature(
-        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
+        [inspect.Parameter(name, kind) for name in names]
+        + [inspect.Parameter(name, kind, default=None) for name in optional])
     return function
 
 
@@ -322,7 +324,8 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
             preset = gr.Dropdown(preset_names(), label="Ready-made comparisons for class", value=None)
             load = gr.Button("Load preset", size="sm")
             task = gr.Radio(list(families), value=first.name if first else None, label="Task")
-            methods = gr.CheckboxGroup(first_methods, value=first_methods[:3], label="Methods")
+            methods = gr.CheckboxGroup(first_methods, value=first_methods[:3], label="Methods",
+                                      elem_id="compare-methods")
             fields = {f.name: f for family in families.values() for f in family.fields}
             shown = set(first.inputs) if first else set()
             inputs = {name: input_widget(spec, name in shown) for name, spec in fields.items()}
@@ -374,6 +377,7 @@ def build_ui() -> None:
         total = len(plan.methods) * (len(plan.values) if plan.sweep else 1)
         columns = len(plan.values) if plan.sweep else 1
         grid: list[list[Cell | None]] = []
+        yield gr.skip(), f"0 / {total} cells done", None, None, [], gr.skip(), gr.skip()  # what will run, at once
         for grid in filling_grid(plan):
             tiles = [(render_cell(c), c.caption) for r in grid for c in r if c is not None]
             yield (gr.Gallery(value=tiles, columns=columns), f"{len(tiles)} / {total} cells done", None, None, [],
@@ -392,7 +396,8 @@ def build_ui() -> None:
                     sweep=sweep or None, values=parse_values(values, defaults[0]) if sweep and defaults else [])
         yield from stream(plan)
 
-    compare_for_ui = user_errors(named_parameters(compare_for_ui, ["task", "methods", *input_names, "sweep", "values"]))
+    compare_for_ui = user_errors(named_parameters(compare_for_ui, ["task", "methods"],
+                                                      [*input_names, "sweep", "values"]))
 
     @user_errors
     def rerun_for_ui(path):
@@ -419,10 +424,13 @@ def build_ui() -> None:
 
     inputs = [w.task, w.methods, *w.inputs.values(), w.sweep, w.values]
     outputs = [w.gallery, w.status, w.grid_png, w.grid_json, w.cells, w.left, w.right]
-    w.task.change(on_task, w.task, [w.methods, *w.inputs.values()], api_visibility="private")
-    w.methods.change(on_methods, [w.task, w.methods], w.sweep, api_visibility="private")
+    # `.input`, not `.change`: a loaded preset sets task, methods and sweep at once, and must not be
+    # reset by the events a user's own pick of a task or a method fires.
+    w.task.input(on_task, w.task, [w.methods, *w.inputs.values()], api_visibility="private")
+    w.methods.input(on_methods, [w.task, w.methods], w.sweep, api_visibility="private")
     w.run.click(compare_for_ui, inputs, outputs, api_name="compare")
     w.rerun_file.upload(rerun_for_ui, w.rerun_file, outputs, api_name="compare_rerun")
+    # Outside the queue: loading a preset does no model work and must not wait behind a running comparison.
     w.load.click(preset_for_ui, w.preset, [w.task, w.methods, *w.inputs.values(), w.sweep, w.values],
-                 api_name="compare_preset")
+                 api_name="compare_preset", queue=False)
     gr.on([w.left.change, w.right.change], show_pair, [w.cells, w.left, w.right], w.slider, api_visibility="private")

@@ -455,7 +455,7 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
     map_inputs = [w.image, w.condition, w.own_map, w.resolution, w.low_threshold, w.high_threshold,
@@ -471,7 +471,7 @@ def build_ui() -> None:
     def generate_for_ui(image, condition, own_map, resolution, low_threshold, high_threshold, detect_resolution,
                         prompt, negative_prompt, steps,
                         guidance_scale, num_images, conditioning_scale, guidance_start, guidance_end, guess_mode,
-                        second_condition, second_image, second_scale, compare_adapter, compare_plain, seed,
+                        second_condition, second_scale, compare_adapter, compare_plain, seed, second_image=None,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_controlnet(
             image, condition, prompt, negative_prompt, own_map=own_map, low_threshold=low_threshold,
@@ -491,5 +491,6 @@ def build_ui() -> None:
         generate_for_ui,
         inputs=[*map_inputs, w.prompt, w.negative_prompt, w.steps, w.guidance_scale, w.num_images,
                 w.conditioning_scale, w.guidance_start, w.guidance_end, w.guess_mode, w.second_condition,
-                w.second_image, w.second_scale, w.compare_adapter, w.compare_plain, w.seed],
+                w.second_scale, w.compare_adapter, w.compare_plain, w.seed, w.second_image],
         outputs=[w.maps, w.results, w.info, w.seed], api_name="controlnet")
+    scroll_into_view_on(w.generate, "controlnet-maps")

@@ -539,14 +539,14 @@ def latent_summary(result: LatentResult) -> str:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import RESULT, seed_controls, user_errors
 
     face = str(ASSETS / "astronaut.jpg")
 
     def image_pair(first: str, second: str) -> tuple[gr.Image, gr.Image, gr.Markdown]:
         """Two results side by side and a line that compares them."""
         with gr.Row():
-            images = gr.Image(label=first, format="png", height=200), gr.Image(label=second, format="png", height=200)
+            images = gr.Image(label=first, format="png", height=200, elem_classes=RESULT), gr.Image(label=second, format="png", height=200, elem_classes=RESULT)
         return *images, gr.Markdown()
     gr.Markdown(
         "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
@@ -564,8 +564,8 @@ def build_ui() -> None:
                     forward_seed = gr.Number(0, label="Noise seed (one ε for every t)", precision=0, minimum=0)
                 with gr.Column():
                     with gr.Row():
-                        forward_clean = gr.Image(label="x0", format="png", height=200)
-                        forward_noise = gr.Image(label="ε (shown ÷3)", format="png", height=200)
+                        forward_clean = gr.Image(label="x0", format="png", height=200, elem_classes=RESULT)
+                        forward_noise = gr.Image(label="ε (shown ÷3)", format="png", height=200, elem_classes=RESULT)
                         forward_noisy = gr.Image(label="x_t", format="png", height=200, elem_id="forward-noisy")
                     forward_info = gr.Markdown(elem_id="forward-info")
                     forward_plot = gr.Image(label="ᾱ_t and SNR: linear vs cosine", format="png")
@@ -584,7 +584,7 @@ def build_ui() -> None:
                     determinism = gr.Button("Same seed twice, different step noise")
                     race = gr.Button("DDIM-50 vs DDPM-1000")
                 with gr.Column():
-                    pixel_image = gr.Image(label="Sample", format="png", height=200)
+                    pixel_image = gr.Image(label="Sample", format="png", height=200, elem_classes=RESULT)
                     pixel_info = gr.Markdown(elem_id="pixel-info")
                     pixel_trajectory = gr.Gallery(label="x_t along the chain", columns=6, height=160, format="png",
                                                   elem_id="pixel-trajectory")
@@ -598,7 +598,7 @@ def build_ui() -> None:
                     parameter_seed = gr.Number(0, label="Noise seed", precision=0, minimum=0)
                     predict = gr.Button("Noise it and predict", variant="primary")
                 with gr.Column():
-                    parameter_noisy = gr.Image(label="x_t", format="png", height=200)
+                    parameter_noisy = gr.Image(label="x_t", format="png", height=200, elem_classes=RESULT)
                     parameter_gallery = gr.Gallery(label="True (top) and predicted (bottom) ε, x0, v", columns=3,
                                                    height=320, format="png")
                     parameter_info = gr.Markdown()
@@ -610,8 +610,8 @@ def build_ui() -> None:
                     roundtrip = gr.Button("Encode and decode with SD-1.5's VAE", variant="primary")
                 with gr.Column():
                     with gr.Row():
-                        vae_original = gr.Image(label="Input", format="png", height=200)
-                        vae_reconstruction = gr.Image(label="decode(encode(x))", format="png", height=200)
+                        vae_original = gr.Image(label="Input", format="png", height=200, elem_classes=RESULT)
+                        vae_reconstruction = gr.Image(label="decode(encode(x))", format="png", height=200, elem_classes=RESULT)
                     vae_channels = gr.Gallery(label="The 4 latent channels", columns=4, height=160, format="png")
                     vae_info = gr.Markdown()
             with gr.Row():
@@ -623,7 +623,7 @@ def build_ui() -> None:
                     latent_seed, latent_randomize = seed_controls()
                     generate = gr.Button("Generate in latent space", variant="primary")
                 with gr.Column():
-                    latent_image = gr.Image(label="Decoded sample", format="png", height=200)
+                    latent_image = gr.Image(label="Decoded sample", format="png", height=200, elem_classes=RESULT)
                     latent_info = gr.Markdown()
                     latent_trajectory = gr.Gallery(label="Decoded x_t", columns=4, height=160, format="png")
                     latent_x0 = gr.Gallery(label="Decoded predicted x0", columns=4, height=160, format="png")

@@ -67,6 +67,43 @@ class SwapSettings:
         return max(1, round(self.steps * self.start_noise))
 
 
+QUICK = SwapSettings(steps=10, start_noise=0.8, mask_threshold=3, candidates=2)  # the page's default: a class
+# demo that answers in seconds; the paper's settings (SwapSettings()) are one click away in the examples
+
+
+class StepCost:
+    """Seconds per guided step (one candidate) on this machine: the fastest run so far, so that a first
+    run's model loading does not inflate the estimate shown before the next run."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
+    def record(self, seconds: float, guided_steps: int) -> None:
+        per_step = seconds / max(1, guided_steps)
+        self.seconds = per_step if self.seconds is None else min(self.seconds, per_step)
+
+
+STEP_COST = StepCost()
+
+
+def expected_time(steps: Any, start_noise: Any, candidates: Any, cost: StepCost = STEP_COST) -> str:
+    """What the next run will cost: guided steps × candidates, and seconds once a run has measured a step."""
+    try:
+        settings = SwapSettings(steps=int(steps), start_noise=float(start_noise), candidates=int(candidates))
+    except (TypeError, ValueError):
+        return ""
+    total = settings.steps_run * settings.candidates
+    text = f"**This run:** {settings.steps_run} guided steps × {settings.candidates} candidates = {total} steps"
+    if cost.seconds is None:
+        return text + " · the first run measures the time per step on this machine."
+    return text + f" · expected ≈ {total * cost.seconds:.0f} s ({cost.seconds:.2f} s per step measured here)."
+
+
+def full_mask_step(steps_run: int, threshold: int) -> int:
+    """The sampling step (1-based, noisy → clean) from which M_t is the full mask: w(τ) = 1 once τ ≤ λ−1."""
+    return steps_run - threshold + 1
+
+
 @dataclass
 class FaceSwapResult:
     image: Image.Image  # the swap pasted back into the full target photo
@@ -337,7 +374,7 @@ def schedule_plot(result: FaceSwapResult):
     axes = figure.subplots()
     steps = np.arange(1, len(result.schedule) + 1)
     axes.plot(steps, result.schedule, color="tab:blue", label="w(τ): M_t = M·w(τ)")
-    axes.axvline(len(result.schedule) - result.parameters["mask_threshold"], color="tab:blue", ls=":",
+    axes.axvline(full_mask_step(len(result.schedule), result.parameters["mask_threshold"]), color="tab:blue", ls=":",
                  label=f"λ = {result.parameters['mask_threshold']}")
     axes.set_xlabel("sampling step (noisy → clean)")
     axes.set_ylabel("mask weight")
@@ -370,7 +407,7 @@ def _summary(result: FaceSwapResult) -> str:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import scroll_into_view_on, seed_controls, user_errors
 
     gr.Markdown(
         "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
@@ -380,7 +417,7 @@ def build_ui() -> None:
         "target is put back. The best of N candidates, judged by a *second* face network, is pasted back."
     )
     gr.Markdown(ETHICS_NOTE, elem_id="face-swap-ethics")
-    defaults = SwapSettings()
+    defaults = QUICK
     with gr.Row():
         with gr.Column():
             with gr.Row():
@@ -408,6 +445,8 @@ def build_ui() -> None:
                     candidates = gr.Slider(1, MAX_CANDIDATES, value=defaults.candidates, step=1,
                                            label="N candidates (best by identity)")
                 seed, randomize = seed_controls(default=404)
+            estimate = gr.Markdown(expected_time(defaults.steps, defaults.start_noise, defaults.candidates),
+                                   elem_id="face-swap-estimate")
             swap = gr.Button("Swap faces", variant="primary")
         with gr.Column():
             result = gr.Image(label="Result (PNG with generation metadata)", type="filepath", format="png",
@@ -423,14 +462,19 @@ def build_ui() -> None:
         masks = gr.Gallery(label="Face mask M (aligned) and feathered paste-back mask", columns=2, height=220,
                            format="png")
         plot = gr.Plot(label="M_t schedule")
-    gr.Examples(
-        examples=[
-            [str(ASSETS / "camera.jpg"), str(ASSETS / "astronaut.jpg"), 1, 100, 0.75, 6000, 200, 50, 30, 4],
-            [str(ASSETS / "astronaut.jpg"), str(ASSETS / "camera.jpg"), 1, 10, 0.8, 6000, 200, 50, 3, 2],
-        ],
+    def example(source_name: str, target_name: str, settings: SwapSettings) -> list:
+        return [str(ASSETS / source_name), str(ASSETS / target_name), 1, settings.steps, settings.start_noise,
+                settings.lambda_id, settings.lambda_seg, settings.lambda_rec, settings.mask_threshold,
+                settings.candidates]
+
+    full = SwapSettings()
+    gr.Examples(  # labelled rows: a ten-column table ran off the side of the page
+        examples=[example("astronaut.jpg", "camera.jpg", QUICK), example("camera.jpg", "astronaut.jpg", full)],
+        example_labels=[f"Quick: {QUICK.steps} steps × {QUICK.candidates} candidates",
+                        f"Full quality (DiffFace): {full.steps} steps × {full.candidates} candidates"],
         inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                 mask_threshold, candidates],
-        label="Examples (public-domain photos from scikit-image; the second is a quick 10-step run)",
+        label="Examples (public-domain photos from scikit-image)",
     )
 
     @user_errors
@@ -445,12 +489,18 @@ def build_ui() -> None:
                     mask_threshold, candidates, seed, randomize, progress=gr.Progress(track_tqdm=True)):
         out = run_face_swap(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                             mask_threshold, candidates, seed, randomize, progress)
+        STEP_COST.record(out.seconds, out.parameters["candidates"] * (out.parameters["steps"] - out.parameters["skip"]))
         aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
         return (png_with_parameters(out.image, out.parameters, stem="face-swap"), _summary(out), (out.target, out.image), aligned_items, out.trajectory,
                 [(out.mask, "M (aligned)"), (out.paste_mask, "paste-back mask")], schedule_plot(out), out.seed)
 
     target.change(find_faces, inputs=target, outputs=[faces, target_face], api_name="face_swap_faces")
-    swap.click(swap_for_ui,
+    swap_done = swap.click(swap_for_ui,
                inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                        mask_threshold, candidates, seed, randomize],
                outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")
+    scroll_into_view_on(swap, "face-swap-result")
+    sampler_size = [steps, start_noise, candidates]
+    gr.on([steps.change, start_noise.change, candidates.change], expected_time, inputs=sampler_size, outputs=estimate,
+          api_visibility="private")
+    swap_done.success(expected_time, inputs=sampler_size, outputs=estimate, api_visibility="private")

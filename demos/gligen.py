@@ -95,7 +95,7 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.boxes import box_editor
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import RESULT, scroll_into_view_on, seed_controls, user_errors
 
     gr.Markdown(
         "Draw boxes and label each with a phrase (any words; they need not be in the prompt). GLIGEN encodes "
@@ -117,12 +117,12 @@ def build_ui() -> None:
             seed, randomize = seed_controls()
             generate = gr.Button("Generate with GLIGEN", variant="primary")
         with gr.Column():
-            boxed = gr.Image(label="GLIGEN (boxes drawn)", format="png", elem_id="gligen-boxed")
+            boxed = gr.Image(label="GLIGEN (boxes drawn)", format="png", elem_id="gligen-boxed", elem_classes=RESULT)
             image = gr.Image(label="GLIGEN (PNG with parameters)", type="filepath", format="png")
             grounding = gr.JSON(label="Grounding sent to the pipeline (phrase, normalised x0 y0 x1 y1)")
 
     @user_errors
-    def generate_for_ui(prompt, layout, beta, steps, guidance_scale, seed, randomize, image,
+    def generate_for_ui(prompt, layout, beta, steps, guidance_scale, seed, randomize, image=None,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_gligen(prompt, layout, beta, steps, guidance_scale, seed, randomize, image, progress)
         png = png_with_parameters(result.image, result.parameters, "gligen")
@@ -131,3 +131,4 @@ def build_ui() -> None:
     clear.click(lambda: None, outputs=picture, api_visibility="private")
     generate.click(generate_for_ui, inputs=[prompt, layout, beta, steps, cfg, seed, randomize, picture],
                    outputs=[boxed, image, grounding, seed], api_name="gligen")
+    scroll_into_view_on(generate, "gligen-boxed")

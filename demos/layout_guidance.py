@@ -216,7 +216,7 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.boxes import box_editor
-    from demos.ui import seed_controls, user_errors
+    from demos.ui import RESULT, scroll_into_view_on, seed_controls, user_errors
 
     gr.Markdown(
         "Draw boxes and label each with words **from the prompt**. For the first *guided steps* the latent "
@@ -228,6 +228,7 @@ def build_ui() -> None:
     with gr.Row():
         with gr.Column():
             prompt, layout = box_editor()
+        with gr.Column():
             with gr.Accordion("Guidance settings (paper defaults)", open=False):
                 with gr.Row():
                     steps = gr.Slider(1, LIMITS.max_steps, value=lg.STEPS, step=1, label="Steps")
@@ -242,15 +243,19 @@ def build_ui() -> None:
                 compare = gr.Checkbox(value=True, label="Also run without guidance (same seed) to compare")
             seed, randomize = seed_controls(lg.SEED)
             generate = gr.Button("Generate with layout guidance", variant="primary")
-        with gr.Column():
-            with gr.Row():
-                boxed = gr.Image(label="Layout guidance (boxes drawn)", format="png", elem_id="lg-boxed")
-                image = gr.Image(label="Layout guidance (PNG with parameters)", type="filepath", format="png")
-                plain = gr.Image(label="Same seed, no guidance", type="filepath", format="png")
             info = gr.Markdown(elem_id="lg-summary")
+    # Full width under the inputs: three results side by side stay readable on a 1280-px projector.
+    with gr.Row(elem_id="lg-results"):
+        boxed = gr.Image(label="Guided, boxes drawn", format="png", elem_id="lg-boxed", elem_classes=RESULT)
+        image = gr.Image(label="Guided (PNG)", type="filepath", format="png", elem_classes=RESULT)
+        plain = gr.Image(label="No guidance, same seed", type="filepath", format="png", elem_classes=RESULT)
     map_step = gr.Slider(1, LIMITS.max_steps, value=lg.GUIDED_STEPS, step=1, label="Attention maps at step")
-    guided_maps = gr.Image(label="Cross-attention per phrase, with guidance", format="png", elem_id="lg-maps")
-    plain_maps = gr.Image(label="Cross-attention per phrase, without guidance", format="png")
+    # Titles above the maps, not the floating label: it would cover the first phrase's caption.
+    gr.Markdown("**Cross-attention per phrase, with guidance**")
+    guided_maps = gr.Image(label="Cross-attention per phrase, with guidance", show_label=False, format="png",
+                           elem_id="lg-maps")
+    gr.Markdown("**Cross-attention per phrase, without guidance**")
+    plain_maps = gr.Image(label="Cross-attention per phrase, without guidance", show_label=False, format="png")
     energy = gr.Plot(label="Energy and attention inside the boxes")
     state = gr.State()
 
@@ -277,5 +282,6 @@ def build_ui() -> None:
                            randomize, compare, forward, map_step],
                    outputs=[boxed, image, plain, info, guided_maps, plain_maps, energy, seed, state],
                    api_name="layout_guidance")
+    scroll_into_view_on(generate, "lg-results")
     map_step.release(maps_at, inputs=[state, map_step], outputs=[guided_maps, plain_maps],
                      api_visibility="private")

@@ -114,8 +114,9 @@ def layout() -> SimpleNamespace:
             with gr.Row():
                 segment_button = gr.Button("Segment", size="sm")
                 clear = gr.Button("Clear clicks and mask", size="sm")
-            candidates = gr.Gallery(label="SAM's three masks (predicted IoU)", columns=3, height=170,
-                                    format="png", elem_id="pbe-sam")
+            # contain: a tall scene's thumbnail shows all of the mask; captions carry each predicted IoU
+            candidates = gr.Gallery(label="SAM's three masks (predicted IoU)", columns=3, height=260,
+                                    object_fit="contain", format="png", elem_id="pbe-sam")
             mask = gr.Image(label="Mask used (white = repaint): from the clicks, or upload one; clear it to use the "
                                   "brush", type="pil", image_mode="L", height=180, elem_id="pbe-mask")
             with gr.Accordion("…or brush over the region", open=False):
@@ -151,10 +152,41 @@ def layout() -> SimpleNamespace:
         randomize=randomize, paint=paint, gallery=gallery, slider=slider, overlay=overlay, info=info)
 
 
+# Marks the clicks of the prompt text on the scene as it is shown (green = object, red = background,
+# a box outline), over the picture rather than in it, so the scene's pixels stay the user's own.
+MARK_CLICKS_JS = """
+(text) => {
+  const img = document.querySelector('#pbe-scene img');
+  document.querySelectorAll('#pbe-scene .pp-click').forEach(mark => mark.remove());
+  if (!img || !img.naturalWidth) return [];
+  const scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+  const left = img.offsetLeft + (img.clientWidth - img.naturalWidth * scale) / 2;
+  const top = img.offsetTop + (img.clientHeight - img.naturalHeight * scale) / 2;
+  img.parentElement.style.position = 'relative';
+  for (const line of (text || '').split('\\n')) {
+    const [kind, ...numbers] = line.trim().split(/\\s+/);
+    const [x0, y0, x1, y1] = numbers.map(Number);
+    if (Number.isNaN(x0) || Number.isNaN(y0)) continue;
+    const mark = document.createElement('div');
+    mark.className = 'pp-click';
+    const box = kind === 'box' && !Number.isNaN(x1);
+    Object.assign(mark.style, {position: 'absolute', pointerEvents: 'none', boxSizing: 'border-box',
+      left: `${left + x0 * scale - (box ? 0 : 6)}px`, top: `${top + y0 * scale - (box ? 0 : 6)}px`,
+      width: box ? `${(x1 - x0) * scale}px` : '12px', height: box ? `${(y1 - y0) * scale}px` : '12px',
+      borderRadius: box ? '0' : '50%', border: '2px solid white',
+      background: box ? 'none' : (kind === '+' ? '#1a9850' : '#d73027'),
+      outline: box ? '2px solid #1a9850' : 'none'});
+    img.parentElement.appendChild(mark);
+  }
+  return [];
+}
+"""
+
+
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
 
@@ -180,8 +212,8 @@ def build_ui() -> None:
         return segment_for_ui(scene, prompts, model, choice, progress)
 
     @user_errors
-    def paint_for_ui(scene, mask, brushed, reference, steps, guidance_scale, num_images, grow, feather,
-                     seed, randomize, progress=gr.Progress(track_tqdm=True)):
+    def paint_for_ui(scene, reference, steps, guidance_scale, num_images, grow, feather, seed, randomize,
+                     mask=None, brushed=None, progress=gr.Progress(track_tqdm=True)):
         region = mask if mask is not None else editor_mask(brushed)
         result = run_paint_by_example(scene, region, reference, steps, guidance_scale, seed, randomize,
                                       num_images, grow, feather, progress)
@@ -199,6 +231,8 @@ def build_ui() -> None:
                    api_visibility="private").success(segment_after_click, **sam_io, api_visibility="private")
     gr.on([w.segment.click, w.prompts.submit, w.choice.input, w.sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")
-    w.paint.click(paint_for_ui, inputs=[w.scene, w.mask, w.editor, w.reference, w.steps, w.guidance_scale,
-                                        w.num_images, w.grow, w.feather, w.seed, w.randomize],
+    w.paint.click(paint_for_ui, inputs=[w.scene, w.reference, w.steps, w.guidance_scale, w.num_images, w.grow,
+                                        w.feather, w.seed, w.randomize, w.mask, w.editor],
                   outputs=[w.gallery, w.slider, w.overlay, w.info, w.seed], api_name="paint_by_example")
+    scroll_into_view_on(w.paint, "pbe-results")
+    w.prompts.change(None, inputs=w.prompts, js=MARK_CLICKS_JS, api_visibility="private")

@@ -112,10 +112,40 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
     return checked
 
 
+# Page-wide CSS (gradio 6 takes it in `launch()`). A generated image fills its box, so a 64-px tiny
+# output or a 512-px one reads at the same, projector-friendly size.
+CSS = """
+.pp-result img { width: 100%; height: 100%; object-fit: contain; }
+"""
+RESULT = "pp-result"  # elem_classes of an image that shows a generated result
+
+
+# Page-wide JS, run once on load: every box canvas starts in the "Create box" tool (the annotator
+# component opens in "Drag boxes", where dragging on the canvas does nothing); canvases of tabs
+# that render later are caught by the observer.
+JS = """
+() => {
+  const createMode = () => document.querySelectorAll('.box-canvas button[aria-label="Create box"]').forEach(button => {
+    if (!button.dataset.ppCreate) { button.dataset.ppCreate = "1"; button.click(); }
+  });
+  new MutationObserver(createMode).observe(document.body, {childList: true, subtree: true});
+  createMode();
+}
+"""
+
+
+def scroll_into_view_on(button, elem_id: str) -> None:
+    """When `button` is clicked, bring the element `elem_id` (the results) into view, so a run started
+    from an example at the bottom of a long page shows its progress and result, not the examples."""
+    button.click(None, js=f"() => document.getElementById('{elem_id}')?.scrollIntoView({{block: 'start'}})",
+                 api_visibility="private")
+
+
 def seed_controls(default: int = 0):
     """A seed box and a randomise toggle; handlers return the seed they used into the box."""
     with gr.Row():
-        seed = gr.Number(label="Seed", value=default, precision=0, minimum=0)
+        # No `precision=0`: it would round a seed of 1.5 to 2 silently; the run refuses it instead.
+        seed = gr.Number(label="Seed", value=default, minimum=0)
         randomize = gr.Checkbox(label="Random seed", value=False)
     return seed, randomize
 

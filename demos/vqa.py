@@ -364,8 +364,8 @@ def describe(answer: Answer) -> str:
 
 def _model_choices(names: list[str]) -> list[tuple[str, str]]:
     """Dropdown labels that show each checkpoint's download size before anything loads."""
-    return [(f"{name} ({models.REGISTRY[name].checkpoint}, {models.REGISTRY[name].download_gb:g} GB)", name)
-            for name in names]
+    return [(f"{name} · {models.REGISTRY[name].download_gb:g} GB", name) for name in names]  # short: the
+    # picker is a third of a projector's width (the checkpoints are listed in the Models panel)
 
 
 def _default_llava() -> str:
@@ -424,7 +424,8 @@ def layout() -> SimpleNamespace:
             with gr.Row(equal_height=False):
                 with gr.Column():
                     gr.Markdown("### BLIP-2")
-                    blip2_model = gr.Dropdown(_model_choices(BLIP2_MODELS), value=BLIP2_MODELS[0], label="Model")
+                    blip2_model = gr.Dropdown(_model_choices(BLIP2_MODELS), value=BLIP2_MODELS[0], label="Model",
+                                              elem_classes="vqa-model")
                     mode = gr.Radio([(label, key) for key, label in MODES.items()], value="vqa", label="Mode")
                     blip2_answer = gr.Textbox(label="Answer", interactive=False, elem_id="vqa-blip2-answer")
                     blip2_info = gr.Markdown(elem_id="vqa-blip2-info")
@@ -432,8 +433,9 @@ def layout() -> SimpleNamespace:
                                             interactive=False, elem_id="vqa-blip2-prompt")
                 with gr.Column():
                     gr.Markdown("### LLaVA")
-                    llava_model = gr.Dropdown(_model_choices(LLAVA_MODELS), value=_default_llava(), label="Model")
-                    chat = gr.Chatbot(label="Chat", height=260, elem_id="vqa-llava-chat")
+                    llava_model = gr.Dropdown(_model_choices(LLAVA_MODELS), value=_default_llava(), label="Model",
+                                              elem_classes="vqa-model")
+                    chat = gr.Chatbot(label="Chat", height=440, elem_id="vqa-llava-chat")  # question and answer in view
                     llava_info = gr.Markdown(elem_id="vqa-llava-info")
                     llava_sent = gr.Textbox(label="Exact prompt sent (chat template; <image> becomes the patch "
                                                   "tokens)", interactive=False, lines=3, elem_id="vqa-llava-prompt")

@@ -139,10 +139,43 @@ def test_share_without_auth_warns(monkeypatch, capsys):
         def queue(self, **kwargs):
             return self
 
+        local_url, share_url = "http://127.0.0.1:7860/", "https://x.gradio.live"
+
         def launch(self, **kwargs):
             launched.update(kwargs)
+
+        def block_thread(self):
+            pass
 
     monkeypatch.setattr(app, "build_app", lambda: FakeBlocks())
     app.main(["--models", "tiny", "--share"])
     assert "WARNING: --share creates a public link" in capsys.readouterr().err
     assert launched["share"] is True and launched["auth"] is None and launched["max_file_size"] == "20mb"
+
+
+def test_the_launch_message_names_the_apps_own_share_flag(app_server):
+    deadline = time.monotonic() + 30
+    while "running at" not in app_server.log() and time.monotonic() < deadline:
+        time.sleep(0.2)  # printed right after the server answers
+    log = app_server.log()
+    assert "--share" in log and "running at http://" in log
+    assert "share=True" not in log
+
+
+def test_optional_inputs_have_api_defaults():
+    """Only what a run cannot do without is required from an API client."""
+    required = {name: [p["parameter_name"] for p in endpoint["parameters"] if not p["parameter_has_default"]]
+                for name, endpoint in build_app().get_api_info()["named_endpoints"].items()}
+    assert required["/controlnet"] == ["image"]
+    assert required["/gligen"] == []
+    assert required["/paint_by_example"] == ["scene", "reference"]
+    assert required["/compare"] == []  # the task radio and the method ticks have values
+
+
+def test_controlnet_api_with_only_an_image_runs_and_a_fractional_seed_is_refused(app_server):
+    client = Client(app_server.url, verbose=False)
+    image = handle_file(str(ASSETS / "astronaut.jpg"))
+    maps, images, info, seed = client.predict(image, steps=2, api_name="/controlnet")
+    assert images and seed == 0
+    with pytest.raises(Exception, match="The seed must be a whole number"):
+        client.predict(image, steps=2, seed=1.5, api_name="/controlnet")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -16,7 +16,7 @@ def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
     from playwright.sync_api import expect
 
     panel = page.locator(".tabitem:visible")
-    panel.get_by_role("gridcell", name=EXAMPLE_PROMPT).first.click()
+    panel.get_by_role("button", name=EXAMPLE_PROMPT).first.click()
     expect(panel.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPT, timeout=15_000)
     expect(panel.locator(".box-text textarea")).to_have_value(
         "teddy bear: 0.100, 0.150, 0.550, 0.850\nred ball: 0.620, 0.550, 0.900, 0.850")
@@ -41,7 +41,7 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
 
-    page.get_by_role("tab", name="Layout guidance", exact=True).click()
+    open_tab(page, "Layout guidance")
     _load_example_and_set_steps(page, 3, open_settings=True)
     page.get_by_role("button", name="Generate with layout guidance").click()
     expect(page.locator("#lg-summary")).to_contain_text("teddy bear", timeout=120_000)
@@ -50,14 +50,15 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
     page.locator("#lg-boxed").scroll_into_view_if_needed()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(ARTIFACTS / "layout_guidance.png"), full_page=True)
+    page.locator("#lg-maps").screenshot(path=str(ARTIFACTS / "layout_guidance_maps.png"))  # README's mechanism view
 
-    page.get_by_role("tab", name="GLIGEN", exact=True).click()
+    open_tab(page, "GLIGEN")
     _load_example_and_set_steps(page, 2, open_settings=False)
     page.get_by_role("button", name="Generate with GLIGEN").click()
     expect(page.locator("#gligen-boxed img")).to_have_attribute("src", SERVED, timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "gligen.png"), full_page=True)
 
-    page.get_by_role("tab", name="Boxes side by side", exact=True).click()
+    open_tab(page, "Boxes side by side")
     _load_example_and_set_steps(page, 2, open_settings=False)
     page.get_by_role("button", name="Generate all three").click()
     for output in ("#sbs-plain", "#sbs-guided", "#sbs-gligen"):
@@ -66,8 +67,30 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
     page.screenshot(path=str(ARTIFACTS / "boxes_side_by_side.png"), full_page=True)
 
     # Bad input is reported, not crashed on: a phrase that is not in the prompt.
-    page.get_by_role("tab", name="Layout guidance", exact=True).click()
+    open_tab(page, "Layout guidance")
     panel = page.locator(".tabitem:visible")
     panel.locator(".box-text textarea").fill("dragon: 0.1, 0.1, 0.5, 0.5")
     panel.get_by_role("button", name="Generate with layout guidance").click()
     expect(page.get_by_text("The phrase 'dragon' is not in the prompt").first).to_be_visible(timeout=30_000)
+
+
+def test_the_box_canvas_opens_in_create_mode_and_examples_read_as_prompts(app_server, page):
+    """Dragging on a fresh canvas draws a box (no tool to find first); examples are listed by prompt."""
+    from playwright.sync_api import expect
+
+    page.goto(app_server.url, wait_until="load")
+    open_tab(page, "Layout guidance")
+    panel = page.locator(".tabitem:visible")
+    expect(panel.get_by_role("button", name=EXAMPLE_PROMPT)).to_be_visible()
+    expect(panel.get_by_text("`phrase")).to_have_count(1)  # only the text box's own label
+    canvas = panel.locator(".box-canvas canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.05)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.25, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="OK", exact=True).click()  # the new box's label dialog
+    panel.get_by_role("button", name="Use the drawn boxes").click()
+    expect(panel.locator(".box-text textarea")).to_have_value(re.compile(r"(.*\n){2}.*"), timeout=15_000)

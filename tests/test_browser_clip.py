@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -14,7 +14,7 @@ def test_clip_tab_runs_an_example_and_shows_labels(app_server, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
-    page.get_by_role("tab", name="CLIP zero-shot").click()
+    open_tab(page, "CLIP zero-shot")
     page.get_by_role("tab", name="Classify one image").click()
     page.get_by_role("gridcell", name="cat, dog, tiger, lion, fox").click()
     expect(page.get_by_label("Candidate labels (comma or newline separated)")).to_have_value(

@@ -1,22 +1,31 @@
-"""Browser: load a Compare preset, run it in the tiny profile, see the grid, download the export."""
+"""Browser: every Compare preset loads exactly (task, methods, sweep), runs its own number of cells,
+and the export downloads."""
 from __future__ import annotations
 
 import json
+import re
 
-from tests.conftest import ARTIFACTS, open_tab, require_browser
+import pytest
+
+from demos.compare import load_preset, preset_names
+from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
 
 require_browser()
+
+
+def load_in_page(page, url: str, name: str) -> None:
+    page.goto(url, wait_until="load")
+    open_tab(page, "Compare")
+    page.get_by_label("Ready-made comparisons for class").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.get_by_role("button", name="Load preset").click()
 
 
 def test_compare_preset_runs_and_exports(app_server, page):
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(app_server.url)
-    open_tab(page, "Compare")
-    page.get_by_label("Ready-made comparisons for class").click()
-    page.get_by_role("option", name="clip-three-models-two-templates").click()
-    page.get_by_role("button", name="Load preset").click()
+    load_in_page(page, app_server.url, "clip-three-models-two-templates")
     expect(page.get_by_label("Values (comma separated, or one per line)")).to_have_value(
         "a photo of a {}.\na drawing of a {}.", timeout=15_000)
     page.get_by_role("button", name="Compare", exact=True).click()
@@ -28,3 +37,31 @@ def test_compare_preset_runs_and_exports(app_server, page):
     exported = json.loads(open(download.value.path()).read())
     assert exported["methods"] == ["clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"]
     assert len(exported["cells"]) == 3 and len(exported["cells"][0]) == 2
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(page, name):
+    """On a server of its own: the diffusion presets run for minutes here, and must not hold up other tests."""
+    plan = load_preset(name)
+    server = AppServer()
+    try:
+        check_preset(page, server.url, name, plan)
+    finally:
+        server.stop()
+
+
+def check_preset(page, url: str, name: str, plan) -> None:
+    from playwright.sync_api import expect
+
+    load_in_page(page, url, name)
+    values = page.get_by_label("Values (comma separated, or one per line)")
+    expect(values).to_have_value("\n".join(str(v) for v in plan.values), timeout=15_000)
+    page.wait_for_timeout(1500)  # any change event the load fires has run by now
+    expect(values).to_have_value("\n".join(str(v) for v in plan.values))
+    ticked = page.locator("#compare-methods input[type=checkbox]:checked")
+    ticked_names = [ticked.nth(i).locator("xpath=..").inner_text().strip() for i in range(ticked.count())]
+    assert sorted(ticked_names) == sorted(plan.methods)
+    cells = len(plan.methods) * len(plan.values)
+    page.get_by_role("button", name="Compare", exact=True).click()
+    # The run announces its cells at once; diffusion presets need minutes for all of them here.
+    expect(page.get_by_text(re.compile(rf"^\d+ / {cells} cells done"))).to_be_visible(timeout=60_000)

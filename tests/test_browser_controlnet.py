@@ -1,7 +1,7 @@
 """Browser test: the ControlNet tab's canny example in the live tiny-profile app shows a control map and images."""
 from __future__ import annotations
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -12,7 +12,7 @@ def test_controlnet_canny_example_shows_control_map_and_image(app_server, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
-    page.get_by_role("tab", name="ControlNet").click()
+    open_tab(page, "ControlNet")
     page.get_by_role("gridcell", name="an astronaut in a spacesuit, oil painting").click()
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("an astronaut in a spacesuit, oil painting",
                                                                   timeout=15_000)

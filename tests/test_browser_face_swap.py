@@ -1,7 +1,7 @@
 """Browser test: swap two example faces in the face-swap tab of the live tiny-profile app."""
 from __future__ import annotations
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -12,9 +12,13 @@ def test_face_swap_tab_swaps_two_example_faces(app_server, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
-    page.get_by_role("tab", name="Face swap (DiffFace)").click()
+    open_tab(page, "Face swap (DiffFace)")
     expect(page.locator("#face-swap-ethics")).to_contain_text("consent")
-    page.get_by_role("gridcell", name="10", exact=True).first.click()  # the quick example row
+    estimate = page.locator("#face-swap-estimate")
+    expect(estimate).to_contain_text("8 guided steps × 2 candidates")  # the quick settings are the default
+    page.get_by_role("button", name="Full quality (DiffFace)").click()  # one click away
+    expect(estimate).to_contain_text("75 guided steps × 4 candidates", timeout=15_000)
+    page.get_by_role("button", name="Quick: 10 steps").click()
     expect(page.get_by_label("Steps (respaced)").first).to_have_value("10", timeout=15_000)
     page.get_by_role("button", name="Swap faces").click()
     summary = page.locator("#face-swap-summary")
@@ -23,4 +27,5 @@ def test_face_swap_tab_swaps_two_example_faces(app_server, page):
     expect(page.locator("#face-swap-result img")).to_be_visible()
     expect(page.get_by_text("candidate 2/2")).to_have_count(0, timeout=60_000)  # progress overlays gone
     expect(page.get_by_text("x0 at t=", exact=False).first).to_be_attached()
+    expect(estimate).to_contain_text("expected ≈", timeout=15_000)  # the run measured a step
     page.screenshot(path=str(ARTIFACTS / "face_swap.png"), full_page=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -14,7 +14,7 @@ def test_paint_by_example_click_to_mask_then_generate(app_server, page):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
-    page.get_by_role("tab", name="Paint-by-Example").click()
+    open_tab(page, "Paint-by-Example")
     page.get_by_role("row").filter(has=page.locator("img")).nth(1).click()  # scene, mask and reference
     scene = page.locator("#pbe-scene img").first
     expect(scene).to_be_visible(timeout=30_000)
@@ -27,7 +27,13 @@ def test_paint_by_example_click_to_mask_then_generate(app_server, page):
     scene.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.9})
     expect(page.locator("#pbe-prompts textarea")).to_have_value(
         re.compile(r"^\+ \d+ \d+\n- \d+ \d+$"), timeout=15_000)
+    expect(page.locator("#pbe-scene .pp-click")).to_have_count(2)  # both clicks marked on the scene
     expect(page.locator("#pbe-sam img")).to_have_count(3, timeout=60_000)
+    caption = page.locator("#pbe-sam").get_by_text("IoU").first
+    expect(caption).to_be_visible()
+    assert caption.evaluate("e => e.scrollWidth <= e.clientWidth"), "the IoU caption is cut off"
+    thumbnail = page.locator("#pbe-sam img").first
+    assert thumbnail.evaluate("img => getComputedStyle(img).objectFit") == "contain"  # a tall scene is not cropped
     expect(page.locator("#pbe-mask img").first).to_be_visible(timeout=30_000)
 
     page.get_by_text("Settings (the paper's demo defaults)").click()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ARTIFACTS, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -14,7 +14,7 @@ def test_vqa_tab_answers_an_example_on_both_sides(app_server, page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
-    page.get_by_role("tab", name="Visual QA: BLIP-2 vs LLaVA").click()
+    open_tab(page, "Visual QA: BLIP-2 vs LLaVA")
     page.get_by_role("gridcell", name="What is in the cup?").click()
     expect(page.get_by_role("textbox", name="Question")).to_have_value("What is in the cup?", timeout=15_000)
     page.get_by_role("button", name="Ask", exact=True).click()

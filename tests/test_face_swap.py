@@ -300,3 +300,34 @@ def test_bad_settings_are_user_errors(astronaut):
         run_face_swap(astronaut, astronaut, **{**FAST, "steps": 1})
     with pytest.raises(UserError, match="source face"):
         run_face_swap(None, astronaut, **FAST)
+
+
+def test_the_expected_time_counts_guided_steps_and_uses_the_measured_cost():
+    from demos.face_swap import StepCost, expected_time
+
+    cost = StepCost()
+    assert "8 guided steps × 2 candidates = 16 steps" in expected_time(10, 0.8, 2, cost)
+    assert "first run measures" in expected_time(10, 0.8, 2, cost)
+    cost.record(seconds=40.0, guided_steps=16)  # a first run, with model loading
+    cost.record(seconds=16.0, guided_steps=16)
+    assert "expected ≈ 300 s (1.00 s per step" in expected_time(100, 0.75, 4, cost)
+
+
+def test_the_page_starts_on_the_quick_settings():
+    from demos.face_swap import QUICK, SwapSettings
+
+    assert QUICK.steps_run * QUICK.candidates * 10 < SwapSettings().steps_run * SwapSettings().candidates
+
+
+def test_the_schedule_plot_marks_lambda_where_the_mask_becomes_full():
+    from types import SimpleNamespace
+
+    from demos.face_swap import schedule_plot
+    from models.pipelines.face_swap import mask_weights
+
+    for steps_run, threshold in [(8, 3), (75, 30)]:
+        weights = mask_weights(steps_run, threshold)
+        result = SimpleNamespace(schedule=weights, parameters={"mask_threshold": threshold}, losses={})
+        line = [line for line in schedule_plot(result).axes[0].lines if line.get_label().startswith("λ")][0]
+        x = line.get_xdata()[0]  # steps are numbered from 1
+        assert weights[x - 1] == 1.0 and weights[x - 2] < 1.0

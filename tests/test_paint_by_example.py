@@ -100,8 +100,8 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     scene = handle_file(str(ASSETS / "astronaut.jpg"))
     candidates, mask = client.predict(scene, "+ 256 127\n- 256 460", "sam-vit-b", "best", api_name="/click_to_mask")
     assert len(candidates) == 3 and Image.open(mask).size == SCENE.size
-    images, _, _, summary, seed = client.predict(
-        scene, handle_file(mask), None, handle_file(str(ASSETS / "reference_cup.jpg")), 2, 5.0, 1, 8, 8, 3, False,
+    images, _, _, summary, seed = client.predict(  # the brushed layers are optional: a mask is given
+        scene, handle_file(str(ASSETS / "reference_cup.jpg")), 2, 5.0, 1, 8, 8, 3, False, mask=handle_file(mask),
         api_name="/paint_by_example")
     out, scene_pixels = pixels(Image.open(images[0]["image"])), np.asarray(SCENE, dtype=np.int16)
     assert read_parameters(images[0]["image"])["seed"] == 3  # the file handed out carries its parameters
