@@ -546,7 +546,8 @@ def build_ui() -> None:
     def image_pair(first: str, second: str) -> tuple[gr.Image, gr.Image, gr.Markdown]:
         """Two results side by side and a line that compares them."""
         with gr.Row():
-            images = gr.Image(label=first, format="png", height=200, elem_classes=RESULT), gr.Image(label=second, format="png", height=200, elem_classes=RESULT)
+            images = tuple(gr.Image(label=label, format="png", height=200, elem_classes=RESULT)
+                           for label in (first, second))
         return *images, gr.Markdown()
     gr.Markdown(
         "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
