@@ -112,6 +112,7 @@ def require_browser() -> None:
 
 def open_tab(page, name: str) -> None:
     """Click a top-level tab, through gradio's "More tabs" menu when the tab bar has no room for it."""
+    page.locator("[role=tab]").first.wait_for()  # the tab bar has rendered: a missing tab is in the menu
     tab = page.get_by_role("tab", name=name, exact=True)
     if tab.count():
         tab.click()
