@@ -23,6 +23,8 @@ def test_paint_by_example_click_to_mask_then_generate(app_server, page):
 
     box = scene.bounding_box()
     scene.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.25})  # the helmet
+    # A click made while the previous one is still being handled is dropped (gradio's trigger_mode "once").
+    expect(page.locator("#pbe-prompts textarea")).to_have_value(re.compile(r"^\+ \d+ \d+$"), timeout=15_000)
     page.get_by_label("background (−)").check()
     scene.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.9})
     expect(page.locator("#pbe-prompts textarea")).to_have_value(
