@@ -119,16 +119,15 @@ def face_swap_sample(
     timesteps = scheduler.timesteps[skip:]
     weights = mask_weights(len(timesteps), threshold)
     every = max(1, math.ceil(len(timesteps) / max(snapshots, 1)))
-    trace = SwapTrace(image=target, x0=[], weights=weights,
-                      losses={name: [] for name, (weight, _) in losses.items() if weight != 0})
+    trace = SwapTrace(image=target, x0=[], weights=weights)
 
     x = scheduler.add_noise(target, _noise(target, generator), timesteps[:1])
     x0 = target
     for index, t in enumerate(timesteps):
         step = guided_step(unet, scheduler, x, t, losses, generator)
         x0 = step.x0
-        for name, value in step.losses.items():
-            trace.losses[name].append(value)
+        for name, value in step.losses.items():  # the terms `guided_step` evaluated (λ ≠ 0)
+            trace.losses.setdefault(name, []).append(value)
         with torch.no_grad():
             previous = scheduler.previous_timestep(t)
             if previous >= 0:
