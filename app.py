@@ -112,6 +112,17 @@ def build_app(demo_list=None):
     return app
 
 
+def queued(app):
+    """The page with its request queue: at most `PP_MAX_QUEUE` waiting, and runs whose user has
+    gone stop at their next step."""
+    from demos.limits import LIMITS
+    from demos.ui import stop_dropped_jobs
+
+    app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
+    stop_dropped_jobs(app)
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
@@ -133,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     from demos.limits import LIMITS
     from demos.ui import CSS, JS
 
-    app = build_app()
-    app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
+    app = queued(build_app())
     # quiet: gradio's own hint ("set `share=True` in `launch()`") means nothing to someone who typed
     # `python app.py`; the app prints where it runs and its own `--share` instead.
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,

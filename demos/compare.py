@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from demos import ASSETS, DEMOS
 from demos.comparison import Field, Method, Output, Task
 from demos.limits import LIMITS
-from models import UserError
+from models import JobDropped, UserError
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def run_compare(plan: Plan) -> Iterator[tuple[int, int, Cell]]:
                 cell.output = method.run(**{**method.parameters, **inputs, **cell.parameters})
             except UserError as error:
                 cell.error = str(error)
+            except JobDropped:
+                raise
             except Exception as error:  # a broken method must not stop the comparison
                 log.exception("compare cell %s failed", method.name)
                 cell.error = f"{type(error).__name__}: {error}"

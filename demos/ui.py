@@ -12,7 +12,7 @@ from PIL import Image
 
 import models
 from demos.inputs import UNREADABLE_IMAGE
-from models import UserError
+from models import JobDropped, UserError
 from models.cache import release_memory
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ def user_errors(function: Callable) -> Callable:
         if isinstance(error, gr.Error):
             return error
         if isinstance(error, UserError):
+            return gr.Error(str(error))
+        if isinstance(error, JobDropped):
+            log.info("stopped %s: %s", function.__name__, error)
             return gr.Error(str(error))
         if _is_out_of_memory(error):
             log.warning("out of memory in %s: %s", function.__name__, error)
@@ -110,6 +113,24 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
                 reason = "this value is not one it accepts." + (f" Choose one of: {', '.join(choices)}." if choices else "")
             raise gr.Error(f"{what}: {reason}") from None
     return checked
+
+
+def stop_dropped_jobs(app: gr.Blocks) -> None:
+    """Make a run stop at its next progress report once its user has gone. Gradio marks the job
+    as no longer alive when the page closes or the connection drops, and forgets it on Stop, but a
+    handler running in a thread goes on to its last step; every progress report of a handler (its
+    `gr.Progress` calls and tracked tqdm bars) passes through the queue's `set_progress`, so that is
+    where the job is checked. Call it after `app.queue()`, which makes a new queue."""
+    queue = app._queue
+    report = queue.set_progress
+
+    def set_progress_unless_dropped(event_id: str, iterables: Any) -> None:
+        events = [event for job in queue.active_jobs if job for event in job if event._id == event_id]
+        if not events or not events[0].alive:
+            raise JobDropped("The page that asked for this run was closed or stopped it, so it was stopped.")
+        report(event_id, iterables)
+
+    queue.set_progress = set_progress_unless_dropped
 
 
 # Page-wide CSS (gradio 6 takes it in `launch()`). A generated image fills its box, so a 64-px tiny

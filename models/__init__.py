@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cache import LoadedModel, ModelCache, ProgressFn
-from .errors import ModelUnavailable, UserError
+from .errors import JobDropped, ModelUnavailable, UserError
 from .registry import LoadContext, ModelSpec, collect_registry
 from .settings import PROFILES, Settings
 
@@ -19,6 +19,6 @@ def get(name: str, progress: ProgressFn | None = None) -> Any:
 
 
 __all__ = [
-    "PROFILES", "REGISTRY", "LoadContext", "LoadedModel", "ModelCache", "ModelSpec", "ModelUnavailable",
-    "ProgressFn", "Settings", "UserError", "get", "model_cache", "model_settings",
+    "PROFILES", "REGISTRY", "JobDropped", "LoadContext", "LoadedModel", "ModelCache", "ModelSpec",
+    "ModelUnavailable", "ProgressFn", "Settings", "UserError", "get", "model_cache", "model_settings",
 ]

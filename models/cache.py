@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ModelUnavailable
+from .errors import JobDropped, ModelUnavailable
 from .registry import LoadContext, ModelSpec
 from .settings import Settings
 
@@ -141,7 +141,7 @@ class ModelCache:
                 get=lambda dependency: self._get_dependency(spec.name, dependency, progress),
             )
             handle = spec.loader(context)
-        except ModelUnavailable:
+        except (ModelUnavailable, JobDropped):
             raise
         except Exception as error:  # network, auth, missing files, out of memory ...
             log.exception("loading %s failed", spec.name)

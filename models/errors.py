@@ -7,3 +7,8 @@ class UserError(ValueError):
 
 class ModelUnavailable(UserError):
     """A checkpoint could not be loaded (no network, no token, missing files)."""
+
+
+class JobDropped(Exception):
+    """The user who asked for this work has gone (closed the page, pressed Stop, lost the connection):
+    raised at the next progress report so a long run stops instead of computing for nobody."""

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 import pytest
@@ -124,3 +127,69 @@ def test_a_dropped_llava_stream_stops_its_generation_thread():
     *_, answer = stream_llava(CAT, [], "What animal is this?", "llava-interleave-qwen-0.5b",
                               replace(decoding, max_new_tokens=8))
     assert answer.done and 0 < answer.new_tokens <= 8
+
+
+@contextmanager
+def listening_to_queue(blocks: gr.Blocks, api_name: str, data: list) -> Iterator[None]:
+    """Join the queue and hold its event stream open, as a page does, until the block ends."""
+    import httpx
+
+    session = uuid.uuid4().hex
+    fn_index = next(index for index, fn in blocks.fns.items() if fn.api_name == api_name)
+    api = f"{blocks.local_url}gradio_api/queue"
+    with httpx.Client(timeout=30) as http:
+        http.post(f"{api}/join", json={"data": data, "fn_index": fn_index, "session_hash": session}).raise_for_status()
+        with http.stream("GET", f"{api}/data", params={"session_hash": session}):
+            yield
+
+
+@pytest.mark.parametrize("leave", ["stop", "disconnect"])
+def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run_works(leave, monkeypatch):
+    """The real page's queue and the real sampler: a 100-step run is left after a few steps (Stop in
+    the page, or the connection dropped); its thread must stop within a few steps, not run to 100."""
+    from gradio_client import Client
+
+    import app as page
+    from demos import DEMOS, diffusion_basics
+    from tests.conftest import free_port
+
+    unet = models.get(diffusion_basics.PIXEL_MODEL).unet
+    steps, ended, outcome = [], threading.Event(), {}
+    run_pixel_sampler = diffusion_basics.run_pixel_sampler
+
+    def observed_run(*args, **kwargs):
+        try:
+            return run_pixel_sampler(*args, **kwargs)
+        except Exception as error:
+            outcome["error"] = error
+            raise
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(diffusion_basics, "run_pixel_sampler", observed_run)
+    basics = [demo for demo in DEMOS if demo.module == "demos.diffusion_basics"]
+    blocks = page.queued(page.build_app(basics))
+    blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    hook = unet.register_forward_pre_hook(lambda module, args: steps.append(time.sleep(0.05)))
+    try:
+        request = ["DDIM", 100, 0.0, 2, 0, False]
+        if leave == "stop":  # the page's Stop button, or gradio_client's cancel()
+            job = Client(blocks.local_url, verbose=False).submit(*request, api_name="/pixel_sampler")
+            while len(steps) < 5:
+                time.sleep(0.02)
+            job.cancel()
+        else:  # the browser tab closes: the page's event stream is cut mid-run
+            with listening_to_queue(blocks, "pixel_sampler", request):
+                while len(steps) < 5:
+                    time.sleep(0.02)
+        steps_when_left = len(steps)
+        assert ended.wait(timeout=300)
+        assert isinstance(outcome.get("error"), models.JobDropped) and len(steps) <= steps_when_left + 10, \
+            f"the run went on to step {len(steps)} of 100 after its user left at step {steps_when_left}"
+        ended.clear()
+        image, *_ = Client(blocks.local_url, verbose=False).predict("DDIM", 3, 0.0, 2, 0, False,
+                                                                    api_name="/pixel_sampler")
+        assert Path(image).exists()
+    finally:
+        hook.remove()
+        blocks.close()

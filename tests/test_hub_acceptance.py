@@ -8,7 +8,11 @@ reached. Every test asserts on the answer itself, so none can pass without runni
 """
 from __future__ import annotations
 
+import importlib.util
+import re
+import tempfile
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,15 +71,84 @@ def edge_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_controlnet_output_follows_the_control_edges_far_more_than_plain_sd(client):
-    maps, images, _ = client.predict(
-        handle_file(str(ASSETS / "astronaut.jpg")), "canny", False, 512, 100, 200, 512,
-        "a photo of an astronaut, best quality", "lowres, bad anatomy", 20, 7.5, 1, 1.0, 0.0, 1.0, False,
-        "", None, 1.0, False, True, 0, api_name="/controlnet")
+    maps, images, *_ = client.predict(
+        image=handle_file(str(ASSETS / "astronaut.jpg")), condition="canny", resolution=512,
+        compare_adapter=False, compare_plain=True, seed=0, api_name="/controlnet")
     control = np.asarray(Image.open(maps[0]["image"]).convert("L")) > 127
     size = control.shape[::-1]
     controlled, plain = (edges(item["image"], size) for item in (images[0], images[-1]))
     near_control = np.asarray(Image.fromarray(control).filter(ImageFilter.MaxFilter(5)))  # a 2-pixel tolerance
     assert edge_iou(controlled, near_control) > 3 * edge_iou(plain, near_control)
+
+
+def clip_probability(client, image: Image.Image, label: str, labels: str) -> float:
+    """The app's own CLIP tab, asked about a picture (a crop of a result)."""
+    path = Path(tempfile.mkdtemp()) / "crop.png"
+    image.save(path)
+    top, *_ = client.predict(image=handle_file(str(path)), labels=labels, templates="a photo of a {}.",
+                             model="clip-vit-base-patch32", api_name="/clip_zero_shot")
+    return next(row["confidence"] for row in top["confidences"] if row["label"] == label)
+
+
+def box_crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    width, height = image.size
+    return image.crop((box[0] * width, box[1] * height, box[2] * width, box[3] * height))
+
+
+LAYOUT = {"cat": (0.05, 0.30, 0.45, 0.90), "dog": (0.55, 0.25, 0.95, 0.90)}
+LAYOUT_TEXT = "\n".join(f"{phrase}: {', '.join(map(str, box))}" for phrase, box in LAYOUT.items())
+
+
+def test_layout_guidance_raises_the_attention_inside_the_boxes_over_unguided(client):
+    *_, summary, _, _, _, _ = client.predict(prompt="a cat and a dog sitting on the grass, photo", layout=LAYOUT_TEXT,
+                                             seed=445, compare_unguided=True, api_name="/layout_guidance")
+    guided, unguided = map(float, re.search(r"last step: ([\d.]+) with guidance, ([\d.]+) without", summary).groups())
+    assert guided > unguided + 0.05, summary
+
+
+def test_gligen_puts_each_phrase_inside_its_box(client):
+    _, image, *_ = client.predict(prompt="a cat and a dog sitting on the grass, photo", layout=LAYOUT_TEXT, seed=0,
+                                  api_name="/gligen")
+    result = Image.open(image)
+    for phrase, box in LAYOUT.items():
+        assert clip_probability(client, box_crop(result, box), phrase, "cat, dog") > 0.5, phrase
+
+
+def test_paint_by_example_keeps_the_outside_and_paints_the_reference_inside(client, tmp_path):
+    scene = Image.open(ASSETS / "coffee.jpg").convert("RGB")
+    box = (0.3, 0.25, 0.7, 0.75)
+    mask = Image.new("L", scene.size, 0)
+    mask.paste(255, tuple(int(v) for v in (box[0] * scene.width, box[1] * scene.height,
+                                           box[2] * scene.width, box[3] * scene.height)))
+    mask.save(tmp_path / "mask.png")
+    gallery, *_ = client.predict(scene=handle_file(str(ASSETS / "coffee.jpg")),
+                                 reference=handle_file(str(ASSETS / "reference_cat.jpg")),
+                                 mask=handle_file(str(tmp_path / "mask.png")), seed=0, api_name="/paint_by_example")
+    result = Image.open(gallery[0]["image"]).convert("RGB")
+    assert result.size == scene.size
+    far_outside = np.asarray(mask.filter(ImageFilter.MaxFilter(41))) == 0  # beyond grow 8 + feather 8
+    assert np.array_equal(np.asarray(result)[far_outside], np.asarray(scene)[far_outside])
+    labels = "cat, cup of coffee"
+    assert clip_probability(client, box_crop(result, box), "cat", labels) > \
+        clip_probability(client, box_crop(scene, box), "cat", labels) + 0.3
+
+
+def second_person() -> Path:
+    """A face that is not the astronaut's: insightface ships a public group photo."""
+    spec = importlib.util.find_spec("insightface")
+    group = Path(spec.origin).parent / "data" / "images" / "t1.jpg" if spec else None
+    if group is None or not group.exists():
+        pytest.skip("needs insightface's sample photo (insightface/data/images/t1.jpg) for a second person")
+    return group
+
+
+def test_face_swap_moves_the_judged_identity_toward_the_source(client):
+    _, summary, *_ = client.predict(source=handle_file(str(ASSETS / "astronaut.jpg")),
+                                    target=handle_file(str(second_person())), target_face=1, steps=50, candidates=4,
+                                    api_name="/face_swap")
+    source_result = float(re.search(r"source↔result \*\*([\d.]+)\*\*", summary).group(1))
+    source_target = float(re.search(r"source↔target ([\d.]+)", summary).group(1))
+    assert source_result > source_target + 0.1, summary
 
 
 def test_sam_click_mask_covers_the_clicked_cat(client):
