@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     # `python app.py`; the app prints where it runs and its own `--share` instead.
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                max_file_size=args.max_file_size or LIMITS.max_file_size, show_error=True, quiet=True, css=CSS, js=JS,
-               prevent_thread_lock=True)
+               prevent_thread_lock=True,
+               # gradio's "is localhost reachable" probe gives the page 3 s to render; on a busy
+               # 2-core machine the first render of this many tabs takes longer and launch() aborted
+               _frontend=False)
     print(launch_message(app.local_url, app.share_url), flush=True)
     app.block_thread()
 

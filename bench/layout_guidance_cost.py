@@ -5,6 +5,7 @@ ratios to a plain CFG step (UNet forward, batch 2, no gradients); and the peak m
     python bench/layout_guidance_cost.py               # tiny SD-1.5-layout UNet (CPU, seconds)
     python bench/layout_guidance_cost.py --real-size   # SD-1.5's UNet config, random init, 512x512
                                                        # (meant for a GPU: fp16 there, peak memory reported)
+    python bench/layout_guidance_cost.py --real-size --side 256 --repeats 3   # the same UNet on a CPU
 """
 from __future__ import annotations
 
@@ -25,12 +26,12 @@ TOKENS = [[2, 3], [6]]  # two objects, one of two tokens
 BOXES = [[[0.1, 0.1, 0.5, 0.9]], [[0.55, 0.4, 0.95, 0.9]]]
 
 
-def build_unet(real_size: bool):
+def build_unet(real_size: bool, side: int):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     if real_size:  # UNet2DConditionModel's defaults are SD-1.x's blocks; SD-1.5 reads 768-d CLIP-L text
-        return UNet2DConditionModel(sample_size=64, cross_attention_dim=768), 512
+        return UNet2DConditionModel(sample_size=64, cross_attention_dim=768), side
     return UNet2DConditionModel(**tiny_unet_config()), TINY_IMAGE_SIDE
 
 
@@ -49,13 +50,14 @@ def timed(function, repeats: int, synchronize) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real-size", action="store_true", help="SD-1.5-sized UNet at 512x512 (random init)")
+    parser.add_argument("--side", type=int, default=512, help="image side with --real-size (256 keeps a CPU run short)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
 
     device = pick_device()
     dtype = pick_dtype(device)
-    unet, side = build_unet(args.real_size)
+    unet, side = build_unet(args.real_size, args.side)
     unet = unet.to(device, dtype).eval()
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
