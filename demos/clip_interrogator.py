@@ -258,7 +258,8 @@ def build_ui() -> None:
             run = gr.Button("Interrogate", variant="primary")
             gr.Examples([[str(ASSETS / name)] for name in ("chelsea.jpg", "astronaut.jpg", "coffee.jpg",
                                                             "rocket.jpg")],
-                        inputs=[image], label="Examples (public-domain images from scikit-image)")
+                        inputs=[image], label="Examples (public-domain images from scikit-image)",
+                        elem_id="interrogator-examples")
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Reconstructed prompt", interactive=False, lines=3, buttons=["copy"],
                                 elem_id="interrogator-prompt")
