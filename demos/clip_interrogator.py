@@ -245,7 +245,8 @@ def build_ui() -> None:
     )
     with gr.Row():
         with gr.Column(scale=2):
-            image = gr.Image(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard"], height=260)
+            image = gr.Image(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard"], height=260,
+                             elem_id="interrogator-image")
             with gr.Row():
                 caption_model = gr.Dropdown(CAPTION_MODELS, value=CAPTION_MODELS[0], label="Caption model")
                 clip_model = gr.Dropdown(CLIP_MODELS, value=CLIP_MODELS[0], label="CLIP model")
@@ -261,14 +262,14 @@ def build_ui() -> None:
                         inputs=[image], label="Examples (public-domain images from scikit-image)",
                         elem_id="interrogator-examples")
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Reconstructed prompt", interactive=False, lines=3, buttons=["copy"],
-                                elem_id="interrogator-prompt")
-            with gr.Row():
-                send = gr.Button("Generate from this prompt (Compare plan)", size="sm")
-                plan = gr.File(label="Load this in Compare → Re-run an exported comparison", height=80)
+            prompt = gr.Textbox(label="Reconstructed prompt (copy it into an SD tab)", interactive=False, lines=2,
+                                buttons=["copy"], elem_id="interrogator-prompt")
+            send = gr.Button("Generate from this prompt (Compare plan)", size="sm")
+            plan = gr.File(label="Load this file in Compare → Re-run an exported comparison", visible=False,
+                           elem_id="interrogator-plan")
             info = gr.Markdown(elem_id="interrogator-info")
             table = gr.Dataframe(headers=["bank", "rank", "phrase", "cosine"], label="Each bank's top phrases",
-                                 interactive=False, elem_id="interrogator-banks")
+                                 interactive=False, max_height=320, elem_id="interrogator-banks")
 
     @user_errors
     def interrogate_for_ui(image, caption_model, clip_model, mode, top_k, min_flavors, max_flavors, caption_tokens,
@@ -279,4 +280,8 @@ def build_ui() -> None:
 
     run.click(interrogate_for_ui, [image, caption_model, clip_model, mode, top_k, min_flavors, max_flavors,
                                    caption_tokens], [prompt, info, table], api_name="clip_interrogator")
-    send.click(user_errors(compare_plan), [prompt], plan, api_name="clip_interrogator_plan")
+    @user_errors
+    def plan_for_ui(prompt):
+        return gr.File(value=compare_plan(prompt), visible=True)
+
+    send.click(plan_for_ui, [prompt], plan, api_name="clip_interrogator_plan")

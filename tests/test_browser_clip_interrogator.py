@@ -2,6 +2,8 @@
 each bank's top phrases, and get the Compare plan that generates from the prompt."""
 from __future__ import annotations
 
+import re
+
 from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
@@ -15,7 +17,8 @@ def test_interrogator_tab_reconstructs_a_prompt_for_an_example(app_server, page)
     page.goto(app_server.url)
     expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
     open_tab(page, "CLIP interrogator")
-    page.locator("#interrogator-examples").get_by_role("gridcell").first.click()
+    page.locator("#interrogator-examples button.gallery-item").first.click()  # chelsea.jpg
+    expect(page.locator("#interrogator-image img")).to_be_visible(timeout=15_000)
     page.get_by_role("button", name="Interrogate", exact=True).click()
 
     info = page.locator("#interrogator-info")
@@ -29,11 +32,12 @@ def test_interrogator_tab_reconstructs_a_prompt_for_an_example(app_server, page)
     expect(banks).to_contain_text("by ")  # artists are ranked as "by <name>"
 
     page.get_by_role("button", name="Generate from this prompt (Compare plan)").click()
-    expect(page.get_by_text("generate-from-prompt.json").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#interrogator-plan")).to_contain_text(re.compile(r"generate-from-prompt\s*\.json"),
+                                                                 timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "clip_interrogator.png"))
 
     # No image: a clear message instead of a stack trace.
-    page.locator("#interrogator-examples").scroll_into_view_if_needed()
-    page.get_by_role("button", name="Clear").first.click()
+    page.locator("#interrogator-image").get_by_role("button", name="Remove Image").click()
+    expect(page.locator("#interrogator-image img")).to_have_count(0, timeout=15_000)
     page.get_by_role("button", name="Interrogate", exact=True).click()
     expect(page.get_by_text("Please provide an image to interrogate").first).to_be_visible(timeout=30_000)
