@@ -264,12 +264,12 @@ def build_ui() -> None:
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Reconstructed prompt (copy it into an SD tab)", interactive=False, lines=2,
                                 buttons=["copy"], elem_id="interrogator-prompt")
-            send = gr.Button("Generate from this prompt (Compare plan)", size="sm")
-            plan = gr.File(label="Load this file in Compare → Re-run an exported comparison", visible=False,
-                           elem_id="interrogator-plan")
+            send = gr.Button("Generate from this prompt (Compare plan, below)", size="sm")
             info = gr.Markdown(elem_id="interrogator-info")
             table = gr.Dataframe(headers=["bank", "rank", "phrase", "cosine"], label="Each bank's top phrases",
                                  interactive=False, max_height=320, elem_id="interrogator-banks")
+            plan = gr.File(label="Compare plan: load this file in Compare → Re-run an exported comparison",
+                           elem_id="interrogator-plan")
 
     @user_errors
     def interrogate_for_ui(image, caption_model, clip_model, mode, top_k, min_flavors, max_flavors, caption_tokens,
@@ -280,8 +280,4 @@ def build_ui() -> None:
 
     run.click(interrogate_for_ui, [image, caption_model, clip_model, mode, top_k, min_flavors, max_flavors,
                                    caption_tokens], [prompt, info, table], api_name="clip_interrogator")
-    @user_errors
-    def plan_for_ui(prompt):
-        return gr.File(value=compare_plan(prompt), visible=True)
-
-    send.click(plan_for_ui, [prompt], plan, api_name="clip_interrogator_plan")
+    send.click(user_errors(compare_plan), [prompt], plan, api_name="clip_interrogator_plan")

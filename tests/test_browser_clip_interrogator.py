@@ -31,7 +31,7 @@ def test_interrogator_tab_reconstructs_a_prompt_for_an_example(app_server, page)
         expect(banks.get_by_text(bank, exact=True).first).to_be_attached()
     expect(banks).to_contain_text("by ")  # artists are ranked as "by <name>"
 
-    page.get_by_role("button", name="Generate from this prompt (Compare plan)").click()
+    page.get_by_role("button", name="Generate from this prompt (Compare plan, below)").click()
     expect(page.locator("#interrogator-plan")).to_contain_text(re.compile(r"generate-from-prompt\s*\.json"),
                                                                  timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "clip_interrogator.png"))
