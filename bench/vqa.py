@@ -25,7 +25,8 @@ from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
 from demos import ASSETS  # noqa: E402
-from demos.vqa import BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS, answer_blip2, stream_llava  # noqa: E402
+from demos.vqa import (BLIP2_DECODING, LEFT_MODELS, LLAVA_DECODING, LLAVA_MODELS,  # noqa: E402
+                       answer_blip2, stream_llava)
 
 REPEATS = 5
 QUESTION = "What is in the cup?"
@@ -42,6 +43,7 @@ BLIP2_QFORMER = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=
                      cross_attention_frequency=2, encoder_hidden_size=1408, vocab_size=30522)
 CLIP_L_336 = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                   num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
+INSTRUCTBLIP_QFORMER = dict(BLIP2_QFORMER, vocab_size=30523)  # BERT's vocabulary + the [DEC] token
 VICUNA_7B = dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096)
 SIGLIP_SO400M = dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304,
@@ -53,12 +55,15 @@ QWEN15_0_5B = dict(model_type="qwen2", hidden_size=1024, intermediate_size=2816,
 
 
 def real_configs() -> dict:
-    from transformers import Blip2Config, LlavaConfig
+    from transformers import Blip2Config, InstructBlipConfig, LlavaConfig
 
     blip2 = dict(vision_config=BLIP2_VIT_G, qformer_config=BLIP2_QFORMER, num_query_tokens=32)
     return {
         "blip2-opt-2.7b": ("Blip2ForConditionalGeneration", Blip2Config(text_config=OPT_2_7B, **blip2)),
         "blip2-flan-t5-xl": ("Blip2ForConditionalGeneration", Blip2Config(text_config=FLAN_T5_XL, **blip2)),
+        "instructblip-vicuna-7b": ("InstructBlipForConditionalGeneration", InstructBlipConfig(
+            vision_config=BLIP2_VIT_G, qformer_config=INSTRUCTBLIP_QFORMER, text_config=dict(VICUNA_7B, vocab_size=32001),
+            num_query_tokens=32)),
         "llava-1.5-7b": ("LlavaForConditionalGeneration", LlavaConfig(
             vision_config=CLIP_L_336, text_config=VICUNA_7B, vision_feature_layer=-2,
             vision_feature_select_strategy="default")),
@@ -87,7 +92,7 @@ def seconds(call) -> float:
 def latency(name: str, image: Image.Image) -> tuple[float, float, int]:
     """(first call incl. loading, median answer seconds, new tokens) with the tab's default decoding,
     LLaVA greedy so every run generates the same tokens."""
-    if name in BLIP2_MODELS:
+    if name in LEFT_MODELS:
         def answer():
             return answer_blip2(image, QUESTION, "vqa", name, BLIP2_DECODING)
     else:
@@ -103,9 +108,9 @@ def main() -> None:
     from models.device import pick_device
 
     print(f"Answer latency, profile {models.model_settings.profile}, device {pick_device()}; "
-          f"median of {REPEATS}; BLIP-2: beam search 5 beams, max 30 tokens; LLaVA: greedy, max 200 tokens, streamed")
+          f"median of {REPEATS}; BLIP-2 and InstructBLIP: beam search 5 beams, max 30 tokens; LLaVA: greedy, max 200 tokens, streamed")
     print(f"{'model':28} {'first (load+answer)':>20} {'answer':>9} {'new tokens':>11} {'ms/token':>9}")
-    for name in BLIP2_MODELS + LLAVA_MODELS:
+    for name in LEFT_MODELS + LLAVA_MODELS:
         first, median, tokens = latency(name, image)
         print(f"{name:28} {first:19.2f}s {median:8.3f}s {tokens:11d} {1000 * median / max(tokens, 1):9.1f}")
 

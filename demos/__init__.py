@@ -27,8 +27,12 @@ DEMOS: list[Demo] = [
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.clip_zero_shot"),
     Demo("Visual QA: BLIP-2 vs LLaVA", "Li et al., BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image "
-         "Encoders and Large Language Models, ICML 2023 · Liu et al., Visual Instruction Tuning, NeurIPS 2023",
+         "Encoders and Large Language Models, ICML 2023 · Liu et al., Visual Instruction Tuning, NeurIPS 2023 · "
+         "Dai et al., InstructBLIP, NeurIPS 2023 (standing in for Zhu et al., MiniGPT-4, ICLR 2024)",
          "demos.vqa", heavy=True),
+    Demo("CLIP interrogator", "pharmapsychotic, CLIP Interrogator (github.com/pharmapsychotic/clip-interrogator, 2022): "
+         "BLIP-2 caption (Li et al. 2023) + CLIP-ranked phrase banks (Radford et al. 2021)",
+         "demos.clip_interrogator", heavy=True),
     Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
          "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
          "Diffusion Models, AAAI 2024", "demos.controlnet", heavy=True),

@@ -8,6 +8,12 @@ evaluation), or captions with no prompt. LLaVA projects every
 vision patch into the LLM (576 tokens for LLaVA-1.5) and was instruction-tuned to chat, so it gets
 a multi-turn conversation rendered by its processor's chat template, and its answer is streamed.
 
+InstructBLIP (Dai et al. 2023, "InstructBLIP: Towards General-purpose Vision-Language Models with
+Instruction Tuning") can be picked on either side. It stands in for MiniGPT-4 (Zhu et al. 2023), which
+feeds BLIP-2's frozen Q-Former into Vicuna through a single trained linear layer but has no transformers
+class or maintained checkpoint: InstructBLIP is the same recipe (32 Q-Former queries → linear → Vicuna),
+instruction-tuned, with a Q-Former that also reads the instruction. It answers each instruction on its own.
+
 Nothing here writes the image or the conversation to disk; `export_conversation` does, on request.
 """
 from __future__ import annotations
@@ -33,6 +39,10 @@ from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
 BLIP2_MODELS = ["blip2-opt-2.7b", "blip2-flan-t5-xl"]
 LLAVA_MODELS = ["llava-1.5-7b", "llava-interleave-qwen-0.5b"]
+INSTRUCTBLIP_MODELS = ["instructblip-vicuna-7b"]
+LEFT_MODELS = BLIP2_MODELS + INSTRUCTBLIP_MODELS  # answered once (`answer_blip2`)
+RIGHT_MODELS = LLAVA_MODELS + INSTRUCTBLIP_MODELS  # streamed into the chat (`stream_llava`)
+INSTRUCTBLIP_CAPTION = "A short image description:"  # LAVIS's InstructBLIP captioning prompt
 MODES = {"vqa": "Question answering", "caption": "Caption (no prompt)"}
 STRATEGIES = {"greedy": "Greedy", "beam": "Beam search", "sample": "Sampling"}
 MAX_QUESTION_CHARS = MAX_PROMPT_CHARS
@@ -108,9 +118,12 @@ class SideBySide:
 
 def blip2_prompt(question: str, mode: str = "vqa", model: str = BLIP2_MODELS[0]) -> str:
     """BLIP-2's zero-shot VQA prompt from the paper's evaluation (LAVIS): "Question: … Answer:" for the
-    OPT models, "Question: … Short answer:" for the Flan-T5 models; captioning sends no prompt at all."""
+    OPT models, "Question: … Short answer:" for the Flan-T5 models; captioning sends no prompt at all.
+    InstructBLIP was instruction-tuned: the question is the instruction, and captioning asks for one."""
     if mode not in MODES:
         raise UserError(f"Unknown BLIP-2 mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if model in INSTRUCTBLIP_MODELS:
+        return INSTRUCTBLIP_CAPTION if mode == "caption" else question
     if mode == "caption":
         return ""
     return f"Question: {question} {'Short answer' if 'flan-t5' in model else 'Answer'}:"
@@ -162,15 +175,15 @@ def _decode(handle: Any, ids: torch.Tensor) -> str:
 def answer_blip2(image: Any, question: str, mode: str = "vqa", model: str = BLIP2_MODELS[0],
                  decoding: Decoding = BLIP2_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Answer:
-    """BLIP-2 answers (or captions) the image; the prompt tokens are cut off the output."""
-    handle = _handle(model, BLIP2_MODELS, quantization, progress)  # first: it names an unknown model plainly
+    """BLIP-2 (or InstructBLIP) answers or captions the image; the prompt tokens are cut off the output."""
+    handle = _handle(model, LEFT_MODELS, quantization, progress)  # first: it names an unknown model plainly
     prompt = blip2_prompt(question, mode, model)
     inputs = _inputs(handle, image, prompt)
     started = time.perf_counter()
     torch.manual_seed(decoding.seed)
     with torch.inference_mode():
         ids = handle.model.generate(**inputs, **decoding.generate_kwargs())
-    if not handle.model.config.is_encoder_decoder:  # a decoder-only LLM returns prompt + continuation
+    if not handle.model.language_model.config.is_encoder_decoder:  # decoder-only: prompt + continuation
         ids = ids[:, inputs["input_ids"].shape[1]:]
     return _answer(handle, model, prompt, inputs, ids, _decode(handle, ids), started, decoding)
 
@@ -178,11 +191,16 @@ def answer_blip2(image: Any, question: str, mode: str = "vqa", model: str = BLIP
 def stream_llava(image: Any, history: Sequence[dict], question: str, model: str = LLAVA_MODELS[0],
                  decoding: Decoding = LLAVA_DECODING, quantization: str | None = None,
                  progress: ProgressFn | None = None) -> Iterator[Answer]:
-    """LLaVA continues the chat; yields the answer growing token by token (beam search: once)."""
+    """LLaVA continues the chat; yields the answer growing token by token (beam search: once).
+    InstructBLIP, picked on this side, answers the question as a single instruction (no history)."""
     from transformers import StoppingCriteria, TextIteratorStreamer
 
-    handle = _handle(model, LLAVA_MODELS, quantization, progress)
-    prompt = handle.processor.apply_chat_template(llava_conversation(history, question), add_generation_prompt=True)
+    handle = _handle(model, RIGHT_MODELS, quantization, progress)
+    if handle.family == "instructblip":
+        prompt = blip2_prompt(question, "vqa", model)
+    else:
+        prompt = handle.processor.apply_chat_template(llava_conversation(history, question),
+                                                      add_generation_prompt=True)
     inputs = _inputs(handle, image, prompt)
     context = handle.model.config.text_config.max_position_embeddings
     if inputs["input_ids"].shape[1] + decoding.max_new_tokens > context:
@@ -251,6 +269,14 @@ def mechanism(handle: Any, image_tokens: int) -> str:
                 f"queries cross-attend to those features → linear projection → **{image_tokens} image tokens** "
                 f"in front of the prompt of the frozen {llm}. However large the image, the LLM sees "
                 f"{config.num_query_tokens} tokens.")
+    if handle.family == "instructblip":
+        return (f"Image ({vision.image_size} px) → frozen ViT ({grid}×{grid} patches + CLS = {grid * grid + 1} "
+                f"features) → **instruction-aware Q-Former**: {config.num_query_tokens} learned queries *and the "
+                f"instruction's tokens* (its own BERT tokenizer) attend to each other and cross-attend to those "
+                f"features → linear projection → **{image_tokens} image tokens** in front of the instruction for "
+                f"the {llm} (Vicuna). Stands in for **MiniGPT-4** (BLIP-2's Q-Former → one linear layer → Vicuna; "
+                "no transformers class or maintained checkpoint): same 32-token bridge into Vicuna, instruction-"
+                "tuned. Each instruction is answered on its own; earlier turns are not sent.")
     kept = "CLS dropped" if config.vision_feature_select_strategy == "default" else "all patches"
     return (f"Image ({vision.image_size} px) → {vision.model_type.split('_')[0].upper()} vision tower "
             f"({grid}×{grid} patches, layer {config.vision_feature_layer}, {kept}) → 2-layer MLP projector → "
@@ -325,7 +351,7 @@ def _compare_adapter(model: str):
     """One Compare cell: a single-turn answer from `model` through this tab's own functions."""
     def run(image: Any, question: str) -> Output:
         picture, text = rgb_image(image, "an image to ask about"), validate_question(question)
-        if model in BLIP2_MODELS:
+        if model in LEFT_MODELS:
             answer = answer_blip2(picture, text, model=model)
         else:
             *_, answer = stream_llava(picture, [], text, model=model)
@@ -334,7 +360,7 @@ def _compare_adapter(model: str):
 
 
 COMPARE_METHODS = [Method(ANSWER, model, _compare_adapter(model), {"question": ""})
-                   for model in BLIP2_MODELS + LLAVA_MODELS]
+                   for model in BLIP2_MODELS + INSTRUCTBLIP_MODELS + LLAVA_MODELS]
 
 
 def export_conversation(history: Sequence[dict], blip2: dict | None = None) -> str:
@@ -400,7 +426,10 @@ def layout() -> SimpleNamespace:
         "**BLIP-2** compresses the image into 32 Q-Former query tokens for a frozen LLM and answers a "
         "`Question: … Answer:` prompt (`… Short answer:` for Flan-T5, as in the paper) or captions with no prompt. "
         "**LLaVA** projects every image patch "
-        "into an instruction-tuned LLM and chats (follow-up questions keep the conversation). Models load "
+        "into an instruction-tuned LLM and chats (follow-up questions keep the conversation). **InstructBLIP** "
+        "can be picked on either side: it stands in for **MiniGPT-4** (BLIP-2's Q-Former fed into Vicuna through "
+        "one linear layer), which has no transformers class or maintained checkpoint: the same 32 query tokens "
+        "into Vicuna, instruction-tuned, with a Q-Former that also reads the question. Models load "
         "on first use; sizes are shown in the pickers. Nothing you upload or ask is written to disk unless "
         "you press *Save conversation*."
     )
@@ -423,8 +452,8 @@ def layout() -> SimpleNamespace:
         with gr.Column(scale=3):
             with gr.Row(equal_height=False):
                 with gr.Column():
-                    gr.Markdown("### BLIP-2")
-                    blip2_model = gr.Dropdown(_model_choices(BLIP2_MODELS), value=BLIP2_MODELS[0], label="Model",
+                    gr.Markdown("### BLIP-2 · InstructBLIP")
+                    blip2_model = gr.Dropdown(_model_choices(LEFT_MODELS), value=BLIP2_MODELS[0], label="Model",
                                               elem_classes="vqa-model")
                     mode = gr.Radio([(label, key) for key, label in MODES.items()], value="vqa", label="Mode")
                     blip2_answer = gr.Textbox(label="Answer", interactive=False, elem_id="vqa-blip2-answer")
@@ -432,8 +461,8 @@ def layout() -> SimpleNamespace:
                     blip2_sent = gr.Textbox(label="Exact prompt sent (after the 32 image tokens)",
                                             interactive=False, elem_id="vqa-blip2-prompt")
                 with gr.Column():
-                    gr.Markdown("### LLaVA")
-                    llava_model = gr.Dropdown(_model_choices(LLAVA_MODELS), value=_default_llava(), label="Model",
+                    gr.Markdown("### LLaVA · InstructBLIP")
+                    llava_model = gr.Dropdown(_model_choices(RIGHT_MODELS), value=_default_llava(), label="Model",
                                               elem_classes="vqa-model")
                     chat = gr.Chatbot(label="Chat", height=440, elem_id="vqa-llava-chat")  # question and answer in view
                     llava_info = gr.Markdown(elem_id="vqa-llava-info")

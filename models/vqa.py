@@ -1,8 +1,11 @@
-"""Visual question answering: BLIP-2 (Li et al. 2023) and LLaVA (Liu et al. 2023) checkpoints.
+"""Visual question answering: BLIP-2 (Li et al. 2023), InstructBLIP (Dai et al. 2023) and LLaVA (Liu
+et al. 2023) checkpoints.
 
-Both are image-to-text generators that put image features into a language model, but differently:
+All are image-to-text generators that put image features into a language model, but differently:
 BLIP-2 squeezes a frozen ViT's patch features through a Q-Former into `num_query_tokens` (32) soft
-tokens; LLaVA projects every vision patch (576 for LLaVA-1.5) straight into the LLM with an MLP.
+tokens; InstructBLIP does the same with a Q-Former that also reads the instruction (it stands in for
+MiniGPT-4, which feeds BLIP-2's Q-Former into Vicuna through one linear layer but has no transformers
+class); LLaVA projects every vision patch (576 for LLaVA-1.5) straight into the LLM with an MLP.
 
 The tiny stand-ins keep each checkpoint's classes, image size, patch size, feature-selection
 strategy and number of image tokens, so prompts, processors and token counts are the real ones;
@@ -47,9 +50,9 @@ LLAVA_INTERLEAVE_CHAT_TEMPLATE = (
 
 @dataclass
 class VqaHandle:
-    family: str  # "blip2" or "llava"
-    model: Any  # Blip2ForConditionalGeneration | LlavaForConditionalGeneration
-    processor: Any  # Blip2Processor | LlavaProcessor
+    family: str  # "blip2", "instructblip" or "llava"
+    model: Any  # Blip2ForConditionalGeneration | InstructBlipForConditionalGeneration | LlavaForConditionalGeneration
+    processor: Any  # Blip2Processor | InstructBlipProcessor | LlavaProcessor
     device: "torch.device"
 
     @property
@@ -97,6 +100,7 @@ def _load(model_class: str, family: str, context: LoadContext, quantization: str
 
 
 load_blip2 = partial(_load, "Blip2ForConditionalGeneration", "blip2")
+load_instructblip = partial(_load, "InstructBlipForConditionalGeneration", "instructblip")
 load_llava = partial(_load, "LlavaForConditionalGeneration", "llava")
 
 
@@ -158,6 +162,19 @@ def tiny_llama_tokenizer():
     return tokenizer
 
 
+def tiny_bert_tokenizer():
+    """The Q-Former's BERT WordPiece (bert-base-uncased in the published repos): letters, digits and
+    punctuation, with `##` continuations, so an instruction is tokenised character by character."""
+    import string
+
+    from transformers import BertTokenizer
+
+    characters = string.ascii_lowercase + string.digits
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(characters + string.punctuation)
+    tokens += [f"##{c}" for c in characters] + [word for word in TINY_WORDS if len(word) > 1]
+    return BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
+
+
 def tiny_qwen2_tokenizer():
     """Qwen2's byte-level BPE (no merges) with its chat special tokens and `<image>`."""
     from transformers import Qwen2Tokenizer
@@ -205,6 +222,31 @@ def _build_tiny_blip2(folder: Path, tokenizer, text_config: Callable[[Any], dict
     image_processor = BlipImageProcessor(size={"height": 224, "width": 224}, image_mean=CLIP_MEAN,
                                          image_std=CLIP_STD, do_convert_rgb=True)
     save_processor_in_published_layout(Blip2Processor(image_processor, tokenizer, num_query_tokens=32), folder)
+
+
+def build_tiny_instructblip_vicuna(folder: Path) -> None:
+    """InstructBLIP at toy width: BLIP-2's 224 px / 14 px ViT and 32 queries, a Q-Former with a word
+    embedding (it reads the instruction, tokenised by its own BERT tokenizer saved in
+    `qformer_tokenizer/` as in the published repo) and a Llama (Vicuna) LLM."""
+    import torch
+    from transformers import (BlipImageProcessor, InstructBlipConfig, InstructBlipForConditionalGeneration,
+                              InstructBlipProcessor)
+
+    tokenizer, qformer_tokenizer = tiny_llama_tokenizer(), tiny_bert_tokenizer()
+    vision = dict(_tiny_layers(), image_size=224, patch_size=14)
+    qformer = dict(_tiny_layers(), encoder_hidden_size=32, cross_attention_frequency=2,
+                   vocab_size=len(qformer_tokenizer), pad_token_id=qformer_tokenizer.pad_token_id)
+    text = dict(_tiny_layers(), model_type="llama", vocab_size=len(tokenizer), max_position_embeddings=2048,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    config = InstructBlipConfig(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=32,
+                                image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    torch.manual_seed(0)
+    InstructBlipForConditionalGeneration(config).save_pretrained(folder)
+    image_processor = BlipImageProcessor(size={"height": 224, "width": 224}, image_mean=CLIP_MEAN,
+                                         image_std=CLIP_STD, do_convert_rgb=True)
+    processor = InstructBlipProcessor(image_processor, tokenizer, qformer_tokenizer, num_query_tokens=32)
+    save_processor_in_published_layout(processor, folder)
 
 
 def _opt_config(tokenizer) -> dict:
@@ -286,6 +328,10 @@ _CHECKPOINTS = [
      "BLIP-2: ViT-g + Q-Former (32 queries) + OPT-2.7B, 3.7B parameters"),
     ("blip2-flan-t5-xl", "Salesforce/blip2-flan-t5-xl", 15.8, load_blip2, build_tiny_blip2_t5,
      "BLIP-2: ViT-g + Q-Former (32 queries) + Flan-T5-XL encoder-decoder, 3.9B parameters"),
+    # 31.7 GB: the four fp32 safetensors shards of the Hub file list (9.9 + 9.96 + 9.92 + 1.88 GB).
+    ("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", 31.7, load_instructblip,
+     build_tiny_instructblip_vicuna, "InstructBLIP: ViT-g + instruction-aware Q-Former (32 queries) + Vicuna-7B, "
+     "7.9B parameters"),
     ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", 14.1, load_llava, build_tiny_llava_15,
      "LLaVA-1.5: CLIP ViT-L/14-336 + MLP projector + Vicuna-7B, 7.1B parameters"),
     ("llava-interleave-qwen-0.5b", "llava-hf/llava-interleave-qwen-0.5b-hf", 1.7, load_llava,

@@ -47,3 +47,34 @@ def test_vqa_tab_answers_an_example_on_both_sides(app_server, page):
 
     page.get_by_role("button", name="Clear chat", exact=True).click()
     expect(chat).not_to_contain_text("What is in the cup?", timeout=15_000)
+
+
+def test_instructblip_is_selectable_on_either_side(app_server, page):
+    """InstructBLIP (MiniGPT-4's stand-in) answers on the left next to LLaVA, then on the right."""
+    from playwright.sync_api import expect
+
+    page.goto(app_server.url)
+    expect(page.locator("#tiny-banner")).to_contain_text("random weights", timeout=30_000)
+    open_tab(page, "Visual QA: BLIP-2 vs LLaVA")
+    page.get_by_role("gridcell", name="What is in the cup?").click()
+    expect(page.get_by_role("textbox", name="Question")).to_have_value("What is in the cup?", timeout=15_000)
+    option = re.compile(r"^instructblip-vicuna-7b")
+
+    page.locator(".vqa-model input").first.click()
+    page.get_by_role("option", name=option).click()
+    page.get_by_role("button", name="Ask", exact=True).click()
+    left_info = page.locator("#vqa-blip2-info")
+    expect(left_info).to_contain_text("instructblip-vicuna-7b", timeout=90_000)
+    expect(left_info).to_contain_text("32 image tokens")
+    expect(left_info).to_contain_text("MiniGPT-4")
+    expect(page.locator("#vqa-blip2-prompt textarea")).to_have_value("What is in the cup?")
+    expect(page.locator("#vqa-llava-info")).to_contain_text(re.compile(r"(576|729) image tokens"), timeout=90_000)
+
+    page.locator(".vqa-model input").nth(1).click()
+    page.get_by_role("option", name=option).click()
+    page.get_by_role("button", name="Ask", exact=True).click()
+    right_info = page.locator("#vqa-llava-info")
+    expect(right_info).to_contain_text("MiniGPT-4", timeout=90_000)
+    expect(right_info).to_contain_text("32 image tokens")
+    expect(page.locator("#vqa-llava-prompt textarea")).to_have_value("What is in the cup?")
+    page.screenshot(path=str(ARTIFACTS / "vqa_instructblip.png"), full_page=True)

@@ -156,3 +156,21 @@ def test_sam_click_mask_covers_the_clicked_cat(client):
     mask = np.asarray(Image.open(mask_path).convert("L")) > 127
     assert mask[150, 220], "the clicked pixel is outside the mask"
     assert 0.05 < mask.mean() < 0.8, "the mask is a speck or the whole picture"
+
+
+# ---- issue 20b: InstructBLIP (MiniGPT-4's stand-in) and the CLIP interrogator ----------------------
+
+def test_instructblip_says_cat_on_either_side(client):
+    greedy = [30, "greedy", 1, 1.0, 1.0, 1.0]
+    left, left_info, _, chat, right_info, *_ = client.predict(
+        handle_file(CAT), "What animal is this?", [], "instructblip-vicuna-7b", "vqa", "instructblip-vicuna-7b",
+        "none", 0, False, *greedy, *greedy, api_name="/vqa")
+    assert "cat" in left.lower() and "32 image tokens" in left_info, left
+    assert "cat" in str(chat[-1]["content"]).lower() and "MiniGPT-4" in right_info, chat
+
+
+def test_interrogator_prompt_mentions_a_cat(client):
+    prompt, info, table = client.predict(handle_file(CAT), "blip2-opt-2.7b", "clip-vit-large-patch14", "best", 5, 2,
+                                         8, 20, api_name="/clip_interrogator")
+    assert "cat" in prompt.lower() and "Greedy chain" in info, prompt
+    assert {row[0] for row in table["data"]} == {"mediums", "artists", "movements", "flavors"}

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import models
-from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, LLAVA_DECODING, LLAVA_MODELS, Decoding,
-                       answer_blip2, ask, blip2_prompt, export_conversation, llava_conversation, run_vqa,
-                       stream_llava)
+from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, COMPARE_METHODS, INSTRUCTBLIP_MODELS, LLAVA_DECODING,
+                       LLAVA_MODELS, Decoding, answer_blip2, ask, blip2_prompt, export_conversation,
+                       llava_conversation, run_vqa, stream_llava)
 from models import ModelUnavailable, UserError
 from models.vqa import available_quantizations
 
@@ -119,6 +119,76 @@ def test_decoding_settings_are_checked():
     assert LLAVA_DECODING.generate_kwargs()["temperature"] == 0.2 and LLAVA_DECODING.generate_kwargs()["top_p"] == 0.7
 
 
+# ---- InstructBLIP (MiniGPT-4's stand-in), on either side --------------------------------------------
+
+INSTRUCTBLIP = INSTRUCTBLIP_MODELS[0]
+
+
+@pytest.mark.mechanism
+def test_instructblip_prompt_is_built_by_its_processor_for_both_tokenizers():
+    handle = models.get(INSTRUCTBLIP)
+    assert blip2_prompt("What animal is this?", model=INSTRUCTBLIP) == "What animal is this?"  # the instruction
+    assert blip2_prompt("ignored", "caption", INSTRUCTBLIP) == "A short image description:"
+    inputs = handle.processor(images=CAT, text="What animal is this?", return_tensors="pt")
+    ids = inputs["input_ids"][0]
+    image_id = handle.model.config.image_token_id
+    assert torch.equal(ids[:32], torch.full((32,), image_id))  # 32 query slots come first ...
+    assert ids[32] == handle.processor.tokenizer.bos_token_id  # ... then the LLM's own BOS + instruction
+    assert int((ids == image_id).sum()) == 32
+    # The Q-Former reads the same instruction through its separate BERT tokenizer (no image tokens).
+    assert handle.processor.qformer_tokenizer.decode(inputs["qformer_input_ids"][0], skip_special_tokens=True) \
+        .replace(" ", "") == "whatanimalisthis?"
+    assert handle.processor.tokenizer.decode(ids[33:]) == "What animal is this?"
+
+
+@pytest.mark.mechanism
+def test_instructblip_answer_excludes_the_prompt_and_uses_the_instruction():
+    handle = models.get(INSTRUCTBLIP)
+    result = answer_blip2(CAT, "What animal is this?", "vqa", INSTRUCTBLIP, GREEDY)
+    prompt_ids, output = _greedy_reference(handle, "What animal is this?", 12)
+    assert torch.equal(output[0, :prompt_ids.shape[1]], prompt_ids[0])  # generate() echoes the prompt ...
+    expected = handle.processor.batch_decode(output[:, prompt_ids.shape[1]:], skip_special_tokens=True)[0].strip()
+    assert result.answer == expected  # ... which the demo cuts off
+    assert result.new_tokens == output.shape[1] - prompt_ids.shape[1]
+    assert result.image_tokens == 32 and "MiniGPT-4" in result.mechanism and "32 image tokens" in result.mechanism
+    # The Q-Former reads the instruction: another question changes the image tokens' input, not only the text.
+    with torch.no_grad():
+        features = [handle.model.get_image_features(**{k: v for k, v in handle.processor(
+            images=CAT, text=q, return_tensors="pt").items() if k in ("pixel_values", "qformer_input_ids",
+                                                                      "qformer_attention_mask")}).pooler_output
+            for q in ("What animal is this?", "Describe the colours.")]
+    assert not torch.allclose(features[0], features[1])
+
+
+@pytest.mark.parametrize("left, right", [(INSTRUCTBLIP, LLAVA_MODELS[1]), (BLIP2_MODELS[0], INSTRUCTBLIP)],
+                         ids=["left of LLaVA", "right of BLIP-2"])
+def test_instructblip_answers_side_by_side_on_either_side(left, right):
+    steps = list(run_vqa(CAT, "What animal is this?", HISTORY[:2], blip2_model=left, llava_model=right,
+                         blip2_decoding=GREEDY, llava_decoding=replace(GREEDY, max_new_tokens=16)))
+    final = steps[-1]
+    assert final.blip2.error is None and final.llava.error is None
+    assert final.blip2.model == left and final.llava.model == right
+    assert final.blip2.image_tokens == 32
+    assert final.llava.image_tokens == (32 if right == INSTRUCTBLIP else 729)
+    if right == INSTRUCTBLIP:  # one instruction, no chat history, streamed into the chat
+        assert final.llava.prompt == "What animal is this?" and len(steps) >= 3
+        assert final.history[2:] == [{"role": "user", "content": "What animal is this?"},
+                                     {"role": "assistant", "content": final.llava.answer}]
+    assert "What animal is this?" not in final.blip2.answer + final.llava.answer
+
+
+def test_compare_runs_three_vqa_models_from_the_preset():
+    from demos.compare import Plan, compare_grid, load_preset
+
+    plan = load_preset("vqa-three-models")
+    assert plan.methods == ["blip2-opt-2.7b", "instructblip-vicuna-7b", "llava-interleave-qwen-0.5b"]
+    assert {m.name for m in COMPARE_METHODS} >= set(plan.methods)
+    grid = compare_grid(Plan(**{**plan.__dict__, "values": plan.values[:1]}))
+    assert len(grid) == 3 and all(not row[0].error for row in grid)
+    own = answer_blip2(plan.inputs["image"], plan.values[0], model=INSTRUCTBLIP)
+    assert grid[1][0].output.text == own.answer
+
+
 # ---- side by side ---------------------------------------------------------------------------------
 
 def test_one_call_answers_on_both_sides_and_extends_the_chat():
@@ -212,7 +282,7 @@ def test_both_models_answer_through_the_api(app_server):
                        "none", 3, False, *greedy, *greedy, api_name="/vqa")
 
 
-@pytest.mark.parametrize("name", BLIP2_MODELS + LLAVA_MODELS)
+@pytest.mark.parametrize("name", BLIP2_MODELS + INSTRUCTBLIP_MODELS + LLAVA_MODELS)
 def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
     models.REGISTRY[name].tiny_builder(tmp_path)
     files = {path.name for path in tmp_path.iterdir()}
@@ -226,4 +296,6 @@ def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
         assert settings["patch_size"] == config["vision_config"]["patch_size"]
     else:
         assert settings["num_query_tokens"] == 32
+    # InstructBLIP's repo keeps the Q-Former's BERT tokenizer in its own folder.
+    assert (tmp_path / "qformer_tokenizer" / "tokenizer_config.json").is_file() == (name in INSTRUCTBLIP_MODELS)
 
