@@ -49,5 +49,13 @@ DEMOS: list[Demo] = [
     Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
          "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
          "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True),
+    Demo("InstructPix2Pix", "Brooks, Holynski, Efros, InstructPix2Pix: Learning to Follow Image Editing Instructions, "
+         "CVPR 2023", "demos.instruct_pix2pix", heavy=True),
+    Demo("Prompt-to-prompt", "Hertz et al., Prompt-to-Prompt Image Editing with Cross-Attention Control, ICLR 2023 · "
+         "Mokady et al., Null-text Inversion for Editing Real Images using Guided Diffusion Models, CVPR 2023",
+         "demos.prompt_to_prompt", heavy=True),
+    Demo("Masked edit", "Meng et al., SDEdit: Guided Image Synthesis and Editing with Stochastic Differential "
+         "Equations, ICLR 2022, with the original re-imposed outside a mask at every step (as in RePaint and "
+         "DiffFace's M_t)", "demos.masked_edit", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

@@ -63,3 +63,14 @@ IMAGE = Task("text + layout → image", (
     Field("boxes", "Boxes (phrase: x0,y0,x1,y1 per line)", "lines"),
     Field("control_image", "Control image", "image"),
 ))
+
+# One photo, one edit, said three ways: an instruction (InstructPix2Pix), a source and an edited prompt
+# (prompt-to-prompt after null-text inversion), an edited prompt inside a mask (masked edit).
+EDIT = Task("image + edit → image", (
+    PICTURE,
+    Field("source_prompt", "What the photo shows (prompt-to-prompt's source prompt)", value="a photo of a cat"),
+    Field("edited_prompt", "The photo after the edit (prompt-to-prompt, masked edit)", value="a photo of a dog"),
+    Field("instruction", "The edit as an instruction (InstructPix2Pix)", value="turn the cat into a dog"),
+    Field("mask", "Region to edit, white = edit (masked edit)", "image"),
+    Field("seed", "Seed", "number", 0),
+))
