@@ -45,5 +45,10 @@ DEMOS: list[Demo] = [
     Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
          "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
          "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True),
+    Demo("MultiDiffusion", "Bar-Tal, Yariv, Lipman, Dekel, MultiDiffusion: Fusing Diffusion Paths for Controlled Image "
+         "Generation, ICML 2023", "demos.multidiffusion", heavy=True),
+    Demo("unCLIP", "Ramesh et al., Hierarchical Text-Conditional Image Generation with CLIP Latents (DALL·E 2), "
+         "arXiv 2204.06125, 2022 · Razzhigaev et al., Kandinsky: an Improved Text-to-Image Synthesis with Image Prior "
+         "and Latent Diffusion, EMNLP 2023 (demo track)", "demos.unclip", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]
