@@ -94,18 +94,24 @@ def test_one_window_covering_the_whole_latent_is_the_plain_pipeline(seed):
 
 @pytest.mark.mechanism
 def test_panorama_latent_equals_diffusers_panorama_pipeline():
-    """diffusers' StableDiffusionPanoramaPipeline (64-latent windows, stride 8) on the same base and noise."""
+    """diffusers' StableDiffusionPanoramaPipeline on the same base and noise. Its window is fixed at 64 latents
+    (SD's 512 px); it is given the tiny model's native window instead, through its own `get_views`."""
     from diffusers import StableDiffusionPanoramaPipeline
 
     base = models.get(SD15)
+    window = native_side() // 8
     reference = StableDiffusionPanoramaPipeline.from_pipe(base, scheduler=md.ddim_like(base), dtype=base.unet.dtype)
     reference.set_progress_bar_config(disable=True)
-    expected = reference("a beach", height=512, width=640, num_inference_steps=2, output_type="latent",
+    get_views = reference.get_views
+    reference.get_views = lambda height, width, **kwargs: get_views(height, width, window_size=window, **kwargs)
+    height, width = 8 * window, 8 * (window + 16)
+    expected = reference("a beach", height=height, width=width, num_inference_steps=2, output_type="latent",
                          generator=torch.Generator().manual_seed(1)).images
-    noise = md.initial_noise(base, 512, 640, torch.Generator().manual_seed(1))
-    views = md.windows(64, 80, 64, 8)
+    noise = md.initial_noise(base, height, width, torch.Generator().manual_seed(1))
+    views = md.windows(window, window + 16, window, 8)
     assert len(views) == 3
-    ours = md.generate(base, ["a beach"], torch.ones(1, 1, 64, 80), views, noise, torch.Generator(), steps=2)
+    ours = md.generate(base, ["a beach"], torch.ones(1, 1, window, window + 16), views, noise, torch.Generator(),
+                       steps=2)
     assert torch.allclose(ours.latent, expected, atol=1e-5)
 
 
