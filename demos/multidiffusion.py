@@ -327,14 +327,15 @@ def build_ui() -> None:
                         baselines = gr.Checkbox(value=True, label="Also run the naive baselines (one pass, tiles)")
                     seed, randomize = seed_controls(0)
                     generate = gr.Button("Generate panorama", variant="primary")
-                    info = gr.Markdown()
+                    info = gr.Markdown(elem_id="md-summary")
             with gr.Column(elem_id="md-results"):
                 image = gr.Image(label="MultiDiffusion panorama (PNG)", type="filepath", format="png",
                                  elem_id="md-panorama", elem_classes=RESULT)
-                grid = gr.Image(label="The windows it fused", format="png")
+                grid = gr.Image(label="The windows it fused", format="png", elem_id="md-grid")
                 previews = gr.Gallery(label="Fused x0 prediction during sampling (step)", columns=PREVIEWS, height=220)
                 one_pass = gr.Image(label="Baseline: the whole size in one pass (same noise)", format="png")
-                tiles = gr.Image(label="Baseline: independent tiles stitched, no fusion (same noise)", format="png")
+                tiles = gr.Image(label="Baseline: independent tiles stitched, no fusion (same noise)", format="png",
+                                 elem_id="md-tiles")
 
             @user_errors
             def panorama_for_ui(prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines,

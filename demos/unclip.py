@@ -309,7 +309,7 @@ def build_ui() -> None:
                 with gr.Column(elem_id="unclip-variation-results"):
                     variations = gr.Gallery(label="Variations (its CLIP image embedding, decoded with other seeds)",
                                             columns=2, format="png", elem_id="unclip-variations")
-                    var_info = gr.Markdown()
+                    var_info = gr.Markdown(elem_id="unclip-variation-info")
 
             @user_errors
             def variations_for_ui(image, count, steps, guidance, seed, randomize, progress=gr.Progress()):
