@@ -57,5 +57,10 @@ DEMOS: list[Demo] = [
     Demo("Masked edit", "Meng et al., SDEdit: Guided Image Synthesis and Editing with Stochastic Differential "
          "Equations, ICLR 2022, with the original re-imposed outside a mask at every step (as in RePaint and "
          "DiffFace's M_t)", "demos.masked_edit", heavy=True),
+    Demo("MultiDiffusion", "Bar-Tal, Yariv, Lipman, Dekel, MultiDiffusion: Fusing Diffusion Paths for Controlled Image "
+         "Generation, ICML 2023", "demos.multidiffusion", heavy=True),
+    Demo("unCLIP", "Ramesh et al., Hierarchical Text-Conditional Image Generation with CLIP Latents (DALL·E 2), "
+         "arXiv 2204.06125, 2022 · Razzhigaev et al., Kandinsky: an Improved Text-to-Image Synthesis with Image Prior "
+         "and Latent Diffusion, EMNLP 2023 (demo track)", "demos.unclip", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

@@ -17,6 +17,7 @@ class Limits:
     max_labels: int = field(default_factory=lambda: env_int("PP_MAX_LABELS", 64))
     max_compare_cells: int = field(default_factory=lambda: env_int("PP_MAX_COMPARE_CELLS", 24))
     max_image_side: int = field(default_factory=lambda: env_int("PP_MAX_IMAGE_SIDE", 4096))  # larger is scaled down
+    max_panorama_side: int = field(default_factory=lambda: env_int("PP_MAX_PANORAMA_SIDE", 4096))  # MultiDiffusion px
     max_queue: int = field(default_factory=lambda: env_int("PP_MAX_QUEUE", 32))  # requests waiting
     max_file_size: str = field(default_factory=lambda: os.environ.get("PP_MAX_FILE_SIZE", "20mb"))  # one upload
 
