@@ -45,5 +45,10 @@ DEMOS: list[Demo] = [
     Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
          "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
          "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True),
+    Demo("Segment Anything", "Kirillov et al., Segment Anything, ICCV 2023 · Liu et al., Grounding DINO: Marrying DINO "
+         "with Grounded Pre-Training for Open-Set Object Detection, ECCV 2024 · Ren et al., Grounded SAM, arXiv "
+         "2401.14159", "demos.segment_anything"),
+    Demo("BEiT vs MAE", "Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022 · He et al., Masked "
+         "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.masked_image_modeling"),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]
