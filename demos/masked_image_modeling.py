@@ -33,6 +33,7 @@ MIN_BLOCK = 16  # BEiT's smallest block, in patches
 BLOCK_ASPECT = (0.3, 1 / 0.3)
 DISPLAY_SIDE = 448  # the views are drawn at this size, whatever the model's input side
 EXAMPLES = ("chelsea.jpg", "coffee.jpg", "rocket.jpg")
+EXAMPLES_ID = "mim-examples"
 
 
 def blockwise_mask(side: int, count: int, rng: random.Random) -> np.ndarray:
@@ -223,7 +224,8 @@ def run_masked_image_modeling(image: Any, mask_mode: str = "blockwise", mask_rat
     predictions = [[int(row), int(column), int(token), round(float(p), 4)]
                    for row, column, token, p in zip(rows, columns, ids, confidence)]
     parameters = dict(beit=models.REGISTRY[BEIT_BASE].checkpoint, mae=models.REGISTRY[MAE_BASE].checkpoint,
-                      mask_mode=mask_mode, masked=int(mask.sum()), patches=side * side, seed=seed)
+                      mask_mode=mask_mode, masked=int(mask.sum()), patches=side * side, seed=seed,
+                      mae_norm_pix_loss=bool(mae.model.config.norm_pix_loss))
     return MimResult(
         picture=shown, mask=mask, masked_view=masked_view, token_view=grid_view(masked_view, token_cells, side),
         confidence_view=grid_view(Image.new("RGB", shown.size, (20, 20, 20)), confidence_cells, side),
@@ -275,7 +277,7 @@ def layout() -> SimpleNamespace:
     table = gr.Dataframe(headers=["row", "column", "BEiT token", "probability"], label="BEiT per masked patch",
                          interactive=False, max_height=240)
     gr.Examples([[str(ASSETS / name)] for name in EXAMPLES], inputs=image,
-                label="Examples (public-domain images from scikit-image)")
+                label="Examples (public-domain images from scikit-image)", elem_id=EXAMPLES_ID)
     return SimpleNamespace(image=image, mask_mode=mask_mode, mask_ratio=mask_ratio, patches=patches, seed=seed,
                            randomize=randomize, run=run, masked_view=masked_view, info=info, token_view=token_view,
                            confidence_view=confidence_view, reconstruction=reconstruction,
@@ -294,6 +296,9 @@ def build_ui() -> None:
         result = run_masked_image_modeling(image, mask_mode, mask_ratio, patches, seed, randomize, progress)
         summary = (f"**{int(result.mask.sum())} of {result.side ** 2} patches masked** ({result.parameters['mask_mode']}, "
                    f"seed {result.seed}) · MAE's error on them: {result.reconstruction_error:.4f} (MSE, pixels 0–1)")
+        if result.parameters["mae_norm_pix_loss"]:
+            summary += (" · this MAE predicts per-patch normalised pixels: shown de-normalised with each input "
+                        "patch's own mean and variance, which the model did not see")
         return (result.masked_view, summary, result.token_view, result.confidence_view, result.reconstruction,
                 result.reconstruction_only, result.predictions, result.seed)
 

@@ -38,6 +38,7 @@ BOX_NMS = 0.8  # Grounded-SAM's demo removes boxes overlapping a better one by m
 MAX_OBJECT_PROMPT = 400  # characters of the Grounded-SAM text prompt
 MAX_ASPECT = 4  # Grounding DINO resizes the long side to at most 1333 px: a thinner strip leaves its coarsest features empty
 EXAMPLES = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
+EXAMPLES_ID = "sam-examples"
 
 
 def palette(count: int) -> list[tuple[int, int, int]]:
@@ -269,16 +270,16 @@ def layout() -> SimpleNamespace:
                     clear = gr.Button("Clear clicks", size="sm")
             with gr.Accordion("Segment everything", open=True):
                 points_per_side = gr.Slider(1, MAX_POINTS_PER_SIDE, value=DEFAULT_POINTS_PER_SIDE, step=1,
-                                            label="Points per side (the paper: 32)")
+                                            label="Points per side (the paper: 32)", elem_id="sam-points")
                 with gr.Row():
-                    pred_iou = gr.Slider(0, 1, value=0.88, step=0.01, label="Predicted-IoU threshold")
-                    stability = gr.Slider(0, 1, value=0.95, step=0.01, label="Stability threshold")
+                    pred_iou = gr.Slider(0, 1, value=0.88, step=0.01, label="Predicted-IoU threshold", elem_id="sam-iou")
+                    stability = gr.Slider(0, 1, value=0.95, step=0.01, label="Stability threshold", elem_id="sam-stability")
                     nms = gr.Slider(0, 1, value=0.7, step=0.01, label="Box NMS IoU")
                 everything_button = gr.Button("Segment everything", variant="primary", elem_id="sam-everything")
             with gr.Accordion("Grounded-SAM: text → boxes → masks", open=True):
                 text = gr.Textbox(label="Objects, each ending with a period", value="cat.", elem_id="sam-text")
                 with gr.Row():
-                    box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold")
+                    box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold", elem_id="sam-box-threshold")
                     text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold")
                 grounded_button = gr.Button("Find and segment", variant="primary", elem_id="sam-grounded")
         with gr.Column():
@@ -291,7 +292,7 @@ def layout() -> SimpleNamespace:
                                  label="Masks", interactive=False, max_height=240)
             mask_file = gr.File(label="Mask PNG (white = region): upload it as Paint-by-Example's mask")
     gr.Examples([[str(ASSETS / name)] for name in EXAMPLES], inputs=image,
-                label="Examples (public-domain images from scikit-image)")
+                label="Examples (public-domain images from scikit-image)", elem_id=EXAMPLES_ID)
     return SimpleNamespace(
         image=image, model=model, click_mode=click_mode, choice=choice, prompts=prompts, segment=segment_button,
         clear=clear, points_per_side=points_per_side, pred_iou=pred_iou, stability=stability, nms=nms,

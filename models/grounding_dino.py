@@ -70,7 +70,7 @@ def build_tiny_grounding_dino(folder: Path) -> None:
 
 
 SPECS = [
-    ModelSpec(name=GROUNDING_DINO_TINY, checkpoint="IDEA-Research/grounding-dino-tiny", download_gb=0.69,
+    ModelSpec(name=GROUNDING_DINO_TINY, checkpoint="IDEA-Research/grounding-dino-tiny", download_gb=0.689,
               loader=load_grounding_dino, tiny_builder=build_tiny_grounding_dino,
               description="Grounding DINO Swin-T (172M parameters): text prompt → boxes, for Grounded-SAM"),
 ]
