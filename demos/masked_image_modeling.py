@@ -79,7 +79,8 @@ def parse_patches(text: str | None, side: int) -> np.ndarray:
             raise UserError(f"Cannot read the patch {item.strip()!r}: give each as `row col`, e.g. `3 5`.")
         row, column = map(int, numbers)
         if row >= side or column >= side:
-            raise UserError(f"The patch {row} {column} is outside the {side}×{side} grid (rows and columns 0–{side - 1}).")
+            raise UserError(f"The patch {row} {column} is outside the {side}×{side} grid "
+                            f"(rows and columns 0–{side - 1}).")
         mask[row, column] = True
     return mask.reshape(-1)
 
@@ -253,7 +254,7 @@ def layout() -> SimpleNamespace:
     )
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Image (its centre square is used)", type="pil", height=300)
+            image = gr.Image(label="Image (its centre square is used)", type="pil", height=300, elem_id="mim-image")
             mask_mode = gr.Radio([("blockwise (BEiT)", "blockwise"), ("random (MAE)", "random"),
                                   ("patches I click", "patches")], value="blockwise", label="Masking")
             mask_ratio = gr.Slider(0.05, 0.95, value=0.4, step=0.01, label="Share of patches masked")
@@ -287,14 +288,15 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
 
     @user_errors
     def run_for_ui(image, mask_mode, mask_ratio, patches, seed, randomize, progress=gr.Progress(track_tqdm=True)):
         result = run_masked_image_modeling(image, mask_mode, mask_ratio, patches, seed, randomize, progress)
-        summary = (f"**{int(result.mask.sum())} of {result.side ** 2} patches masked** ({result.parameters['mask_mode']}, "
+        summary = (f"**{int(result.mask.sum())} of {result.side ** 2} patches masked** "
+                   f"({result.parameters['mask_mode']}, "
                    f"seed {result.seed}) · MAE's error on them: {result.reconstruction_error:.4f} (MSE, pixels 0–1)")
         if result.parameters["mae_norm_pix_loss"]:
             summary += (" · this MAE predicts per-patch normalised pixels: shown de-normalised with each input "
@@ -311,5 +313,6 @@ def build_ui() -> None:
               outputs=[w.masked_view, w.info, w.token_view, w.confidence_view, w.reconstruction,
                        w.reconstruction_only, w.table, w.seed])
     w.run.click(run_for_ui, **io, api_name="masked_image_modeling")
+    scroll_into_view_on(w.run, "mim-masked")
     w.masked_view.select(user_errors(click), inputs=w.patches, outputs=[w.patches, w.mask_mode],
                          api_visibility="private").success(run_for_ui, **io, api_visibility="private")

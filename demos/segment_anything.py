@@ -36,7 +36,8 @@ DEFAULT_POINTS_PER_SIDE = 16  # a quarter of the paper's 1024 prompts: a few sec
 MAX_BOXES = 20  # Grounding DINO boxes kept (highest scores first) after NMS
 BOX_NMS = 0.8  # Grounded-SAM's demo removes boxes overlapping a better one by more than this IoU
 MAX_OBJECT_PROMPT = 400  # characters of the Grounded-SAM text prompt
-MAX_ASPECT = 4  # Grounding DINO resizes the long side to at most 1333 px: a thinner strip leaves its coarsest features empty
+# Grounding DINO caps the long side at 1333 px: a thinner strip leaves its coarsest feature map empty.
+MAX_ASPECT = 4
 EXAMPLES = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg")
 EXAMPLES_ID = "sam-examples"
 
@@ -55,6 +56,10 @@ def colour_overlay(picture: Image.Image, masks: np.ndarray, colours: list[tuple[
     for mask, colour in zip(masks, colours):
         canvas[mask] = (1 - opacity) * canvas[mask] + opacity * np.array(colour, dtype=np.float32)
     return Image.fromarray(np.rint(canvas).astype(np.uint8))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "es" if noun.endswith("x") else "s")
 
 
 def mask_image(mask: np.ndarray) -> Image.Image:
@@ -90,7 +95,8 @@ def run_segment_everything(image: Any, model: str = SAM_VIT_B, points_per_side: 
     stability_score_thresh = number_in_range(stability_score_thresh, "The stability threshold", 0, 1)
     box_nms_thresh = number_in_range(box_nms_thresh, "The box NMS threshold", 0, 1)
     generator = SamAutomaticMaskGenerator(models.get(model, progress), points_per_side=points_per_side,
-                                          pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+                                          pred_iou_thresh=pred_iou_thresh,
+                                          stability_score_thresh=stability_score_thresh,
                                           box_nms_thresh=box_nms_thresh)
     work = sam_frame(picture)
     started = time.perf_counter()
@@ -158,8 +164,13 @@ def detect(handle: Any, picture: Image.Image, text: str, box_threshold: float,
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, picture.height)
     keep = [int(index) for index in nms(boxes, scores, BOX_NMS)[:MAX_BOXES]]  # sorted by score
     keep = [index for index in keep if (boxes[index, 2:] > boxes[index, :2]).all()]  # not flat after clamping
-    labels = [found["text_labels"][index].strip() or "?" for index in keep]
+    labels = [phrase(found["text_labels"][index], handle.processor.tokenizer.all_special_tokens) for index in keep]
     return boxes[keep].numpy().astype(np.float64).reshape(-1, 4), scores[keep].numpy(), labels
+
+
+def phrase(label: str, special_tokens: list[str]) -> str:
+    """A detected phrase without the tokenizer's markers ([SEP] where a phrase ran to the prompt's end)."""
+    return " ".join(word for word in label.split() if word not in special_tokens) or "?"
 
 
 def draw_boxes(picture: Image.Image, boxes: np.ndarray, labels: list[str],
@@ -272,14 +283,17 @@ def layout() -> SimpleNamespace:
                 points_per_side = gr.Slider(1, MAX_POINTS_PER_SIDE, value=DEFAULT_POINTS_PER_SIDE, step=1,
                                             label="Points per side (the paper: 32)", elem_id="sam-points")
                 with gr.Row():
-                    pred_iou = gr.Slider(0, 1, value=0.88, step=0.01, label="Predicted-IoU threshold", elem_id="sam-iou")
-                    stability = gr.Slider(0, 1, value=0.95, step=0.01, label="Stability threshold", elem_id="sam-stability")
-                    nms = gr.Slider(0, 1, value=0.7, step=0.01, label="Box NMS IoU")
+                    pred_iou = gr.Slider(0, 1, value=0.88, step=0.01, label="Predicted-IoU threshold",
+                                         elem_id="sam-iou")
+                    stability = gr.Slider(0, 1, value=0.95, step=0.01, label="Stability threshold",
+                                          elem_id="sam-stability")
+                    nms = gr.Slider(0, 1, value=0.7, step=0.01, label="Box NMS IoU", elem_id="sam-nms")
                 everything_button = gr.Button("Segment everything", variant="primary", elem_id="sam-everything")
             with gr.Accordion("Grounded-SAM: text → boxes → masks", open=True):
                 text = gr.Textbox(label="Objects, each ending with a period", value="cat.", elem_id="sam-text")
                 with gr.Row():
-                    box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold", elem_id="sam-box-threshold")
+                    box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold",
+                                              elem_id="sam-box-threshold")
                     text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold")
                 grounded_button = gr.Button("Find and segment", variant="primary", elem_id="sam-grounded")
         with gr.Column():
@@ -303,7 +317,7 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import user_errors
+    from demos.ui import scroll_into_view_on, user_errors
 
     w = layout()
 
@@ -332,7 +346,7 @@ def build_ui() -> None:
     def everything_for_ui(image, model, points_per_side, pred_iou, stability, nms,
                           progress=gr.Progress(track_tqdm=True)):
         result = run_segment_everything(image, model, points_per_side, pred_iou, stability, nms, progress)
-        summary = (f"**{len(result.masks)} masks** from {result.prompts} point prompts "
+        summary = (f"**{plural(len(result.masks), 'mask')}** from {result.prompts} point prompts "
                    f"({result.prompts * 3} candidates) in {result.seconds:.2f} s")
         mask_path = (png_with_parameters(mask_image(result.masks.any(axis=0)), result.parameters, stem="sam-everything")
                      if len(result.masks) else None)
@@ -344,7 +358,8 @@ def build_ui() -> None:
         rows = [[index + 1, label, round(box_score, 3), round(mask_score, 3), [round(v) for v in box]]
                 for index, (label, box_score, mask_score, box) in
                 enumerate(zip(result.labels, result.box_scores, result.mask_scores, result.boxes))]
-        summary = (f"**{len(result.labels)} boxes** for `{result.text}` → {len(result.labels)} SAM masks in "
+        count = len(result.labels)
+        summary = (f"**{plural(count, 'box')}** for `{result.text}` → {plural(count, 'SAM mask')} in "
                    f"{result.seconds:.2f} s (box score = Grounding DINO's, SAM IoU = SAM's prediction)")
         mask_path = png_with_parameters(mask_image(result.masks.any(axis=0)), result.parameters, stem="grounded-sam")
         return result.overlay, summary, [], rows, mask_path
@@ -360,3 +375,5 @@ def build_ui() -> None:
     gr.on([w.grounded.click, w.text.submit], grounded_for_ui,
           inputs=[w.image, w.text, w.box_threshold, w.text_threshold, w.model], outputs=outputs,
           api_name="grounded_sam")
+    for button in (w.everything, w.grounded):  # started from the bottom of the settings: show the result
+        scroll_into_view_on(button, "sam-result")

@@ -59,7 +59,8 @@ def build_tiny_beit(folder: Path) -> None:
                         use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=0.1)
     torch.manual_seed(0)
     BeitForMaskedImageModeling(config).save_pretrained(folder)
-    BeitImageProcessor(size={"height": TINY_SIDE, "width": TINY_SIDE}, crop_size={"height": TINY_SIDE, "width": TINY_SIDE},
+    side = {"height": TINY_SIDE, "width": TINY_SIDE}
+    BeitImageProcessor(size=side, crop_size=side,
                        do_center_crop=False, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
 
 

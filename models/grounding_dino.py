@@ -43,7 +43,8 @@ def load_grounding_dino(context: LoadContext) -> DetectorHandle:
 def build_tiny_grounding_dino(folder: Path) -> None:
     """A toy detector of the same classes: a 1-block-per-stage Swin, a 1-layer BERT, d_model 32 (the
     deformable attention's GroupNorm needs a multiple of 32), 2 decoder layers (the box heads are tied
-    across decoder layers, which needs at least two), 20 queries, 96-144 px input (the extra feature level must stay larger than 1×1)."""
+    across decoder layers, which needs at least two), 20 queries, 96-144 px input (the extra, coarsest
+    feature level must stay larger than 1×1)."""
     import torch
     from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
                               GroundingDinoImageProcessor, SwinConfig)
