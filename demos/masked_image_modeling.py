@@ -264,17 +264,18 @@ def layout() -> SimpleNamespace:
             run = gr.Button("Mask and predict", variant="primary", elem_id="mim-run")
         with gr.Column():
             masked_view = gr.Image(label="Masked patches (grey): click to mask a patch", type="pil", format="png",
-                                   height=300, elem_id="mim-masked", elem_classes=RESULT)
+                                   height=260, elem_id="mim-masked", elem_classes=RESULT)
             info = gr.Markdown(elem_id="mim-info")
-    with gr.Row():
-        token_view = gr.Image(label="BEiT: predicted visual token per masked patch", type="pil", format="png",
-                              elem_classes=RESULT)
-        confidence_view = gr.Image(label="BEiT: probability of that token", type="pil", format="png",
-                                   elem_classes=RESULT)
-        reconstruction = gr.Image(label="MAE: visible patches + reconstructed pixels", type="pil", format="png",
-                                  elem_classes=RESULT)
-        reconstruction_only = gr.Image(label="MAE: its prediction for every patch", type="pil", format="png",
-                                       elem_classes=RESULT)
+            with gr.Row():  # token target vs pixel target, side by side
+                token_view = gr.Image(label="BEiT: predicted token per patch", type="pil", format="png", height=210,
+                                      elem_classes=RESULT)
+                reconstruction = gr.Image(label="MAE: visible + reconstructed", type="pil", format="png", height=210,
+                                          elem_classes=RESULT)
+            with gr.Row():
+                confidence_view = gr.Image(label="BEiT: probability of that token", type="pil", format="png",
+                                           height=210, elem_classes=RESULT)
+                reconstruction_only = gr.Image(label="MAE: prediction for every patch", type="pil", format="png",
+                                               height=210, elem_classes=RESULT)
     table = gr.Dataframe(headers=["row", "column", "BEiT token", "probability"], label="BEiT per masked patch",
                          interactive=False, max_height=240)
     gr.Examples([[str(ASSETS / name)] for name in EXAMPLES], inputs=image,
