@@ -62,5 +62,10 @@ DEMOS: list[Demo] = [
     Demo("unCLIP", "Ramesh et al., Hierarchical Text-Conditional Image Generation with CLIP Latents (DALL·E 2), "
          "arXiv 2204.06125, 2022 · Razzhigaev et al., Kandinsky: an Improved Text-to-Image Synthesis with Image Prior "
          "and Latent Diffusion, EMNLP 2023 (demo track)", "demos.unclip", heavy=True),
+    Demo("Segment Anything", "Kirillov et al., Segment Anything, ICCV 2023 · Liu et al., Grounding DINO: Marrying DINO "
+         "with Grounded Pre-Training for Open-Set Object Detection, ECCV 2024 · Ren et al., Grounded SAM, arXiv "
+         "2401.14159", "demos.segment_anything"),
+    Demo("BEiT vs MAE", "Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022 · He et al., Masked "
+         "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.masked_image_modeling"),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

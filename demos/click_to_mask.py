@@ -105,11 +105,38 @@ def _predictor_for(sam: Any, picture: Image.Image) -> Any:
     return predictor
 
 
-def segment(sam: Any, scene: Image.Image, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
-    """SAM's three candidate masks (3×H×W bool, at the scene's size) and its predicted IoU for each."""
+def sam_frame(scene: Image.Image) -> Image.Image:
+    """The scene as SAM sees it: shrunk to `SAM_MAX_SIDE` on the long side when larger (SAM itself
+    works at 1024 px), otherwise the scene itself."""
     scale = min(1.0, SAM_MAX_SIDE / max(scene.size))
-    work = scene if scale == 1 else scene.resize((max(1, round(scene.width * scale)),
-                                                  max(1, round(scene.height * scale))), Image.Resampling.BILINEAR)
+    if scale == 1:
+        return scene
+    return scene.resize((max(1, round(scene.width * scale)), max(1, round(scene.height * scale))),
+                        Image.Resampling.BILINEAR)
+
+
+def full_size(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Boolean masks (N×h×w) from SAM's frame back at the scene's size (w, h)."""
+    if masks.shape[1:] == (size[1], size[0]):
+        return masks.astype(bool)
+    return np.stack([np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(size, Image.Resampling.NEAREST)) > 0
+                     for mask in masks])
+
+
+def inside_box(masks: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The masks with every pixel outside the box (x0, y0, x1, y1, scene pixels) cleared: SAM's mask
+    for a box prompt may spill past the box it was given."""
+    x0, y0 = np.floor(box[:2]).astype(int).clip(0)
+    x1, y1 = np.ceil(box[2:]).astype(int)
+    clipped = np.zeros_like(masks)
+    clipped[:, y0:y1, x0:x1] = masks[:, y0:y1, x0:x1]
+    return clipped
+
+
+def segment(sam: Any, scene: Image.Image, prompts: Prompts, clip_to_box: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """SAM's three candidate masks (3×H×W bool, at the scene's size) and its predicted IoU for each;
+    `clip_to_box` keeps the masks inside the prompt's box."""
+    work = sam_frame(scene)
     predictor = _predictor_for(sam, work)
     has_points = len(prompts.points) > 0
     masks, scores, _ = predictor.predict(
@@ -117,10 +144,24 @@ def segment(sam: Any, scene: Image.Image, prompts: Prompts) -> tuple[np.ndarray,
         point_labels=prompts.labels if has_points else None,
         box=to_frame(prompts.box, scene.size, work.size).reshape(4) if prompts.box is not None else None,
         multimask_output=True)
-    if work is not scene:
-        masks = np.stack([np.asarray(Image.fromarray(mask).resize(scene.size, Image.Resampling.NEAREST))
-                          for mask in masks])
-    return masks.astype(bool), scores
+    masks = full_size(masks, scene.size)
+    if clip_to_box and prompts.box is not None:
+        masks = inside_box(masks, prompts.box)
+    return masks, scores
+
+
+def segment_boxes(sam: Any, scene: Image.Image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One mask per box (N×4, x0 y0 x1 y1 in scene pixels): SAM's single-mask output for that box
+    prompt, kept inside the box, with its predicted IoU (N×H×W bool, N). The image embedding is computed
+    once for all boxes."""
+    work = sam_frame(scene)
+    predictor = _predictor_for(sam, work)
+    masks, scores = [], []
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        mask, score, _ = predictor.predict(box=to_frame(box, scene.size, work.size).reshape(4), multimask_output=False)
+        masks.append(inside_box(full_size(mask, scene.size), box)[0])
+        scores.append(float(score[0]))
+    return np.array(masks, dtype=bool).reshape(-1, scene.height, scene.width), np.array(scores)
 
 
 def draw_prompts(picture: Image.Image, prompts: Prompts) -> Image.Image:
@@ -145,9 +186,10 @@ class ClickMask:
 
 
 def run_click_to_mask(scene: Any, prompts: str | None, model: str = SAM_VIT_B, choice: str = "best",
-                      progress: ProgressFn | None = None) -> ClickMask:
+                      progress: ProgressFn | None = None, clip_to_box: bool = False) -> ClickMask:
     """Segment Anything from clicks and/or a box on the scene: its three candidate masks, and the
-    chosen one (`best` = the highest predicted IoU) at the scene's full size."""
+    chosen one (`best` = the highest predicted IoU) at the scene's full size; `clip_to_box` keeps
+    the masks inside the box prompt."""
     picture = scene_image(scene)
     parsed = parse_prompts(prompts)
     if parsed.empty:
@@ -161,7 +203,7 @@ def run_click_to_mask(scene: Any, prompts: str | None, model: str = SAM_VIT_B, c
         raise UserError(f"Unknown Segment Anything model {model!r}; choose one of {', '.join(SAM_MODELS)}.")
     if choice not in MASK_CHOICES:
         raise UserError(f"Choose the mask as one of {', '.join(MASK_CHOICES)}.")
-    masks, scores = segment(models.get(model, progress), picture, parsed)
+    masks, scores = segment(models.get(model, progress), picture, parsed, clip_to_box)
     chosen = int(np.argmax(scores)) if choice == "best" else int(choice) - 1
     marked = draw_prompts(picture, parsed)
     candidates = [(tinted(marked, mask.astype(np.float32), (0, 120, 255)),

@@ -174,3 +174,31 @@ def test_interrogator_prompt_mentions_a_cat(client):
                                          8, 20, api_name="/clip_interrogator")
     assert "cat" in prompt.lower() and "Greedy chain" in info, prompt
     assert {row[0] for row in table["data"]} == {"mediums", "artists", "movements", "flavors"}
+# ---- Segment Anything tab (segment everything, Grounded-SAM) and BEiT vs MAE ----------------------
+
+def test_grounded_sam_finds_and_masks_the_cat(client):
+    overlay, summary, _, table, mask_path = client.predict(handle_file(CAT), "cat.", 0.3, 0.25, "sam-vit-b",
+                                                           api_name="/grounded_sam")
+    rows = table["data"]
+    assert rows and "cat" in rows[0][1], rows
+    mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+    assert mask[150, 220], "the cat's middle is outside the Grounded-SAM mask"
+    assert 0.05 < mask.mean() < 0.8
+
+
+def test_segment_everything_finds_many_masks_with_the_papers_thresholds(client):
+    _, summary, _, table, _ = client.predict(handle_file(CAT), "sam-vit-b", 16, 0.88, 0.95, 0.7,
+                                             api_name="/segment_everything")
+    assert len(table["data"]) >= 5, summary
+
+
+GREY_FILL_ERROR = 0.032  # MSE of mid-grey against the 224² centre of chelsea.jpg (pixels 0–1)
+
+
+def test_mae_reconstructs_masked_pixels_and_beit_is_confident_about_tokens(client):
+    outputs = client.predict(handle_file(CAT), "random", 0.75, "", 0, False, api_name="/masked_image_modeling")
+    summary, table = outputs[1], outputs[6]
+    error = float(summary.split("error on them: ")[1].split(" ")[0])
+    assert error < GREY_FILL_ERROR / 2, summary
+    probabilities = [row[3] for row in table["data"]]
+    assert np.median(probabilities) > 50 / 8192, "BEiT's token predictions are no better than uniform"

@@ -1,0 +1,88 @@
+"""Masked image modelling: BEiT (Bao et al. 2022) predicts the DALL·E dVAE token of each masked patch;
+MAE (He et al. 2022) reconstructs the masked patches' pixels. Both published checkpoints cut a 224²
+image into 14×14 patches of 16 px, so one mask fits both.
+
+`microsoft/beit-base-patch16-224-pt22k` is the self-supervised checkpoint (`BeitForMaskedImageModeling`,
+its MIM head over the 8192-token vocabulary kept); `facebook/vit-mae-base` is `ViTMAEForPreTraining`
+with its decoder. The tiny stand-ins keep the classes and file layouts at 64² with 8-px patches (8×8).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .registry import LoadContext, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+BEIT_BASE = "beit-base-pt22k"
+MAE_BASE = "vit-mae-base"
+TINY_SIDE, TINY_PATCH = 64, 8
+TINY_LAYERS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+@dataclass
+class MimHandle:
+    model: Any  # BeitForMaskedImageModeling or ViTMAEForPreTraining
+    processor: Any  # its image processor
+    device: "torch.device"
+
+
+def load_beit(context: LoadContext) -> MimHandle:
+    from transformers import BeitForMaskedImageModeling, BeitImageProcessor
+
+    model = BeitForMaskedImageModeling.from_pretrained(context.source, revision=context.revision, dtype=context.dtype,
+                                                       use_safetensors=True)
+    processor = BeitImageProcessor.from_pretrained(context.source, revision=context.revision)
+    return MimHandle(model.to(context.device).eval(), processor, context.device)
+
+
+def load_mae(context: LoadContext) -> MimHandle:
+    """MAE in fp32: its reconstruction is compared pixel by pixel with the input (the model is small)."""
+    import torch
+    from transformers import ViTImageProcessor, ViTMAEForPreTraining
+
+    model = ViTMAEForPreTraining.from_pretrained(context.source, revision=context.revision, dtype=torch.float32,
+                                                 use_safetensors=True)
+    processor = ViTImageProcessor.from_pretrained(context.source, revision=context.revision)
+    return MimHandle(model.to(context.device).eval(), processor, context.device)
+
+
+def build_tiny_beit(folder: Path) -> None:
+    """BEiT-base's settings (mask token, shared relative position bias, layer scale, 8192 tokens) at toy size."""
+    import torch
+    from transformers import BeitConfig, BeitForMaskedImageModeling, BeitImageProcessor
+
+    config = BeitConfig(image_size=TINY_SIDE, patch_size=TINY_PATCH, **TINY_LAYERS, vocab_size=8192,
+                        use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=0.1)
+    torch.manual_seed(0)
+    BeitForMaskedImageModeling(config).save_pretrained(folder)
+    side = {"height": TINY_SIDE, "width": TINY_SIDE}
+    BeitImageProcessor(size=side, crop_size=side,
+                       do_center_crop=False, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+
+
+def build_tiny_mae(folder: Path) -> None:
+    """MAE-base's settings (75 % masking, pixel targets without per-patch normalisation) at toy size."""
+    import torch
+    from transformers import ViTImageProcessor, ViTMAEConfig, ViTMAEForPreTraining
+
+    config = ViTMAEConfig(image_size=TINY_SIDE, patch_size=TINY_PATCH, **TINY_LAYERS, decoder_hidden_size=32,
+                          decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=64,
+                          mask_ratio=0.75, norm_pix_loss=False)
+    torch.manual_seed(0)
+    ViTMAEForPreTraining(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": TINY_SIDE, "width": TINY_SIDE}, image_mean=[0.485, 0.456, 0.406],
+                      image_std=[0.229, 0.224, 0.225]).save_pretrained(folder)
+
+
+SPECS = [
+    ModelSpec(name=BEIT_BASE, checkpoint="microsoft/beit-base-patch16-224-pt22k", download_gb=0.368,
+              loader=load_beit, tiny_builder=build_tiny_beit,
+              description="BEiT-base, self-supervised on ImageNet-22k (92M parameters with the 8192-token MIM head)"),
+    ModelSpec(name=MAE_BASE, checkpoint="facebook/vit-mae-base", download_gb=0.448,
+              loader=load_mae, tiny_builder=build_tiny_mae,
+              description="MAE ViT-B/16 with its pixel decoder (112M parameters)"),
+]

@@ -1,0 +1,142 @@
+"""BEiT vs MAE tab: BEiT's [MASK] token goes exactly where the mask says, MAE masks the same patches and
+keeps the visible ones in place, and BEiT's blockwise masking generator (tiny BEiT and MAE)."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from demos.masked_image_modeling import (MASK_MODES, blockwise_mask, parse_patches, random_mask,
+                                         run_masked_image_modeling, toggle_patch)
+from models import UserError
+from models.beit import BEIT_BASE, MAE_BASE
+from tests.test_masks import scene
+
+
+@pytest.fixture
+def beit_embeddings():
+    """The patch embeddings entering BEiT's mask substitution and the embeddings leaving it."""
+    embeddings = models.get(BEIT_BASE).model.beit.embeddings
+    seen = {}
+
+    def keep(name):
+        return lambda _, __, out: seen.update({name: (out if torch.is_tensor(out) else out[0]).detach()})
+
+    hooks = [embeddings.patch_embeddings.register_forward_hook(keep("patches")),
+             embeddings.register_forward_hook(keep("out"))]
+    yield embeddings, seen
+    for hook in hooks:
+        hook.remove()
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("mode", MASK_MODES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exactly_the_chosen_patches_get_the_mask_token_and_only_they_are_predicted(beit_embeddings, mode, seed):
+    embeddings, seen = beit_embeddings
+    result = run_masked_image_modeling(scene(90, 70, seed), mode, 0.4, "0 0\n2 3\n7 7", seed=seed)
+    mask = torch.from_numpy(result.mask)
+    tokens = seen["out"][0, 1:]  # after [CLS]
+    token = embeddings.mask_token[0, 0]
+    assert torch.allclose(tokens[mask], token.expand(int(mask.sum()), -1))
+    assert torch.allclose(tokens[~mask], seen["patches"][0][~mask])
+    assert not torch.isclose(tokens[~mask], token).all(-1).any()
+    rows, columns = np.divmod(np.flatnonzero(result.mask), result.side)
+    assert [(row, column) for row, column, *_ in result.predictions] == list(zip(rows.tolist(), columns.tolist()))
+    assert all(0 <= token_id < 8192 and 0 < p <= 1 for *_, token_id, p in result.predictions)
+    if mode == "patches":
+        assert sorted(zip(rows.tolist(), columns.tolist())) == [(0, 0), (2, 3), (7, 7)]
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("mode", ["blockwise", "random"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_beit_predictions_are_its_argmax_and_probability_for_the_masked_patches(mode, seed):
+    result = run_masked_image_modeling(scene(64, 64, seed), mode, 0.5, seed=seed)
+    handle = models.get(BEIT_BASE)
+    inputs = handle.processor(images=result.picture, return_tensors="pt")
+    with torch.no_grad():
+        logits = handle.model(**inputs, bool_masked_pos=torch.from_numpy(result.mask)[None]).logits[0]
+    probabilities = logits.softmax(-1)[torch.from_numpy(result.mask)]
+    assert [row[2] for row in result.predictions] == probabilities.argmax(-1).tolist()
+    np.testing.assert_allclose([row[3] for row in result.predictions], probabilities.max(-1).values, atol=1e-4)
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("mode", MASK_MODES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mae_masks_the_same_patches_and_keeps_the_visible_ones_in_place(mode, seed, monkeypatch):
+    mae = models.get(MAE_BASE).model
+    seen = {}
+    forward = mae.forward
+
+    def spy(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        seen.update(mask=output.mask[0].bool(), ids_restore=output.ids_restore[0])
+        return output
+
+    monkeypatch.setattr(mae, "forward", spy)
+    ratio = mae.config.mask_ratio
+    result = run_masked_image_modeling(scene(80, 64, seed), mode, 0.3, "1 1\n4 6", seed=seed)
+    assert mae.config.mask_ratio == ratio  # restored after the run
+    assert torch.equal(seen["mask"], torch.from_numpy(result.mask))
+    # MAE's encoder saw exactly the visible patches, in their own positions
+    visible = torch.argsort(seen["ids_restore"])[: int((~result.mask).sum())]
+    assert sorted(visible.tolist()) == np.flatnonzero(~result.mask).tolist()
+    side, patch = result.side, mae.config.patch_size
+    original = np.asarray(result.picture)
+    shown = np.asarray(result.reconstruction.resize(result.picture.size, 0))  # nearest back to the model's side
+    pixel_mask = np.kron(result.mask.reshape(side, side), np.ones((patch, patch), dtype=bool))
+    assert np.array_equal(shown[~pixel_mask], original[~pixel_mask])
+    predicted = np.asarray(result.reconstruction_only.resize(result.picture.size, 0))
+    assert np.array_equal(shown[pixel_mask], predicted[pixel_mask])
+
+
+def test_mae_patchify_round_trip():
+    mae = models.get(MAE_BASE).model
+    pixels = torch.randn(2, 3, mae.config.image_size, mae.config.image_size)
+    assert torch.equal(mae.unpatchify(mae.patchify(pixels)), pixels)
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("seed", range(6))
+def test_blockwise_masking_as_in_beit(seed):
+    """75 of 196 patches (or fewer, when ten tries in a row add nothing), reproducible from the seed,
+    and in blocks: far less boundary between masked and visible patches than random masking's."""
+    mask = blockwise_mask(14, 75, random.Random(seed))
+    assert 60 <= mask.sum() <= 75
+    assert np.array_equal(mask, blockwise_mask(14, 75, random.Random(seed)))
+    scattered = random_mask(14, int(mask.sum()), random.Random(seed))
+    assert scattered.sum() == mask.sum()
+    assert boundary(mask.reshape(14, 14)) < 0.6 * boundary(scattered.reshape(14, 14))
+
+
+def boundary(grid: np.ndarray) -> int:
+    """Edges between a masked and a visible patch."""
+    return int((grid[1:] != grid[:-1]).sum() + (grid[:, 1:] != grid[:, :-1]).sum())
+
+
+def test_patch_clicks_and_bad_inputs():
+    text = toggle_patch("", 100, 30, 448, 8)
+    assert text == "0 1"
+    assert toggle_patch(text, 100, 30, 448, 8) == ""
+    assert parse_patches("0 1; 7 7", 8).sum() == 2
+    picture = scene(64, 64)
+    with pytest.raises(UserError, match="row col"):
+        run_masked_image_modeling(picture, "patches", patches="a b")
+    with pytest.raises(UserError, match="outside"):
+        run_masked_image_modeling(picture, "patches", patches="9 0")
+    with pytest.raises(UserError, match="Click patches"):
+        run_masked_image_modeling(picture, "patches", patches="")
+    everything = "\n".join(f"{row} {column}" for row in range(8) for column in range(8))
+    with pytest.raises(UserError, match="Every patch"):
+        run_masked_image_modeling(picture, "patches", patches=everything)
+    with pytest.raises(UserError, match="mask ratio"):
+        run_masked_image_modeling(picture, "random", mask_ratio=1.0)
+    with pytest.raises(UserError, match="masking"):
+        run_masked_image_modeling(picture, "checkerboard")
+    with pytest.raises(UserError, match="Please provide"):
+        run_masked_image_modeling(None)
