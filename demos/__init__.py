@@ -45,5 +45,8 @@ DEMOS: list[Demo] = [
     Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
          "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
          "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True),
+    Demo("Personalisation", "Gal et al., An Image is Worth One Word (textual inversion), ICLR 2023 · Hu et al., LoRA, "
+         "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
+         "Diffusion (Custom Diffusion), CVPR 2023", "demos.personalisation", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]
