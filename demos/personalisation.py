@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ from PIL import Image
 
 import models
 from demos.comparison import IMAGE, Method, Output
-from demos.generation import generator_for, resolve_seed
-from demos.inputs import number_in_range, prompt_text
+from demos import ASSETS
+from demos.generation import OUTPUT_DIR, generator_for, resolve_seed
+from demos.inputs import number_in_range, prompt_text, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
+from models.pipelines.personalisation_training import LORA, TEXTUAL_INVERSION as TI, save_weights, train_concept
 from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION, read_weights,
 )
@@ -437,14 +440,131 @@ def summary(result: PersonalisationResult) -> str:
             f"{result.seconds:.1f} s. Everything attached is removed after the run.{nearest}")
 
 
-def build_ui() -> None:  # filled in below with the training tab
-    _build_ui()
+# ---- training a small one in class ----------------------------------------------------------------
+
+TRAIN_METHODS = (TI, LORA)
+DEFAULT_LEARNING_RATE = {TI: 5e-3, LORA: 1e-3}  # the CPU recipe; the diffusers LoRA examples use 1e-4 at 512²
 
 
-def _build_ui() -> None:
+@dataclass
+class TrainingProgress:
+    method: str
+    step: int
+    steps: int
+    losses: list[float]
+    probe_losses: list[tuple[int, float]]  # (step, loss on fixed noise draws), from step 0
+    samples: list[tuple[Image.Image, str]]  # every `sample_every` steps
+    plot: Image.Image  # the loss curve so far
+    sample_prompt: str  # the prompt the samples use (the trained concept in it)
+    seed: int
+    weights: dict[str, torch.Tensor]  # at the end: the file's tensors
+    seconds: float
+
+    @property
+    def done(self) -> bool:
+        return self.step == self.steps
+
+
+def training_photos(photos: Any) -> list[Image.Image]:
+    if photos is None or (isinstance(photos, (list, tuple)) and not photos):
+        raise UserError("Upload 3 to 10 photos of your concept (one object or one style, different views).")
+    photos = list(photos) if isinstance(photos, (list, tuple)) else [photos]
+    if len(photos) > LIMITS.max_training_photos:
+        raise UserError(f"At most {LIMITS.max_training_photos} photos (got {len(photos)}); 3 to 10 are enough.")
+    return [rgb_image(photo, f"training photo {index + 1}") for index, photo in enumerate(photos)]
+
+
+def concept_token(token: Any, method: str, pipe: Any) -> str:
+    token = str(token or "").strip()
+    if not token or " " in token or len(token) > 40:
+        raise UserError("The trigger word must be one word without spaces (e.g. <my-concept>), at most 40 characters.")
+    if method == TI and token in pipe.tokenizer.get_vocab():
+        raise UserError(f"{token!r} is already a word of the tokenizer; textual inversion needs a new one, "
+                        "e.g. <my-concept>.")
+    return token
+
+
+def loss_plot(losses: list[float], probes: list[tuple[int, float]]) -> Image.Image:
+    """Loss per step, its running mean over 10 steps, and the loss on fixed noise draws (the probe)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axis = pyplot.subplots(figsize=(6, 2.6), dpi=80)
+    steps = np.arange(1, len(losses) + 1)
+    axis.plot(steps, losses, alpha=0.4, label="loss")
+    if len(losses) >= 10:
+        axis.plot(steps[9:], np.convolve(losses, np.ones(10) / 10, mode="valid"), label="mean of 10")
+    axis.plot(*zip(*probes), "o-", color="black", label="same noise draws (probe)")
+    axis.set_xlabel("step")
+    axis.set_ylabel("‖ε − ε̂‖²")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot.close(figure)
+    return Image.open(buffer).convert("RGB")
+
+
+def run_training(photos: Any, method: str = TI, steps: Any = 100, learning_rate: Any = None, rank: Any = 4,
+                 token: Any = "<my-concept>", class_word: Any = "toy", prior_weight: Any = 0.0, seed: Any = 0,
+                 sample_every: Any = 25, resolution: Any = None, sample_steps: Any = None,
+                 progress: ProgressFn | None = None) -> Iterator[TrainingProgress]:
+    """Train textual inversion or LoRA on the photos, on the shared base (attached only while training),
+    yielding the loss curve after each step and a sample every `sample_every` steps."""
+    images = training_photos(photos)
+    if method not in TRAIN_METHODS:
+        raise UserError(f"Unknown training method {method!r}; choose {' or '.join(TRAIN_METHODS)}.")
+    steps = number_in_range(steps, "The step budget", 1, LIMITS.max_training_steps, whole=True)
+    learning_rate = number_in_range(learning_rate or DEFAULT_LEARNING_RATE[method], "The learning rate", 1e-6, 0.1)
+    rank = number_in_range(rank, "The LoRA rank", 1, 64, whole=True)
+    class_word = prompt_text(class_word, "the class of your concept (toy, dog, painting ...)", limit=40)
+    prior_weight = number_in_range(prior_weight, "The prior-preservation weight λ", 0, 2)
+    seed = resolve_seed(seed)
+    sample_every = number_in_range(sample_every, "Sample every", 1, LIMITS.max_training_steps, whole=True)
+    side = number_in_range(resolution or default_resolution(), "The training resolution", 64, 768, whole=True)
+    if side % 8:
+        raise UserError(f"The training resolution must be a multiple of 8; got {side}.")
+    sample_steps = number_in_range(sample_steps or (2 if models.model_settings.profile == "tiny" else 20),
+                                   "The sample steps", 1, LIMITS.max_steps, whole=True)
+    pipe = sampling_pipeline(models.get(SD15, progress))
+    token = concept_token(token, method, pipe)
+    prompt = "a photo of a {}".format(token if method == TI else f"{token} {class_word}")
+    started = time.perf_counter()
+    samples: list[tuple[Image.Image, str]] = []
+    updates = train_concept(pipe, images, method, steps, learning_rate, rank, token, class_word, seed, side,
+                            sample_every, lambda text: generate(pipe, text, seed, sample_steps, 7.5, side).image,
+                            prior_weight)
+    for update in updates:
+        if update.sample is not None:
+            samples.append((update.sample, f"step {update.step}"))
+        if progress is not None:
+            progress(update.step / steps, desc=f"{method}: step {update.step}/{steps}, loss {update.losses[-1]:.3f}")
+        if update.sample is not None or update.step == steps:
+            yield TrainingProgress(method, update.step, steps, update.losses, update.probe_losses, list(samples),
+                                   loss_plot(update.losses, update.probe_losses), prompt, seed, update.weights,
+                                   time.perf_counter() - started)
+
+
+def training_summary(result: TrainingProgress) -> str:
+    losses = result.losses
+    fifth = max(1, len(losses) // 5)
+    (_, first), (_, now) = result.probe_losses[0], result.probe_losses[-1]
+    trend = f" · loss on the same noise draws: {first:.4f} before, **{now:.4f}** now"
+    if result.done:
+        trend += (f" · mean training loss, first 20 %: **{np.mean(losses[:fifth]):.4f}**, last 20 %: "
+                  f"**{np.mean(losses[-fifth:]):.4f}**")
+    return (f"**{result.method}**, step {result.step}/{result.steps} ({result.seconds:.1f} s) · samples: "
+            f"`{result.sample_prompt}`, seed {result.seed}{trend}. The shared base is left as it was.")
+
+
+def build_ui() -> None:
     import gradio as gr
 
     from demos.ui import RESULT, seed_controls, user_errors
+
+    tiny = models.model_settings.profile == "tiny"
 
     gr.Markdown(
         "Four ways to teach SD a concept, told apart by **what they change**: textual inversion learns one token "
@@ -493,7 +613,40 @@ def _build_ui() -> None:
                     chart = gr.Image(label="Parameters changed per block (log scale)", format="png")
                     all_table = gr.Dataframe(headers=["method", "parameters added/changed", "file size", "touches"],
                                              interactive=False)
-        _training_tab()
+        with gr.Tab("Train your own"):
+            gr.Markdown(
+                "Upload 3–10 photos of one object or style. **Textual inversion** learns one new word's vector; "
+                "**LoRA** learns rank-r updates of the UNet's attention, bound to *trigger word + class*. The loss is "
+                "the noise-prediction error of a random noise level. **Prior preservation** (DreamBooth) is off by "
+                "default: it first makes the frozen model draw the class (*a photo of a toy*) and adds that loss "
+                "times λ, so the class does not drift toward your photos — it doubles the cost per step, and a "
+                "few hundred LoRA steps rarely need it. On a CPU the tiny profile trains in seconds; on a GPU the real base.")
+            with gr.Row():
+                with gr.Column():
+                    photos = gr.File(label="Photos (3–10)", file_count="multiple", file_types=["image"],
+                                     type="filepath")
+                    train_method = gr.Radio(list(TRAIN_METHODS), value=TI, label="What to train")
+                    with gr.Row():
+                        token = gr.Textbox("<my-concept>", label="Trigger word")
+                        class_word = gr.Textbox("toy", label="Class (TI starts from it)")
+                    train_steps = gr.Slider(1, LIMITS.max_training_steps, value=40 if tiny else 400, step=1,
+                                            label="Step budget")
+                    with gr.Row():
+                        learning_rate = gr.Number(0, label="Learning rate (0 = TI 5e-3, LoRA 1e-3)", minimum=0)
+                        rank = gr.Slider(1, 64, value=4, step=1, label="LoRA rank")
+                    with gr.Row():
+                        prior_weight = gr.Slider(0, 2, value=0, step=0.1, label="Prior preservation λ (0 = off)")
+                        sample_every = gr.Slider(1, LIMITS.max_training_steps, value=20 if tiny else 100, step=1,
+                                                 label="Sample every N steps")
+                    train_seed, train_randomize = seed_controls()
+                    train = gr.Button("Train", variant="primary")
+                with gr.Column():
+                    loss_image = gr.Image(label="Loss", format="png", elem_id="pers-loss")
+                    train_info = gr.Markdown(elem_id="pers-train-info")
+                    train_samples = gr.Gallery(label="Samples while training", columns=5, height=160, format="png")
+                    trained_file = gr.File(label="Trained weights (.safetensors): load them back under One method")
+            gr.Examples([[[str(ASSETS / name) for name in ("chelsea.jpg", "reference_cat.jpg", "coffee.jpg")]]],
+                        inputs=[photos], label="Example photos")
 
     @user_errors
     def one_for_ui(prompt, method, lora_weight, dreambooth_weight, uploaded, uploaded_token, steps, guidance,
@@ -507,26 +660,37 @@ def _build_ui() -> None:
         result = run_all_methods(prompt, resolve_seed(seed, randomize), steps, guidance, resolution, progress)
         return result.images, result.chart, footprint_rows(result.footprints), result.seed
 
+    @user_errors
+    def train_for_ui(photos, method, token, class_word, steps, learning_rate, rank, prior_weight, sample_every, resolution,
+                     seed, randomize, progress=gr.Progress()):
+        seed = resolve_seed(seed, randomize)
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        for result in run_training(photos, method, steps, learning_rate, rank, token, class_word, prior_weight, seed,
+                                   sample_every, resolution, progress=progress):
+            path = str(save_weights(method, result.weights, tempfile.mkdtemp(dir=OUTPUT_DIR))) if result.done else None
+            yield result.plot, training_summary(result), result.samples, path, seed
+
     run.click(one_for_ui, inputs=[prompt, method, lora_weight, dreambooth_weight, uploaded, uploaded_token, steps,
                                   guidance, resolution, seed, randomize],
               outputs=[plain_image, method_image, info, table, seed], api_name="personalise")
     run_all.click(all_for_ui, inputs=[all_prompt, steps, guidance, resolution, all_seed, all_randomize],
                   outputs=[gallery, chart, all_table, all_seed], api_name="personalise_all")
-
-
-def _training_tab() -> None:
-    """Placeholder replaced by the training UI."""
+    train.click(train_for_ui, inputs=[photos, train_method, token, class_word, train_steps, learning_rate, rank,
+                                      prior_weight, sample_every, resolution, train_seed, train_randomize],
+                outputs=[loss_image, train_info, train_samples, trained_file, train_seed], api_name="train_concept")
 
 
 # ---- Compare ------------------------------------------------------------------------------------
 
 def _compare(method: str, lora_weight: float = 1.0):
+    """A Compare cell through `run_personalisation`: `{}` in the prompt becomes the method's concept."""
     def run(prompt: str, seed: int = 0, steps: int = 20, **_unused: Any) -> Output:
         return Output(image=run_personalisation(prompt, method, lora_weight, 0.0, seed, steps).image)
     return run
 
 
 COMPARE_METHODS = [
+    Method(IMAGE, "SD-1.5 plain (personalisation baseline)", _compare(PLAIN), {"seed": 0, "steps": 20}),
     Method(IMAGE, "SD-1.5 + textual inversion <cat-toy>", _compare("textual inversion"), {"seed": 0, "steps": 20}),
     *[Method(IMAGE, f"SD-1.5 + LoRA (weight {w:g})", _compare("LoRA", w), {"seed": 0, "steps": 20})
       for w in (0.0, 0.5, 1.0)],

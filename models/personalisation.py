@@ -163,9 +163,9 @@ def build_tiny_custom_diffusion(folder: Path) -> None:
 
 SPECS = [
     ModelSpec(
-        name=TEXTUAL_INVERSION, checkpoint="sd-concepts-library/cat-toy", download_gb=0.000004,
+        name=TEXTUAL_INVERSION, checkpoint="sd-concepts-library/cat-toy", download_gb=0.000005,
         loader=concept_loader(TEXTUAL_INVERSION), tiny_builder=build_tiny_textual_inversion, pickled=True,
-        description="Textual inversion: one learned 768-d token embedding <cat-toy> (3.8 KB)",
+        description="Textual inversion: one learned 768-d token embedding <cat-toy> (4.9 KB; MIT)",
     ),
     ModelSpec(
         name=STYLE_LORA, checkpoint="sayakpaul/sd-model-finetuned-lora-t4", download_gb=0.0033,

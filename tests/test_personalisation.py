@@ -12,8 +12,10 @@ import models
 from demos import compare
 from demos.personalisation import (
     METHODS, PLAIN_SUBJECT, UPLOADED, Attachment, active_state, attached, concept_attachment, concept_footprint,
-    filled, generate, run_all_methods, run_personalisation, sampling_pipeline, unet_prefixed,
+    filled, generate, run_all_methods, run_personalisation, run_training, sampling_pipeline, unet_prefixed,
 )
+from models.pipelines.personalisation_training import save_weights
+from tests.conftest import ROOT
 from models import UserError
 from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION,
@@ -222,3 +224,73 @@ def test_old_lora_files_get_the_unet_prefix():
     state = models.get(DREAMBOOTH_LORA)["pytorch_lora_weights.bin"]
     assert all(key.startswith("unet.") for key in unet_prefixed(state))
     assert CONCEPTS[DREAMBOOTH_LORA].subject in filled("{}", CONCEPTS[DREAMBOOTH_LORA].subject)
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+PHOTOS = [str(ROOT / "assets" / name) for name in ("chelsea.jpg", "reference_cat.jpg")]
+TRAINING = {"textual inversion": (0.1, ""), "LoRA": (1e-2, "<my-concept> toy")}  # learning rate, subject for {}
+
+
+def base_snapshot() -> dict[str, torch.Tensor]:
+    """The base's weights by module path (a deleted peft adapter leaves its wrapper: `to_q.base_layer.weight`)."""
+    base = models.get(SD15)
+    return {f"{name}.{key.replace('.base_layer', '')}": tensor.clone() for name in ("unet", "text_encoder")
+            for key, tensor in getattr(base, name).state_dict().items()}
+
+
+@pytest.mark.mechanism
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("method", list(TRAINING))
+def test_training_lowers_the_loss_and_its_file_reproduces_the_in_memory_result(method, seed, tmp_path):
+    learning_rate, subject = TRAINING[method]
+    base = models.get(SD15)
+    before, flags = base_snapshot(), [p.requires_grad for p in base.unet.parameters()]
+    state = active_state(base)
+    updates = list(run_training(PHOTOS, method, steps=30, learning_rate=learning_rate, seed=seed, sample_every=15,
+                                resolution=SIDE, sample_steps=STEPS))
+    last = updates[-1]
+    probes = [loss for _, loss in last.probe_losses]
+    assert [step for step, _ in last.probe_losses] == [0, 15, 30] and probes[-1] < probes[0]  # same noise draws
+    if method == "LoRA":  # TI's one vector moves the loss less than its per-step noise (see the README)
+        fifth = len(last.losses) // 5
+        assert np.mean(last.losses[-fifth:]) < np.mean(last.losses[:fifth])
+    assert [caption for _, caption in last.samples] == ["step 15", "step 30"] and last.done
+    # Training attached to the shared base and took everything away again.
+    assert active_state(base) == state and [p.requires_grad for p in base.unet.parameters()] == flags
+    after = base_snapshot()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    # The downloaded file, loaded back, gives the picture the in-memory weights gave (same prompt and seed).
+    path = save_weights(method, last.weights, tmp_path)
+    again = run_personalisation("a photo of a {}", UPLOADED, 1.0, 0.0, seed=seed, steps=STEPS, resolution=SIDE,
+                                uploaded=str(path), uploaded_token=subject)
+    assert again.prompt == last.sample_prompt
+    difference = np.abs(np.asarray(again.image, np.int16) - np.asarray(last.samples[-1][0], np.int16))
+    assert difference.max() <= 1
+
+
+@pytest.mark.mechanism
+def test_lora_training_changes_only_lora_parameters_and_textual_inversion_only_its_vector():
+    ti = list(run_training(PHOTOS[:1], "textual inversion", steps=2, seed=1, sample_every=2, resolution=SIDE,
+                           sample_steps=1))[-1]
+    width = models.get(SD15).text_encoder.config.hidden_size
+    assert list(ti.weights) == ["<my-concept>"] and ti.weights["<my-concept>"].shape == (1, width)
+    lora = list(run_training(PHOTOS[:1], "LoRA", steps=2, rank=3, seed=1, sample_every=2, resolution=SIDE,
+                             sample_steps=1))[-1]
+    assert all(".lora." in key and key.startswith("unet.") for key in lora.weights)
+    assert {min(t.shape) for t in lora.weights.values()} == {3}  # rank 3: every factor has a side of 3
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: next(run_training([], "LoRA")), "Upload 3 to 10 photos"),
+    (lambda: next(run_training(None, "LoRA")), "Upload 3 to 10 photos"),
+    (lambda: next(run_training([str(ROOT / "README.md")], "LoRA")), "Could not read training photo 1"),
+    (lambda: next(run_training(PHOTOS, "LoRA", steps=100_000)), "step budget must be between 1 and"),
+    (lambda: next(run_training(PHOTOS * 6, "LoRA")), "At most"),
+    (lambda: next(run_training(PHOTOS, "DreamBooth")), "Unknown training method"),
+    (lambda: next(run_training(PHOTOS, "textual inversion", token="a")), "already a word"),
+    (lambda: next(run_training(PHOTOS, "LoRA", token="two words")), "one word without spaces"),
+])
+def test_bad_training_input_is_refused_with_a_message(call, message):
+    with pytest.raises(UserError, match=message):
+        call()
