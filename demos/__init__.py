@@ -67,5 +67,8 @@ DEMOS: list[Demo] = [
          "2401.14159", "demos.segment_anything"),
     Demo("BEiT vs MAE", "Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022 · He et al., Masked "
          "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.masked_image_modeling"),
+    Demo("Personalisation", "Gal et al., An Image is Worth One Word (textual inversion), ICLR 2023 · Hu et al., LoRA, "
+         "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
+         "Diffusion (Custom Diffusion), CVPR 2023", "demos.personalisation", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

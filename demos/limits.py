@@ -19,6 +19,8 @@ class Limits:
     max_image_side: int = field(default_factory=lambda: env_int("PP_MAX_IMAGE_SIDE", 4096))  # larger is scaled down
     max_panorama_side: int = field(default_factory=lambda: env_int("PP_MAX_PANORAMA_SIDE", 4096))  # MultiDiffusion px
     max_queue: int = field(default_factory=lambda: env_int("PP_MAX_QUEUE", 32))  # requests waiting
+    max_training_steps: int = field(default_factory=lambda: env_int("PP_MAX_TRAINING_STEPS", 800))  # personalisation
+    max_training_photos: int = field(default_factory=lambda: env_int("PP_MAX_TRAINING_PHOTOS", 10))
     max_file_size: str = field(default_factory=lambda: os.environ.get("PP_MAX_FILE_SIZE", "20mb"))  # one upload
 
 

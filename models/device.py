@@ -28,10 +28,12 @@ def module_nbytes(obj: object) -> int:
 
     Walks dataclass/pipeline attributes two levels deep (a detector holding an estimator holding a
     network), counting each tensor once, so a handle that shares modules with another is not double
-    counted within itself. A state dict handle (LoRA weights) counts its tensors.
+    counted within itself. A state dict handle (LoRA weights) counts its tensors, also in nested
+    dicts (a handle of several files, one state dict each).
     """
     if isinstance(obj, dict):
-        return sum(value.numel() * value.element_size() for value in obj.values() if isinstance(value, torch.Tensor))
+        return sum(module_nbytes(value) if isinstance(value, dict) else value.numel() * value.element_size()
+                   for value in obj.values() if isinstance(value, (dict, torch.Tensor)))
     seen: set[int] = set()
     total = 0
     candidates = [obj]
