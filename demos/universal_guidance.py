@@ -422,7 +422,8 @@ def build_ui() -> None:
                     recurrence = gr.Slider(1, MAX_RECURRENCE, value=QUICK.recurrence, step=1,
                                            label="Self-recurrence k")
                 with gr.Row():
-                    steps = gr.Slider(1, LIMITS.max_steps, value=QUICK.steps, step=1, label="DDIM steps")
+                    steps = gr.Slider(1, LIMITS.max_steps, value=QUICK.steps, step=1, label="DDIM steps",
+                                      elem_id="ug-steps")
                     fraction = gr.Slider(0, 1, value=QUICK.guided_fraction, step=0.05, label="Guide the first fraction")
                     cfg = gr.Slider(1, 20, value=QUICK.guidance_scale, step=0.5, label="CFG scale")
                 resolution = gr.Radio(list(GUIDE_SCALES), value="full",

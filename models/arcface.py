@@ -65,9 +65,16 @@ class ArcFace:
         return self.recognizer.get_feat(np.ascontiguousarray(crop[..., ::-1]))[0]
 
 
+def template_matrix(landmarks: np.ndarray) -> np.ndarray:
+    """insightface's ArcFace alignment (`estimate_norm`): the least-squares similarity transform of the 5
+    landmarks (eyes, nose, mouth corners, as seen) onto ArcFace's 112² template; 2×3, pixels → crop pixels."""
+    from insightface.utils import face_align
+
+    return face_align.estimate_norm(np.asarray(landmarks, dtype=np.float32), CROP)
+
+
 def align_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """insightface's ArcFace alignment: the similarity transform of the 5 landmarks (eyes, nose, mouth
-    corners) onto ArcFace's 112² template, and the warped crop. Returns (crop, 2×3 matrix)."""
+    """insightface's `norm_crop`: the 112² ArcFace crop of the face with these landmarks, and its 2×3 matrix."""
     from insightface.utils import face_align
 
     crop, matrix = face_align.norm_crop2(np.asarray(image), np.asarray(landmarks, dtype=np.float32), CROP)
