@@ -359,7 +359,7 @@ def summary(result: UniversalGuidanceResult) -> str:
 # ---- Compare ---------------------------------------------------------------------------------------
 
 GUIDED_IMAGE = Task("prompt + reference → guided image", (
-    Field("prompt", "Prompt", "text", DEFAULT_PROMPT),
+    Field("prompt", "Prompt"),  # one widget per field name in Compare: the same field as the other image tasks
     Field("reference", "Reference image (face or style)", "image"),
     Field("seed", "Seed", "number", 0),
 ))

@@ -113,3 +113,16 @@ def test_offline_the_pack_download_fails_with_a_clear_message(tmp_path, monkeypa
     monkeypatch.setattr("models.arcface.INSIGHTFACE_ROOT", str(tmp_path))
     with pytest.raises(ModelUnavailable, match="insightface could not fetch its buffalo_l model pack"):
         load_arcface(LoadContext("not-a-folder", None, torch.device("cpu"), torch.float32, models.get))
+
+
+def test_the_differentiable_template_crop_is_insightfaces_norm_crop(astronaut_face):
+    """The face swap's ArcFace guide reads the face through `face_views` with the `norm_crop` matrix (a
+    differentiable warp); it must show the pixels insightface's cv2 warp shows (rounding aside)."""
+    from models.arcface import template_matrix
+    from models.pipelines.face_swap import face_views
+
+    photo, face = astronaut_face
+    crop, _ = align_crop(photo, face.landmarks)
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].float()
+    views = face_views(image, torch.from_numpy(template_matrix(face.landmarks)), CROP)[0].permute(1, 2, 0).numpy()
+    assert np.abs(views - crop).max() <= 0.51 and np.abs(views - crop).mean() < 0.3

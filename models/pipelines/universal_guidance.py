@@ -150,7 +150,7 @@ def guided_ddim_step(unet: Any, vae: Any, scheduler: Any, z: torch.Tensor, t: to
             first_loss = before if first_loss is None else first_loss
             backward_losses = (before, after)
             eps = eps - (alpha / (1 - alpha)).sqrt() * delta
-            z0 = z0 + delta
+            z0 = (z - (1 - alpha).sqrt() * eps) / alpha.sqrt()  # = ẑ0 + Δ*: what the DDIM step below uses
         z_prev = scheduler.step(eps, t, z.detach()).prev_sample
         if repeat < settings.recurrence - 1:  # re-noise back to t and repeat the step
             from diffusers.utils.torch_utils import randn_tensor
