@@ -70,5 +70,8 @@ DEMOS: list[Demo] = [
     Demo("Personalisation", "Gal et al., An Image is Worth One Word (textual inversion), ICLR 2023 · Hu et al., LoRA, "
          "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
          "Diffusion (Custom Diffusion), CVPR 2023", "demos.personalisation", heavy=True),
+    Demo("Universal guidance", "Bansal et al., Universal Guidance for Diffusion Models, CVPR Workshops 2023 · "
+         "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019",
+         "demos.universal_guidance", heavy=True),
     Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
 ]

@@ -2,7 +2,7 @@
 Guidance"), training-free on an off-the-shelf face DDPM.
 
 Both faces are detected and FFHQ-aligned. Sampling starts from the noised aligned target; at
-every step the predicted clean image is pulled toward the source identity (FaceNet), toward the
+every step the predicted clean image is pulled toward the source identity (ArcFace or FaceNet), toward the
 target's face parse (shape and expression) and toward the target's colours, while the mask M_t
 keeps the noised target outside a face region that grows from nothing to the full face mask.
 The best of N candidates (scored by a second, independent face network) is pasted back into
@@ -20,16 +20,22 @@ from PIL import Image
 
 import models
 from demos import ASSETS
+from demos.comparison import Field, Method, Output, Task
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
+from models.arcface import ARCFACE, LICENCE_NOTE, template_matrix
 from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, invert
 from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,
                                         reconstruction_loss)
 
-PRIOR, GUIDE, JUDGE, PARSER, DETECTOR = (
-    "ddpm-celebahq-256", "facenet-vggface2", "facenet-casia-webface", "face-parser-segformer", "face-detector-mtcnn")
+PRIOR, JUDGE, PARSER, DETECTOR = ("ddpm-celebahq-256", "facenet-casia-webface", "face-parser-segformer",
+                                   "face-detector-mtcnn")
+# The identity guide: DiffFace's own choice is ArcFace (5-point aligned 112² crops); FaceNet (a square crop of the
+# detection box) is the alternative. The judge is a third network, FaceNet trained on CASIA-WebFace.
+GUIDES = {"ArcFace (insightface)": ARCFACE, "FaceNet (VGGFace2)": "facenet-vggface2"}
+DEFAULT_GUIDE = "ArcFace (insightface)"
 MIN_FACE_SIDE = 40  # detection box side in pixels: smaller faces have too little detail to swap
 IDENTITY_VIEWS = 8  # 1 clean + 7 augmented crops per identity-loss evaluation (DiffFace)
 LAMBDA_NOTE = (
@@ -131,11 +137,13 @@ class SwapRequest:
     target_face: int  # 1 = leftmost
     settings: SwapSettings
     seed: int
+    guide: str  # the identity guide's model name
 
 
 def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 100, start_noise: Any = 0.75,
                  lambda_id: Any = 6000.0, lambda_seg: Any = 200.0, lambda_rec: Any = 50.0, mask_threshold: Any = 30,
-                 candidates: Any = 4, seed: Any = 404, randomize_seed: bool = False) -> SwapRequest:
+                 candidates: Any = 4, seed: Any = 404, randomize_seed: bool = False,
+                 identity_guide: Any = DEFAULT_GUIDE) -> SwapRequest:
     """Every input checked (a `UserError` saying what to change) before any model loads."""
     source_image = rgb_image(source, "a source face photo")
     target_image = rgb_image(target, "a target photo")
@@ -154,7 +162,10 @@ def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 10
             f"down from {settings.steps_run - 1}) where M_t reaches the full mask; {settings.steps} steps at start "
             f"noise {settings.start_noise:g} run {settings.steps_run}. Got {settings.mask_threshold}.")
     face_index = number_in_range(target_face, "The target face (1 = leftmost)", 1, MAX_FACES, whole=True)
-    return SwapRequest(source_image, target_image, face_index, settings, resolve_seed(seed, randomize_seed))
+    if identity_guide not in GUIDES:
+        raise UserError(f"Choose an identity guide: {', '.join(GUIDES)}.")
+    return SwapRequest(source_image, target_image, face_index, settings, resolve_seed(seed, randomize_seed),
+                       GUIDES[identity_guide])
 
 
 def feathered_face_mask(mask: np.ndarray, grow: int, blur: int) -> np.ndarray:
@@ -229,6 +240,14 @@ def _box(aligned: AlignedFace) -> torch.Tensor:
     return torch.tensor(aligned.box, dtype=torch.float32)
 
 
+def guide_region(guide: str, aligned: AlignedFace) -> torch.Tensor:
+    """Where the guide reads the face in the aligned frame: ArcFace's 5-point template crop (insightface's
+    alignment, the same transform for the result: pose is kept), or FaceNet's square detection box."""
+    if guide == ARCFACE:
+        return torch.from_numpy(template_matrix(aligned.landmarks))
+    return _box(aligned)
+
+
 def _judge_similarity(judge: Any, first: torch.Tensor, first_box: torch.Tensor, second: torch.Tensor,
                       second_box: torch.Tensor) -> float:
     with torch.no_grad():
@@ -250,11 +269,12 @@ def run_face_swap(
     candidates: int = 4,
     seed: Any = 404,
     randomize_seed: bool = False,
+    identity_guide: str = DEFAULT_GUIDE,
     progress: ProgressFn | None = None,
 ) -> FaceSwapResult:
     """Put the identity of the face in `source` onto face `target_face` (1 = leftmost) of `target`."""
     request = check_inputs(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                           mask_threshold, candidates, seed, randomize_seed)
+                           mask_threshold, candidates, seed, randomize_seed, identity_guide)
     source_image, target_image, face_index = request.source, request.target, request.target_face
     settings, seed = request.settings, request.seed
     source_faces = detect_faces(source_image, "source image", progress)
@@ -263,7 +283,7 @@ def run_face_swap(
     target_face_found = _pick(target_faces, face_index, "target image")
 
     prior = models.get(PRIOR, progress)
-    guide, judge, parser = (models.get(name, progress) for name in (GUIDE, JUDGE, PARSER))
+    guide, judge, parser = (models.get(name, progress) for name in (request.guide, JUDGE, PARSER))
     started = time.perf_counter()
     size = prior.unet.config.sample_size
     target_photo = np.asarray(target_image)
@@ -272,11 +292,12 @@ def run_face_swap(
     x_source = _tensor(aligned_source.image, prior.unet)
     x_target = _tensor(aligned_target.image, prior.unet)
     source_box, target_box = _box(aligned_source), _box(aligned_target)
+    source_region, target_region = (guide_region(request.guide, aligned) for aligned in (aligned_source, aligned_target))
 
     with torch.no_grad():
         target_logits = parser.logits(x_target)
         mask = parser.face_mask(target_logits).to(x_target.dtype)
-        source_embedding = guide.embed(face_views(x_source, source_box, guide.image_size))
+        source_embedding = guide.embed(face_views(x_source, source_region, guide.image_size))
     if not mask.any():
         raise UserError("The face parser found no skin, eyes, nose or mouth in the target face; try another photo.")
 
@@ -286,7 +307,7 @@ def run_face_swap(
     for candidate in range(settings.candidates):
         augment = torch.Generator().manual_seed(seed + candidate)
         losses = {
-            "identity": (settings.lambda_id, identity_loss(guide.embed, source_embedding, mask, target_box,
+            "identity": (settings.lambda_id, identity_loss(guide.embed, source_embedding, mask, target_region,
                                                            guide.image_size, IDENTITY_VIEWS, augment)),
             "parsing": (settings.lambda_seg, parsing_loss(parser.logits, target_logits, FACE_CLASSES)),
             "reconstruction": (settings.lambda_rec, reconstruction_loss(x_target)),
@@ -319,7 +340,7 @@ def run_face_swap(
         "seed": seed, "steps": settings.steps, "start_noise": settings.start_noise, "skip": settings.skip,
         "lambda_id": settings.lambda_id, "lambda_seg": settings.lambda_seg, "lambda_rec": settings.lambda_rec,
         "mask_threshold": settings.mask_threshold, "candidates": settings.candidates, "chosen_candidate": chosen + 1,
-        "target_face": face_index, "models": [PRIOR, GUIDE, JUDGE, PARSER, DETECTOR],
+        "target_face": face_index, "identity_guide": request.guide, "models": [PRIOR, request.guide, JUDGE, PARSER, DETECTOR],
         "profile": models.model_settings.profile,
     }
     image = Image.fromarray(composite)
@@ -396,12 +417,32 @@ def _summary(result: FaceSwapResult) -> str:
     sim = result.similarity
     scores = ", ".join(f"{score:.3f}" for score in result.candidate_scores)
     return (
-        f"**Identity (judge: {JUDGE}, not the guide)** · source↔result **{sim['source↔result']:.3f}** · "
+        f"**Identity (judge: {JUDGE}; guide: {result.parameters['identity_guide']})** · source↔result **{sim['source↔result']:.3f}** · "
         f"target↔result {sim['target↔result']:.3f} · source↔target {sim['source↔target']:.3f}\n\n"
         f"Candidates (source↔candidate): {scores} → kept #{result.parameters['chosen_candidate']} · "
         f"{result.faces_found} face(s) in the target · seed {result.seed} · "
         f"{result.parameters['steps']} steps, skip {result.parameters['skip']} · {result.seconds:.1f} s"
     )
+
+
+SWAP = Task("source face + target photo → swap", (
+    Field("source", "Source face (identity)", "image"),
+    Field("target", "Target photo", "image"),
+    Field("seed", "Seed", "number", 0),  # one widget per field name in Compare: the same as the other tasks
+))
+
+
+def _compare_swap(guide: str):
+    def run(source: Any, target: Any, seed: int = 404, steps: int = QUICK.steps, lambda_id: float = QUICK.lambda_id,
+            **_unused: Any) -> Output:
+        result = run_face_swap(source, target, 1, steps, QUICK.start_noise, lambda_id, QUICK.lambda_seg,
+                               QUICK.lambda_rec, QUICK.mask_threshold, QUICK.candidates, seed, identity_guide=guide)
+        return Output(image=result.image, scores={"judge source↔result": result.similarity["source↔result"]})
+    return run
+
+
+COMPARE_METHODS = [Method(SWAP, f"Face swap, {guide} guide", _compare_swap(guide),
+                          {"seed": 404, "steps": QUICK.steps, "lambda_id": QUICK.lambda_id}) for guide in GUIDES]
 
 
 def build_ui() -> None:
@@ -412,11 +453,12 @@ def build_ui() -> None:
     gr.Markdown(
         "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
         "expression, lighting and background. A face diffusion model (DDPM, CelebA-HQ) starts from the noised "
-        "target; each step its predicted clean face x0 is pushed toward the source identity (λ_id, FaceNet), "
+        "target; each step its predicted clean face x0 is pushed toward the source identity (λ_id, ArcFace or FaceNet), "
         "the target's face parse (λ_seg) and colours (λ_rec), and outside the growing mask M_t the noised "
         "target is put back. The best of N candidates, judged by a *second* face network, is pasted back."
     )
     gr.Markdown(ETHICS_NOTE, elem_id="face-swap-ethics")
+    gr.Markdown(LICENCE_NOTE)
     defaults = QUICK
     with gr.Row():
         with gr.Column():
@@ -439,6 +481,8 @@ def build_ui() -> None:
                     lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
                     lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
                 gr.Markdown(LAMBDA_NOTE)
+                identity_guide = gr.Radio(list(GUIDES), value=DEFAULT_GUIDE,
+                                          label="Identity guide (DiffFace: ArcFace; the judge is a third network)")
                 with gr.Row():
                     mask_threshold = gr.Slider(0, LIMITS.max_steps - 1, value=defaults.mask_threshold, step=1,
                                                label="Mask-schedule λ (step index where M_t = M)")
@@ -486,9 +530,9 @@ def build_ui() -> None:
 
     @user_errors
     def swap_for_ui(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                    mask_threshold, candidates, seed, randomize, progress=gr.Progress(track_tqdm=True)):
+                    mask_threshold, candidates, seed, randomize, identity_guide, progress=gr.Progress(track_tqdm=True)):
         out = run_face_swap(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                            mask_threshold, candidates, seed, randomize, progress)
+                            mask_threshold, candidates, seed, randomize, identity_guide, progress)
         STEP_COST.record(out.seconds, out.parameters["candidates"] * (out.parameters["steps"] - out.parameters["skip"]))
         aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
         return (png_with_parameters(out.image, out.parameters, stem="face-swap"), _summary(out), (out.target, out.image), aligned_items, out.trajectory,
@@ -497,7 +541,7 @@ def build_ui() -> None:
     target.change(find_faces, inputs=target, outputs=[faces, target_face], api_name="face_swap_faces")
     swap_done = swap.click(swap_for_ui,
                inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                       mask_threshold, candidates, seed, randomize],
+                       mask_threshold, candidates, seed, randomize, identity_guide],
                outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")
     scroll_into_view_on(swap, "face-swap-result")
     sampler_size = [steps, start_noise, candidates]

@@ -218,7 +218,7 @@ def tiny_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
         digest.update(path.read_bytes())
-    for package in ("torch", "diffusers", "transformers", "facenet-pytorch", "segment-anything"):
+    for package in ("torch", "diffusers", "transformers", "facenet-pytorch", "segment-anything", "onnx"):
         digest.update(f"{package}=={importlib.metadata.version(package)}".encode())
     return digest.hexdigest()[:12]
 

@@ -9,7 +9,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 import models
-from demos.face_swap import MIN_FACE_SIDE, feathered_face_mask, paste_face_back, run_face_swap
+from demos.face_swap import GUIDES, MIN_FACE_SIDE, feathered_face_mask, guide_region, paste_face_back, run_face_swap
 from models import UserError
 from models.faces import align_face, invert, transform_points
 from models.pipelines.face_swap import (face_swap_sample, face_views, guided_step, identity_loss, mask_weights,
@@ -36,16 +36,21 @@ def prior():
 
 
 @pytest.fixture(scope="module")
-def aligned_pair(astronaut, detector, prior):
-    """Aligned target (astronaut) and source (cameraman) at the tiny prior's size, as [-1,1] tensors."""
+def aligned_faces(astronaut, detector, prior):
+    """Aligned target (astronaut) and source (cameraman) at the tiny prior's size: ([-1,1] tensor, AlignedFace)."""
     size = prior.unet.config.sample_size
     camera = np.asarray(Image.open("assets/camera.jpg").convert("RGB"))
     pair = []
     for photo in (astronaut, camera):
         aligned = align_face(photo, detector.detect(Image.fromarray(photo))[0], size)
-        pixels = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float() / 127.5 - 1
-        pair.append((pixels, torch.tensor(aligned.box, dtype=torch.float32)))
+        pair.append((torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float() / 127.5 - 1, aligned))
     return pair
+
+
+@pytest.fixture(scope="module")
+def aligned_pair(aligned_faces):
+    """The aligned target and source with their detection boxes (FaceNet's crop)."""
+    return [(pixels, torch.tensor(aligned.box, dtype=torch.float32)) for pixels, aligned in aligned_faces]
 
 
 def centre_mask(size: int) -> torch.Tensor:
@@ -122,15 +127,17 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm())
 
 
-@pytest.fixture(scope="module")
-def identity_setup(prior, aligned_pair):
-    """The target, a centre mask and L_id toward the source (one clean view: deterministic)."""
-    (target, target_box), (source, source_box) = aligned_pair
-    guide = models.get("facenet-vggface2")
+@pytest.fixture(scope="module", params=sorted(GUIDES.values()))
+def identity_setup(prior, aligned_faces, request):
+    """The target, a centre mask and L_id toward the source (one clean view: deterministic), for each identity
+    guide of the tab: FaceNet on the detection box, ArcFace on its 5-point template crop."""
+    (target, aligned_target), (source, aligned_source) = aligned_faces
+    guide = models.get(request.param)
+    source_region, target_region = guide_region(request.param, aligned_source), guide_region(request.param, aligned_target)
     mask = centre_mask(target.shape[-1])
     with torch.no_grad():
-        source_embedding = guide.embed(face_views(source, source_box, guide.image_size))
-    return target, mask, identity_loss(guide.embed, source_embedding, mask, target_box, guide.image_size, 1, None)
+        source_embedding = guide.embed(face_views(source, source_region, guide.image_size))
+    return target, mask, identity_loss(guide.embed, source_embedding, mask, target_region, guide.image_size, 1, None)
 
 
 @pytest.mark.mechanism
@@ -169,8 +176,8 @@ def test_one_guided_step_moves_the_mean_down_the_identity_loss_for_every_seed(pr
 @pytest.mark.mechanism
 def test_identity_guidance_lowers_the_final_identity_loss_over_seeds(prior, identity_setup):
     """End to end over whole trajectories: the median drop over five seeds clears a margin, and no seed
-    gets worse. Measured (12 steps, skip 2, λ_id 100): drop 0.048–0.058, median 0.052; with λ 10:
-    0.003–0.011. λ = 100 keeps each update a few % of the latent (λ = 300 with the old clamped mean
+    gets worse. Measured (12 steps, skip 2, λ_id 100): FaceNet drop 0.048–0.058, median 0.052 (with λ 10:
+    0.003–0.011); ArcFace (tiny pack, template crop) drop 0.24–0.28. λ = 100 keeps each update a few % of the latent (λ = 300 with the old clamped mean
     overshot: see the face-swap tab's note on large λ)."""
     target, mask, loss = identity_setup
 
@@ -245,12 +252,15 @@ def test_every_weighted_loss_term_guides_the_tab_and_identity_changes_the_face(a
 
 
 @pytest.mark.mechanism
-def test_candidates_are_scored_by_the_judge_not_by_the_guide(astronaut, monkeypatch):
+@pytest.mark.parametrize("guide", sorted(GUIDES))
+def test_candidates_are_scored_by_the_judge_not_by_the_guide(astronaut, monkeypatch, guide):
     """With the judge made blind (one embedding for every face), every candidate scores exactly 1, the
     first is kept; the guide still steers (its own loss stays a real function of the face)."""
     judge = models.get("facenet-casia-webface")
+    assert judge is not models.get(GUIDES[guide])
     monkeypatch.setattr(judge, "embed", lambda faces: torch.ones(faces.shape[0], 512))
-    result = run_face_swap("assets/camera.jpg", astronaut, **{**FAST, "candidates": 2})
+    result = run_face_swap("assets/camera.jpg", astronaut, **{**FAST, "candidates": 2}, identity_guide=guide)
+    assert result.parameters["identity_guide"] == GUIDES[guide]
     assert result.candidate_scores == [pytest.approx(1.0), pytest.approx(1.0)]
     assert result.parameters["chosen_candidate"] == 1
     assert len(set(result.losses["identity"])) > 1

@@ -146,15 +146,31 @@ def face_swap_sample(
 
 # ---- loss terms ------------------------------------------------------------------------------
 
-def face_views(images: torch.Tensor, box: torch.Tensor, size: int, views: int = 1,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Square crops of `box` (x0,y0,x1,y1 in pixels) resized to `size`: one clean view, then
-    random affine views (±15°, ±10 % shift, each applied with p = 0.7, as DiffFace's kornia
-    augmentation; its perspective jitter is left out). Differentiable w.r.t. `images`."""
-    batch, _, height, width = images.shape
-    x0, y0, x1, y1 = box.tolist()
+def region_affine(region: torch.Tensor, size: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, b) with p = A·q + b, from the crop's normalised coordinates q ∈ [-1,1]² to the image's p (grid_sample,
+    align_corners=False). `region` is a box (x0,y0,x1,y1) in pixels, or a 2×3 similarity matrix from image pixels
+    to the pixels of a `size`² crop (as insightface's `norm_crop` warps with cv2: pixel-index coordinates)."""
+    region = region.to(torch.float64 if region.shape == (2, 3) else torch.float32)
+    if region.shape == (2, 3):
+        inverse = torch.linalg.inv(torch.cat([region, torch.tensor([[0.0, 0.0, 1.0]], dtype=region.dtype)]))[:2]
+        scale = torch.tensor([2 / width, 2 / height], dtype=region.dtype)
+        linear = scale[:, None] * inverse[:, :2] * (size / 2)
+        offset = scale * (inverse[:, :2] @ torch.full((2,), size / 2 - 0.5, dtype=region.dtype) + inverse[:, 2] + 0.5) - 1
+        return linear.float(), offset.float()
+    x0, y0, x1, y1 = region.tolist()
     centre = torch.tensor([(x0 + x1) / width - 1, (y0 + y1) / height - 1])
     half = torch.tensor([(x1 - x0) / width, (y1 - y0) / height])
+    return torch.diag(half), centre
+
+
+def face_views(images: torch.Tensor, region: torch.Tensor, size: int, views: int = 1,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Crops of `region` resized to `size`: a square box (x0,y0,x1,y1 in pixels; FaceNet) or a 2×3 matrix onto a
+    `size`² template crop (ArcFace's 5-point alignment). One clean view, then random affine views (±15°, ±10 %
+    shift, each applied with p = 0.7, as DiffFace's kornia augmentation; its perspective jitter is left out).
+    Differentiable w.r.t. `images`."""
+    batch, _, height, width = images.shape
+    linear, offset = region_affine(region, size, height, width)
     angles = torch.zeros(views)
     shifts = torch.zeros(views, 2)
     if views > 1:
@@ -163,7 +179,7 @@ def face_views(images: torch.Tensor, box: torch.Tensor, size: int, views: int = 
         shifts[1:] = (torch.rand(views - 1, 2, generator=generator) * 2 - 1) * 0.2 * applied[:, None]
     cos, sin = angles.cos(), angles.sin()
     rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [V,2,2]
-    theta = torch.cat([half[None, :, None] * rotation, (half * shifts + centre)[..., None]], dim=-1)  # [V,2,3]
+    theta = torch.cat([linear @ rotation, (shifts @ linear.T + offset)[..., None]], dim=-1)  # [V,2,3]
     theta = theta.to(images.device, images.dtype).repeat(batch, 1, 1)
     grid = F.affine_grid(theta, [batch * views, 3, size, size], align_corners=False)
     return F.grid_sample(images.repeat_interleave(views, dim=0), grid, mode="bilinear", padding_mode="reflection",
@@ -171,10 +187,10 @@ def face_views(images: torch.Tensor, box: torch.Tensor, size: int, views: int = 
 
 
 def identity_loss(embed: Callable[[torch.Tensor], torch.Tensor], source: torch.Tensor, mask: torch.Tensor,
-                  box: torch.Tensor, size: int, views: int, generator: torch.Generator | None) -> LossFn:
-    """L_id = mean over views of 1 − cos(FR(view of x_in·M), e_src)."""
+                  region: torch.Tensor, size: int, views: int, generator: torch.Generator | None) -> LossFn:
+    """L_id = mean over views of 1 − cos(FR(view of x_in·M), e_src); `region` as in `face_views`."""
     def loss(x_in: torch.Tensor) -> torch.Tensor:
-        embeddings = embed(face_views(x_in * mask, box, size, views, generator))
+        embeddings = embed(face_views(x_in * mask, region, size, views, generator))
         return (1 - F.cosine_similarity(embeddings.float(), source.float(), dim=-1)).mean()
     return loss
 
