@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 LESSONS = ASSETS / "lessons"
 LANGUAGES = ("en", "zh")
 TEXT_FIELDS = ("look_at", "question")
-STEP_FIELDS = {"tab", "endpoint", "inputs", *TEXT_FIELDS}
+STEP_FIELDS = {"tab", "endpoint", "inputs", "run", *TEXT_FIELDS}
 MAX_IMPORTED = 64  # imported lessons kept in memory (for their step links) before the oldest is dropped
 
 
@@ -47,6 +47,7 @@ class Endpoint:
     """A named API endpoint of the page, the tab it lives in and its inputs (what a step may set)."""
 
     api_name: str
+    button: Any  # the widget whose click runs it (a step with "run": true presses it)
     tab: str  # top-level tab title (the page gives each tab its English title as id)
     tabs: tuple[tuple[Any, Any], ...]  # (gr.Tabs, gr.Tab) from the page's tab bar down to the endpoint's sub-tab
     parameters: dict[str, Parameter]
@@ -59,6 +60,7 @@ class Step:
     inputs: dict[str, Any]
     look_at: str | dict[str, str]
     question: str | dict[str, str] = ""
+    run: bool = False  # press the tab's button as soon as the step is loaded
 
 
 @dataclass(frozen=True)
@@ -172,8 +174,10 @@ def parse_lesson(data: Any, name: str, endpoints: dict[str, Endpoint]) -> Lesson
             check_value(parameter.component, value, where)
         for field in TEXT_FIELDS:
             _check_text(raw.get(field), _where(name, index, field), required=field == "look_at")
+        if not isinstance(raw.get("run", False), bool):
+            raise UserError(f"{_where(name, index, 'run')}: must be true (run the step at once) or false.")
         steps.append(Step(tab=tab, endpoint=endpoint.api_name, inputs=dict(inputs), look_at=raw["look_at"],
-                          question=raw.get("question") or ""))
+                          question=raw.get("question") or "", run=raw.get("run", False)))
     return Lesson(name=name, title=data["title"], steps=tuple(steps))
 
 
@@ -204,7 +208,8 @@ def load_shipped(endpoints: dict[str, Endpoint]) -> dict[str, Lesson]:
 def lesson_to_json(lesson: Lesson) -> str:
     """The file a teacher downloads, edits and imports back."""
     steps = [{"tab": s.tab, "endpoint": s.endpoint, "inputs": s.inputs, "look_at": s.look_at,
-              **({"question": s.question} if s.question else {})} for s in lesson.steps]
+              **({"question": s.question} if s.question else {}), **({"run": True} if s.run else {})}
+             for s in lesson.steps]
     return json.dumps({"title": lesson.title, "steps": steps}, ensure_ascii=False, indent=1)
 
 
@@ -243,7 +248,7 @@ def page_endpoints(app: Any) -> dict[str, Endpoint]:
             continue
         names = [p["parameter_name"] for p in info[f"/{fn.api_name}"]["parameters"]]
         found[fn.api_name] = Endpoint(
-            api_name=fn.api_name, tab=chain[-1][1].id, tabs=tuple(reversed(chain)),  # app.py: id = title
+            api_name=fn.api_name, button=app.blocks.get(fn.targets[0][0]) if fn.targets else None, tab=chain[-1][1].id, tabs=tuple(reversed(chain)),  # app.py: id = title
             parameters={name: Parameter(name, component) for name, component in zip(names, fn.inputs)})
     return found
 
@@ -256,35 +261,45 @@ def step_link(lesson: Lesson, index: int) -> str:
 # ---- the Lessons panel ------------------------------------------------------------------------
 
 # The link names the page's language when it is not English (`?lang=zh`: students see what the class sees).
-LINK_JS = """(query) => query ? window.location.origin + window.location.pathname + query
-  + (localStorage.getItem('pp-lang') === 'zh' ? '&lang=zh' : '') : ''"""
+# A step that says "run" has its tab's button pressed once its inputs are in the page.
+LINK_JS = """(query, run) => {
+  if (run) setTimeout(() => document.getElementById(run)?.click(), 500);
+  return query ? window.location.origin + window.location.pathname + query
+    + (localStorage.getItem('pp-lang') === 'zh' ? '&lang=zh' : '') : '';
+}"""
 
 
 def lessons_panel():
     """The panel's widgets, above the tabs (wired by `wire_lessons` once the tabs exist)."""
     with gr.Accordion("Lessons", open=False, elem_id="lessons") as accordion:
-        with gr.Row():
-            lesson = gr.Dropdown([], label="Lesson", value=None, scale=3, elem_id="lesson-pick")
+        with gr.Row(equal_height=True):
+            titles = [(text_in(json.loads(path.read_text()).get("title") or path.stem), path.stem)
+                      for path in shipped_lesson_files()]
+            lesson = gr.Dropdown(titles, label="Lesson", value=None, scale=3, elem_id="lesson-pick")
             previous = gr.Button("◀ Previous", size="sm", scale=1, elem_id="lesson-previous")
             following = gr.Button("Next ▶", size="sm", variant="primary", scale=1, elem_id="lesson-next")
             counter = gr.Markdown("", elem_id="lesson-counter")
+            link = gr.Textbox(label="Link to this step (for students)", interactive=False, buttons=["copy"],
+                              elem_id="lesson-link", scale=4)
         text = gr.Markdown("Pick a lesson: Next opens each step's tab with its inputs set; press the tab's own "
                            "button to run it.", elem_id="lesson-text")
-        with gr.Row():
-            link = gr.Textbox(label="Link to this step (for students)", interactive=False, buttons=["copy"],
-                              elem_id="lesson-link", scale=3)
-            query = gr.Textbox(visible=False)
-            export = gr.File(label="Download this lesson (.json)", scale=1, elem_id="lesson-export")
-            upload = gr.File(label="Import a lesson (.json)", file_types=[".json"], type="filepath", scale=1,
-                             elem_id="lesson-import")
+        query, run = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        with gr.Accordion("Download or import a lesson", open=False):
+            with gr.Row():
+                export = gr.File(label="Download this lesson (.json)", elem_id="lesson-export")
+                upload = gr.File(label="Import a lesson (.json)", file_types=[".json"], type="filepath",
+                                 elem_id="lesson-import")
     return dict(accordion=accordion, lesson=lesson, previous=previous, following=following, counter=counter,
-                text=text, link=link, query=query, export=export, upload=upload, index=gr.State(0))
+                text=text, link=link, query=query, run=run, export=export, upload=upload, index=gr.State(0))
 
 
 def step_text(step: Step, language: str) -> str:
     """What the class reads for a step, in one language: what to look at, then the question."""
+    from demos.i18n import table
+
     text = text_in(step.look_at, language)
-    return text + (f"\n\n❓ {text_in(step.question, language)}" if step.question else "")
+    question = table(language if language in LANGUAGES else "en")["pp_question_for_the_class"]
+    return text + (f"\n\n**{question}** {text_in(step.question, language)}" if step.question else "")
 
 
 def step_markdown(lesson: Lesson, index: int, language: str) -> str:
@@ -324,7 +339,6 @@ def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
                if not isinstance(p.component, (gr.State, gr.Chatbot))}
     tab_bars, inputs = list(switched.values()), list(targets.values())
     w = widgets
-    w["lesson"].choices = [(text_in(lesson.title), name) for name, lesson in lessons.items()]
 
     def find(name: str | None) -> Lesson:
         lesson = lessons.get(name or "") or imported.get(name or "")
@@ -341,11 +355,16 @@ def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
         values = {endpoint.parameters[key].component._id: widget_value(endpoint.parameters[key].component, value)
                   for key, value in step.inputs.items()}
         language = request_language(request)
-        return [index, counter_markdown(lesson, index), step_markdown(lesson, index, language), step_link(lesson, index),
+        run = endpoint.button.elem_id if step.run and endpoint.button is not None else ""
+        return [index, counter_markdown(lesson, index), step_markdown(lesson, index, language),
+                step_link(lesson, index), run,
                 *[gr.Tabs(selected=selected[bar._id]) if bar._id in selected else gr.skip() for bar in tab_bars],
                 *[values[c._id] if c._id in values else gr.skip() for c in inputs]]
 
-    shown = [w["index"], w["counter"], w["text"], w["query"], *tab_bars, *inputs]
+    for endpoint in endpoints.values():  # a button a step may press needs an id in the page
+        if endpoint.button is not None and not endpoint.button.elem_id:
+            endpoint.button.elem_id = f"run-{endpoint.api_name}"
+    shown = [w["index"], w["counter"], w["text"], w["query"], w["run"], *tab_bars, *inputs]
 
     @user_errors
     def pick(name, request: gr.Request):
@@ -389,7 +408,7 @@ def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
         choices = [*w["lesson"].choices, *[(text_in(lesson.title), key) for key, lesson in imported.items()]]
         return [gr.Dropdown(choices=choices, value=name), *show(name, 0, request)]
 
-    link = dict(fn=None, inputs=w["query"], outputs=w["link"], js=LINK_JS, api_visibility="private")
+    link = dict(fn=None, inputs=[w["query"], w["run"]], outputs=w["link"], js=LINK_JS, api_visibility="private")
     private = dict(api_visibility="private", queue=False)
     w["lesson"].input(pick, w["lesson"], shown, **private).then(**link)
     w["following"].click(step_by(1), [w["lesson"], w["index"]], shown, **private).then(**link)
