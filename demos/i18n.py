@@ -107,7 +107,7 @@ def request_language(request: Any) -> str:
     """The language a request's page shows: the language switch's cookie, else the browser's."""
     if request is None:
         return "en"
-    cookie = (getattr(request, "cookies", None) or {}).get("pp_lang")
+    cookie = ((getattr(request, "cookies", None) or {}).get("pp_lang") or "").split("-")[0]  # zh-CN -> zh
     if cookie in LANGUAGES:
         return cookie
     accepted = (getattr(request, "headers", None) or {}).get("accept-language", "")

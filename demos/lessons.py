@@ -261,17 +261,19 @@ def step_link(lesson: Lesson, index: int) -> str:
 # ---- the Lessons panel ------------------------------------------------------------------------
 
 # The link names the page's language when it is not English (`?lang=zh`: students see what the class sees).
-# A step that says "run" has its tab's button pressed once its inputs are in the page.
+# A step that says "run" has its tab's button pressed once its inputs are in the page; a page opened from
+# a step link opens the (closed) panel.
 LINK_JS = """(query, run) => {
   if (run) setTimeout(() => document.getElementById(run)?.click(), 500);
+  if (query && !document.getElementById('lesson-text')) document.querySelector('#lessons button')?.click();
   return query ? window.location.origin + window.location.pathname + query
-    + (localStorage.getItem('pp-lang') === 'zh' ? '&lang=zh' : '') : '';
+    + ((localStorage.getItem('pp-lang') || '').startsWith('zh') ? '&lang=zh' : '') : '';
 }"""
 
 
 def lessons_panel():
     """The panel's widgets, above the tabs (wired by `wire_lessons` once the tabs exist)."""
-    with gr.Accordion("Lessons", open=False, elem_id="lessons") as accordion:
+    with gr.Accordion("Lessons", open=False, elem_id="lessons"):
         with gr.Row(equal_height=True):
             titles = [(text_in(json.loads(path.read_text()).get("title") or path.stem), path.stem)
                       for path in shipped_lesson_files()]
@@ -289,7 +291,7 @@ def lessons_panel():
                 export = gr.File(label="Download this lesson (.json)", elem_id="lesson-export")
                 upload = gr.File(label="Import a lesson (.json)", file_types=[".json"], type="filepath",
                                  elem_id="lesson-import")
-    return dict(accordion=accordion, lesson=lesson, previous=previous, following=following, counter=counter,
+    return dict(lesson=lesson, previous=previous, following=following, counter=counter,
                 text=text, link=link, query=query, run=run, export=export, upload=upload, index=gr.State(0))
 
 
@@ -381,12 +383,12 @@ def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
         params = request.query_params
         name = params.get("lesson")
         if not name or name not in lessons and name not in imported:
-            return [gr.skip()] * (1 + len(shown)) + [gr.Accordion()]
+            return [gr.skip()] * (1 + len(shown))
         try:
             index = int(params.get("step", "1")) - 1
         except ValueError:
             index = 0
-        return [name, *show(name, index, request), gr.Accordion(open=True)]
+        return [name, *show(name, index, request)]
 
     @user_errors
     def export(name):
@@ -413,7 +415,7 @@ def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
     w["lesson"].input(pick, w["lesson"], shown, **private).then(**link)
     w["following"].click(step_by(1), [w["lesson"], w["index"]], shown, **private).then(**link)
     w["previous"].click(step_by(-1), [w["lesson"], w["index"]], shown, **private).then(**link)
-    app.load(on_page_load, None, [w["lesson"], *shown, w["accordion"]], **private).then(**link)
+    app.load(on_page_load, None, [w["lesson"], *shown], **private).then(**link)
     w["upload"].upload(import_file, w["upload"], [w["lesson"], *shown], **private).then(**link)
     gr.on([w["lesson"].change], export, w["lesson"], w["export"], **private)
     return lessons

@@ -133,14 +133,16 @@ JS = """
   const keyOf = new Map();
   for (const table of Object.values(tables)) for (const [key, text] of Object.entries(table)) keyOf.set(text, key);
   const relabelTabs = () => {
-    const lang = localStorage.getItem('pp-lang');
-    if (!lang || !tables[lang]) return;
-    document.querySelectorAll('[role=tab], .overflow-dropdown button').forEach(button => {
-      const text = tables[lang][keyOf.get(button.textContent.trim())];
+    const lang = localStorage.getItem('pp-lang'), table = tables[(lang || '').split('-')[0]];
+    if (!table) return;
+    document.querySelectorAll('[role=tab], .tab-container button, .overflow-dropdown button').forEach(button => {
+      const text = table[keyOf.get(button.textContent.trim())];
       if (text && button.textContent.trim() !== text) button.textContent = text;
     });
   };
+  // 'zh' is shown as gradio's 'zh-CN' (its own strings: upload boxes, footer); ours fall back from zh-CN to zh.
   window.ppSetLocale = async (lang) => {
+    lang = lang === 'zh' ? 'zh-CN' : lang;
     const core = performance.getEntriesByType('resource').map(e => e.name).find(n => /\\/core-[^/]*\\.js$/.test(n));
     if (!core) return;
     await (await import(core)).changeLocale(lang);

@@ -11,6 +11,10 @@ from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
 
 require_browser()
 
+from playwright.sync_api import expect  # noqa: E402 (after the skip: Chromium may be missing)
+
+expect.set_options(timeout=30_000)  # panel updates on a 2-core machine shared with model runs
+
 EN, ZH = table("en"), table("zh")
 UNCHANGED = {text for key, text in EN.items() if ZH[key] == text}  # names: GLIGEN, LCM-LoRA, x_t, ...
 
@@ -25,12 +29,14 @@ def server():
 
 
 def start(page, url: str) -> None:
-    from playwright.sync_api import expect
-
     ARTIFACTS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(url)
     expect(page.locator("#tiny-banner")).to_be_visible(timeout=30_000)
+    if "lang=" not in url and page.evaluate("() => localStorage.getItem('pp-lang')"):  # a failed test's switch
+        page.evaluate("() => localStorage.removeItem('pp-lang')")
+        page.reload()
+        expect(page.locator("#tiny-banner")).to_be_visible(timeout=30_000)
 
 
 def open_lessons(page) -> None:
@@ -45,12 +51,10 @@ def pick(page, title: str) -> None:
 
 
 def selected_tabs(page) -> list[str]:
-    return [tab.inner_text().strip() for tab in page.locator("[role=tab][aria-selected=true]").all()]
+    return [tab.inner_text().strip() for tab in page.locator("[role=tab][aria-selected=true]").all() if tab.is_visible()]
 
 
 def test_walk_vision_and_language_with_next_only(server, page):
-    from playwright.sync_api import expect
-
     start(page, server.url)
     pick(page, "Vision and language")
     counter, text = page.locator("#lesson-counter"), page.locator("#lesson-text")
@@ -71,7 +75,7 @@ def test_walk_vision_and_language_with_next_only(server, page):
     expect(counter).to_contain_text("3 / 4 · Visual QA: BLIP-2 vs LLaVA")
     assert "Visual QA: BLIP-2 vs LLaVA" in selected_tabs(page)
     expect(page.get_by_label("Question", exact=True)).to_have_value("What is the person wearing?")
-    expect(page.locator("#vqa-blip2-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
+    expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
                                                                       timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-step-3.png"))
 
@@ -87,8 +91,6 @@ def test_walk_vision_and_language_with_next_only(server, page):
 
 
 def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(server, browser_context):
-    from playwright.sync_api import expect
-
     teacher = browser_context.new_page()
     start(teacher, server.url)
     pick(teacher, "How diffusion samples: DDPM → DDIM η → LDM → LCM")
@@ -104,7 +106,7 @@ def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(serv
     start(student, url)
     expect(student.locator("#lesson-counter")).to_contain_text("3 / 5 · How diffusion samples")
     expect(student.locator("#lesson-text")).to_contain_text("DDIM η")
-    assert selected_tabs(student) == ["How diffusion samples", "DDPM / DDIM (pixels)"]
+    assert {"How diffusion samples", "DDPM / DDIM (pixels)"} <= set(selected_tabs(student))
     expect(student.locator("#pixel-steps input[type=number]")).to_have_value("50")
     expect(student.get_by_label("η (DDIM only)").first).to_have_value("0")
     student.screenshot(path=str(ARTIFACTS / "lesson-link.png"))
@@ -112,34 +114,41 @@ def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(serv
 
 
 def visible_english(page) -> list[str]:
-    """Labels, buttons and tab titles in view that are still an English text of the table."""
+    """Labels, buttons, tab and accordion titles on the page that are still an English text of the table."""
     texts = page.locator("[data-testid=block-info], [data-testid=block-label], button, [role=tab], label span")
-    shown = {t.strip() for t in texts.evaluate_all("els => els.filter(e => e.offsetParent).map(e => e.innerText)")}
+    shown = set(texts.evaluate_all("els => els.filter(e => e.offsetParent && !e.closest('.visually-hidden'))"
+                                   ".map(e => e.innerText.split('\\n')[0].trim())"))
     return sorted(shown & (set(EN.values()) - UNCHANGED))
+
+
+def eventually(condition, seconds: float = 30) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return condition()
 
 
 @pytest.mark.parametrize("tab", ["CLIP zero-shot", "ControlNet", "Paint-by-Example", "How diffusion samples"])
 def test_switching_to_chinese_changes_every_visible_label_of_a_tab(server, page, tab):
-    from playwright.sync_api import expect
-
     start(page, server.url)
     open_tab(page, tab)
-    page.wait_for_timeout(1000)
+    assert eventually(lambda: len(visible_english(page)) >= 20)  # the tab's labels are there to look at
     english = visible_english(page)
-    assert len(english) >= 8  # the check below has labels to look at
     page.locator("#language-zh").click()
-    expect(page.locator("#language-switch")).to_be_visible()
     expect(page.get_by_role("tab", name=ZH[next(k for k, v in EN.items() if v == tab)])).to_be_visible()
-    assert visible_english(page) == []
+    assert eventually(lambda: visible_english(page) == []), visible_english(page)
+    for text in ("Seed", "Steps", "Prompt"):  # a few labels, by their Chinese text
+        key = next(k for k, v in EN.items() if v == text)
+        if text in english:
+            expect(page.get_by_text(ZH[key], exact=True).first).to_be_visible()
     page.locator("#language-en").click()  # back, for the next test on this server
-    expect(page.get_by_role("tab", name=tab, exact=True)).to_be_visible()
-    assert len(visible_english(page)) >= len(english) * 0.9
+    assert eventually(lambda: set(visible_english(page)) >= set(english))
 
 
 def test_a_lesson_in_chinese(server, page):
     """The closing note's screenshots: one lesson's steps with the page in Chinese."""
-    from playwright.sync_api import expect
-
     start(page, server.url + "?lang=zh")
     pick(page, "视觉与语言")
     expect(page.locator("#lesson-counter")).to_contain_text("1 / 4 · CLIP 零样本分类")
@@ -152,7 +161,7 @@ def test_a_lesson_in_chinese(server, page):
     page.screenshot(path=str(ARTIFACTS / "lesson-zh-step-2.png"))
     page.locator("#lesson-next").click()
     expect(page.locator("#lesson-counter")).to_contain_text("3 / 4 · 视觉问答")
-    expect(page.locator("#vqa-blip2-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
+    expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
                                                                       timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-zh-step-3.png"))
     link = page.locator("#lesson-link textarea, #lesson-link input").first
