@@ -274,7 +274,7 @@ LINK_JS = """(query, run) => {
 def lessons_panel():
     """The panel's widgets, above the tabs (wired by `wire_lessons` once the tabs exist)."""
     with gr.Accordion("Lessons", open=False, elem_id="lessons"):
-        with gr.Row(equal_height=True):
+        with gr.Row():
             titles = [(text_in(json.loads(path.read_text()).get("title") or path.stem), path.stem)
                       for path in shipped_lesson_files()]
             lesson = gr.Dropdown(titles, label="Lesson", value=None, scale=3, elem_id="lesson-pick")
