@@ -86,18 +86,22 @@ def build_app(demo_list=None):
 
     import models
     from demos import DEMOS
-    from demos.ui import TINY_BANNER, models_panel, plain_input_errors
+    from demos.i18n import translate_page
+    from demos.lessons import lessons_panel, wire_lessons
+    from demos.ui import TINY_BANNER, language_switch, models_panel, plain_input_errors
 
     # Uploads and results live in gradio's cache only for an hour (and never past a restart).
     with gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600)) as app:
         with gr.Row():
             gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
+            language_switch()
             gr.DeepLinkButton("Copy a link to this exact setup", size="sm", scale=0, min_width=240)
         if models.model_settings.profile == "tiny":
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
+        lessons = lessons_panel()
         with gr.Tabs():
             for demo in demo_list if demo_list is not None else DEMOS:
-                with gr.Tab(demo.title):
+                with gr.Tab(demo.title, id=demo.title):
                     gr.Markdown(f"*{demo.paper}*")
                     events_before = set(app.fns)
                     try:
@@ -108,7 +112,10 @@ def build_app(demo_list=None):
                     if demo.heavy:
                         _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
         models_panel()
-    plain_input_errors(app)
+    plain_input_errors(app)  # before the translation: its messages name the English labels
+    with app:  # the lessons read the built page's endpoints and tabs
+        wire_lessons(app, lessons)
+    translate_page(app)
     return app
 
 
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.share and auth is None:
         print("WARNING: --share creates a public link that anyone can open and use your machine "
               f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)
+    from demos.i18n import page_i18n
     from demos.limits import LIMITS
     from demos.ui import CSS, JS
 
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     # `python app.py`; the app prints where it runs and its own `--share` instead.
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
                max_file_size=args.max_file_size or LIMITS.max_file_size, show_error=True, quiet=True, css=CSS, js=JS,
-               prevent_thread_lock=True,
+               i18n=page_i18n(), prevent_thread_lock=True,
                # gradio's "is localhost reachable" probe gives the page 3 s to render; on a busy
                # 2-core machine the first render of this many tabs takes longer and launch() aborted
                _frontend=False)

@@ -143,16 +143,51 @@ RESULT = "pp-result"  # elem_classes of an image that shows a generated result
 
 # Page-wide JS, run once on load: every box canvas starts in the "Create box" tool (the annotator
 # component opens in "Drag boxes", where dragging on the canvas does nothing); canvases of tabs
-# that render later are caught by the observer.
+# that render later are caught by the observer. `ppSetLocale` is the language switch: gradio's own
+# `changeLocale` (gradio 6.31 has no public call for it: the module is found among the page's scripts),
+# remembered in localStorage and a cookie (read by the server for error messages); `?lang=zh` in a
+# link sets it. Tab buttons take their title once, when they mount, so after a switch their text is
+# replaced from the page's translation table (the browser's own language needs none of this).
 JS = """
 () => {
+  const tables = window.gradio_config?.i18n_translations || {};
+  const keyOf = new Map();
+  for (const table of Object.values(tables)) for (const [key, text] of Object.entries(table)) keyOf.set(text, key);
+  const relabelTabs = () => {
+    const lang = localStorage.getItem('pp-lang'), table = tables[(lang || '').split('-')[0]];
+    if (!table) return;
+    document.querySelectorAll('[role=tab], .tab-container button, .overflow-dropdown button').forEach(button => {
+      const text = table[keyOf.get(button.textContent.trim())];
+      if (text && button.textContent.trim() !== text) button.textContent = text;
+    });
+  };
+  // 'zh' is shown as gradio's 'zh-CN' (its own strings: upload boxes, footer); ours fall back from zh-CN to zh.
+  window.ppSetLocale = async (lang) => {
+    lang = lang === 'zh' ? 'zh-CN' : lang;
+    const core = performance.getEntriesByType('resource').map(e => e.name).find(n => /\\/core-[^/]*\\.js$/.test(n));
+    if (!core) return;
+    await (await import(core)).changeLocale(lang);
+    localStorage.setItem('pp-lang', lang);
+    document.cookie = `pp_lang=${lang}; path=/; SameSite=Lax`;
+    relabelTabs();
+  };
+  const asked = new URLSearchParams(window.location.search).get('lang') || localStorage.getItem('pp-lang');
+  if (asked) window.ppSetLocale(asked);
   const createMode = () => document.querySelectorAll('.box-canvas button[aria-label="Create box"]').forEach(button => {
     if (!button.dataset.ppCreate) { button.dataset.ppCreate = "1"; button.click(); }
   });
-  new MutationObserver(createMode).observe(document.body, {childList: true, subtree: true});
+  new MutationObserver(() => { createMode(); relabelTabs(); }).observe(document.body, {childList: true, subtree: true});
   createMode();
 }
 """
+
+
+def language_switch() -> None:
+    """English / 中文 buttons: gradio's i18n follows the browser's language until one is pressed."""
+    with gr.Row(elem_id="language-switch"):
+        for language, name in (("en", "English"), ("zh", "中文")):
+            gr.Button(name, size="sm", scale=0, min_width=70, elem_id=f"language-{language}").click(
+                None, js=f"() => window.ppSetLocale('{language}')", api_visibility="private")
 
 
 def scroll_into_view_on(button, elem_id: str) -> None:

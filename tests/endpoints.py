@@ -12,7 +12,9 @@ from typing import Any
 
 from gradio_client import Client, handle_file
 
-AMOUNT_OF_WORK = re.compile(r"steps|candidates|images|iterations|new tokens|beams", re.IGNORECASE)
+# Matched against a widget's label in the config: its English text, or its translation key (demos/i18n.py
+# turns "Max new tokens" into a reference to the key "pp_max_new_tokens").
+AMOUNT_OF_WORK = re.compile(r"steps|candidates|images|iterations|new.tokens|beams", re.IGNORECASE)
 GOOD_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"  # has a face, for face swap
 
 

@@ -17,7 +17,7 @@ from demos.compare import all_methods, tasks
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 TAB_MODULES = [demo.module for demo in DEMOS]
-SHARED_DEMO_MODULES = ["demos.boxes", "demos.comparison", "demos.generation", "demos.inputs", "demos.limits",
+SHARED_DEMO_MODULES = ["demos.boxes", "demos.comparison", "demos.generation", "demos.i18n", "demos.inputs", "demos.lessons", "demos.limits",
                        "demos.masks", "demos.ui"]
 
 
