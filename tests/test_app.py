@@ -136,9 +136,6 @@ def test_share_without_auth_warns(monkeypatch, capsys):
     launched = {}
 
     class FakeBlocks:
-        def queue(self, **kwargs):
-            return self
-
         local_url, share_url = "http://127.0.0.1:7860/", "https://x.gradio.live"
 
         def launch(self, **kwargs):
@@ -148,6 +145,7 @@ def test_share_without_auth_warns(monkeypatch, capsys):
             pass
 
     monkeypatch.setattr(app, "build_app", lambda: FakeBlocks())
+    monkeypatch.setattr(app, "queued", lambda blocks: blocks)
     app.main(["--models", "tiny", "--share"])
     assert "WARNING: --share creates a public link" in capsys.readouterr().err
     assert launched["share"] is True and launched["auth"] is None and launched["max_file_size"] == "20mb"
