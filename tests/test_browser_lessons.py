@@ -106,7 +106,9 @@ def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(serv
     start(student, url)
     expect(student.locator("#lesson-counter")).to_contain_text("3 / 5 · How diffusion samples")
     expect(student.locator("#lesson-text")).to_contain_text("DDIM η")
-    assert {"How diffusion samples", "DDPM / DDIM (pixels)"} <= set(selected_tabs(student))
+    # The tab may sit in gradio's "More tabs" menu (no tab button to read): its sub-tab and widgets show.
+    assert "DDPM / DDIM (pixels)" in selected_tabs(student)
+    expect(student.locator("#pixel-steps input[type=number]")).to_be_visible()
     expect(student.locator("#pixel-steps input[type=number]")).to_have_value("50")
     expect(student.get_by_label("η (DDIM only)").first).to_have_value("0")
     student.screenshot(path=str(ARTIFACTS / "lesson-link.png"))
@@ -137,7 +139,8 @@ def test_switching_to_chinese_changes_every_visible_label_of_a_tab(server, page,
     assert eventually(lambda: len(visible_english(page)) >= 20)  # the tab's labels are there to look at
     english = visible_english(page)
     page.locator("#language-zh").click()
-    expect(page.get_by_role("tab", name=ZH[next(k for k, v in EN.items() if v == tab)])).to_be_visible()
+    # The first tab button is always in the bar (a later tab may sit in the "More tabs" menu).
+    expect(page.get_by_role("tab", name=ZH[next(k for k, v in EN.items() if v == "CLIP zero-shot")])).to_be_visible()
     assert eventually(lambda: visible_english(page) == []), visible_english(page)
     for text in ("Seed", "Steps", "Prompt"):  # a few labels, by their Chinese text
         key = next(k for k, v in EN.items() if v == text)
