@@ -24,6 +24,7 @@ from models import ProgressFn, UserError
 from models.unclip import DECODER, PRIOR, TINY_IMAGE_SIDE
 
 PRIOR_STEPS = 25  # KandinskyV22PriorPipeline's default
+MIN_PRIOR_STEPS = 2  # the prior's UnCLIPScheduler spaces its timesteps by (T - 1) / (steps - 1)
 GUIDANCE = 4.0  # both pipelines' default
 MAX_FRAMES = 9
 MODES = ("slerp", "lerp")
@@ -107,8 +108,8 @@ def decode(decoder: Any, embedding: torch.Tensor, negative: torch.Tensor, seed: 
                    generator=generator_for(seed, decoder.device)).images[0]
 
 
-def check_steps(steps: Any, what: str) -> int:
-    return number_in_range(steps, what, 1, LIMITS.max_steps, whole=True)
+def check_steps(steps: Any, what: str, fewest: int = 1) -> int:
+    return number_in_range(steps, what, fewest, LIMITS.max_steps, whole=True)
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def run_unclip(
 ) -> TextResult:
     """Text → prior → image embedding → decoder, with the cosine similarities along the way."""
     prompt = prompt_text(prompt, "the image")
-    prior_steps = check_steps(prior_steps, "Prior steps")
+    prior_steps = check_steps(prior_steps, "Prior steps", MIN_PRIOR_STEPS)
     decoder_steps = check_steps(default_decoder_steps() if decoder_steps is None else decoder_steps, "Decoder steps")
     prior_guidance = number_in_range(prior_guidance, "The prior's guidance scale", 1, 20)
     decoder_guidance = number_in_range(decoder_guidance, "The decoder's guidance scale", 1, 20)
@@ -265,7 +266,7 @@ def build_ui() -> None:
                     prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
                     gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
                     with gr.Row():
-                        prior_steps = gr.Slider(1, LIMITS.max_steps, value=PRIOR_STEPS, step=1, label="Prior steps")
+                        prior_steps = gr.Slider(MIN_PRIOR_STEPS, LIMITS.max_steps, value=PRIOR_STEPS, step=1, label="Prior steps")
                         decoder_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1,
                                                   label="Decoder steps")
                     with gr.Row():

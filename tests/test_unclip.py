@@ -113,6 +113,7 @@ def test_variations_differ_by_seed_and_stay_reproducible():
     (lambda: run_unclip(""), "Please"),
     (lambda: run_unclip("x" * 10_000), "characters"),
     (lambda: run_unclip("a cat", decoder_steps=0), "Decoder steps"),
+    (lambda: run_unclip("a cat", prior_steps=1), "Prior steps must be between 2"),
     (lambda: run_unclip("a cat", prior_guidance=100), "guidance"),
 ])
 def test_bad_input_is_refused_plainly(call, message):
