@@ -28,12 +28,13 @@ import models
 from demos.comparison import IMAGE, Method, Output
 from demos import ASSETS
 from demos.generation import OUTPUT_DIR, generator_for, resolve_seed
-from demos.inputs import number_in_range, prompt_text, rgb_image
+from demos.inputs import number_in_range, one_of, prompt_text, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
 from models.pipelines.personalisation_training import LORA, TEXTUAL_INVERSION as TI, save_weights, train_concept
 from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION, read_weights,
+    unload_tokens,
 )
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
@@ -108,7 +109,7 @@ def attached(pipe: Any, attachment: Attachment) -> Iterator[None]:
             pipe.delete_adapters(sorted(present & set(adapters)))
         added = sorted(set(pipe.tokenizer.get_added_vocab()) - tokens_before)
         if added:
-            pipe.unload_textual_inversion(added)
+            unload_tokens(pipe, added)
 
 
 def active_state(pipe: Any) -> dict[str, Any]:
@@ -294,8 +295,7 @@ def run_personalisation(prompt: str = DEFAULT_PROMPT, method: str = "LoRA", lora
     """Plain SD and SD with one method attached, same prompt template and seed. With "LoRA", a
     DreamBooth-LoRA weight above 0 mixes the two adapters (`set_adapters`)."""
     prompt, steps, guidance, seed, side = check_inputs(prompt, steps, guidance, seed, resolution)
-    if method not in METHODS and method != UPLOADED:
-        raise UserError(f"Unknown method {method!r}; choose one of {', '.join([*METHODS, UPLOADED])}.")
+    one_of(method, "method", [*METHODS, UPLOADED])
     lora_weight = _weight(lora_weight, "The LoRA weight")
     dreambooth_weight = _weight(dreambooth_weight, "The DreamBooth-LoRA weight")
     base = models.get(SD15, progress)

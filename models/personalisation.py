@@ -56,6 +56,15 @@ def read_weights(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def unload_tokens(pipe: Any, tokens: list[str]) -> None:
+    """Remove added tokens (textual inversion, a concept being trained) from a shared SD pipeline.
+    diffusers 0.42 does it by rebuilding a fast tokenizer's backend, which drops the decode wrapper
+    CLIPTokenizer puts on it, so the wrapper is put back: else every tab would read "cat" back as "cat</w>"."""
+    pipe.unload_textual_inversion(tokens)
+    if hasattr(pipe.tokenizer, "_wrap_decode_method_backend_tokenizer"):
+        pipe.tokenizer._wrap_decode_method_backend_tokenizer()
+
+
 def _to(weights: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
     """Tensors cloned onto the device (a token file's row is a view of a whole saved table: copy the row
     only); Custom Diffusion's empty entries (layers it leaves alone) are kept."""

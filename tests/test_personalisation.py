@@ -43,11 +43,14 @@ def distance(a, b) -> float:
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "plain SD"])
 def test_plain_sd_is_identical_before_and_after_each_method(pipe, method):
     state = active_state(pipe)
+    words = pipe.tokenizer("a photo of a cat").input_ids
+    read_back = pipe.tokenizer.decode(words)
     before = plain(pipe, seed=3)
     result = run_personalisation(PROMPT, method, 1.0, 0.5, seed=3, steps=STEPS, resolution=SIDE)
     assert result.latent_distance > 0.01  # the method did change the picture while attached
     torch.testing.assert_close(plain(pipe, seed=3), before, rtol=0, atol=0)
     assert active_state(pipe) == state  # no adapter, processor or token left behind
+    assert pipe.tokenizer.decode(words) == read_back  # and the shared tokenizer still reads words back
 
 
 @pytest.mark.mechanism
@@ -271,8 +274,12 @@ def test_training_lowers_the_loss_and_its_file_reproduces_the_in_memory_result(m
 
 @pytest.mark.mechanism
 def test_lora_training_changes_only_lora_parameters_and_textual_inversion_only_its_vector():
+    tokenizer = models.get(SD15).tokenizer
+    words = tokenizer("a photo of a cat").input_ids
+    read_back, vocabulary = tokenizer.decode(words), len(tokenizer)
     ti = list(run_training(PHOTOS[:1], "textual inversion", steps=2, seed=1, sample_every=2, resolution=SIDE,
                            sample_steps=1))[-1]
+    assert len(tokenizer) == vocabulary and tokenizer.decode(words) == read_back  # the shared tokenizer as it was
     width = models.get(SD15).text_encoder.config.hidden_size
     assert list(ti.weights) == ["<my-concept>"] and ti.weights["<my-concept>"].shape == (1, width)
     lora = list(run_training(PHOTOS[:1], "LoRA", steps=2, rank=3, seed=1, sample_every=2, resolution=SIDE,

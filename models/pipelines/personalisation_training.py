@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..personalisation import unload_tokens
+
 TEXTUAL_INVERSION = "textual inversion"
 LORA = "LoRA"
 ADAPTER = "trained"
@@ -89,7 +91,7 @@ def new_token(pipe: Any, token: str, initializer: str) -> Iterator[tuple[torch.T
         yield vector, token_id
     finally:
         hook.remove()
-        pipe.unload_textual_inversion(token)
+        unload_tokens(pipe, [token])
 
 
 @contextmanager
