@@ -6,16 +6,19 @@ which shares the UNet, VAE and text encoder by reference.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .registry import LoadContext, ModelSpec
 
 SD15 = "sd15"
-# SD-1.5's scheduler settings (scheduler/scheduler_config.json of the published repo).
+# SD-1.5's scheduler settings (scheduler/scheduler_config.json of the published repo). PNDM has no
+# `clip_sample`, but the file has it (false), and a DDIM made `from_config` of the base reads it.
 SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                       num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1,
-                      set_alpha_to_one=False)
+                      set_alpha_to_one=False, clip_sample=False)
 TINY_IMAGE_SIDE = 128  # tiny UNet sample_size 16 x VAE factor 8
 
 
@@ -75,9 +78,27 @@ def tiny_sd_components(unet_in_channels: int = 4) -> dict:
         vae=vae,
         text_encoder=CLIPTextModel(CLIPTextConfig(**tiny_text_config(tokenizer))),
         tokenizer=tokenizer,
-        scheduler=PNDMScheduler(**SD15_SCHEDULER),
+        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER),
         feature_extractor=image_processor(),
     )
+
+
+# The UNet of the shared base is one object behind every SD-1.5 tab: one run at a time may swap its
+# attention processors.
+_PROCESSOR_SWAP = threading.Lock()
+
+
+@contextmanager
+def swapped_attention(unet: Any, processors: Any) -> Iterator[None]:
+    """Run with other attention processors on the (shared) UNet, and always put the previous ones back.
+    `processors` is one processor for every layer, or a dict of some layers' names to theirs."""
+    with _PROCESSOR_SWAP:
+        previous = dict(unet.attn_processors)
+        unet.set_attn_processor({**previous, **processors} if isinstance(processors, dict) else processors)
+        try:
+            yield
+        finally:
+            unet.set_attn_processor(previous)
 
 
 def save_tiny_pipeline(pipeline_class: Any, components: dict, folder: Path) -> None:

@@ -23,7 +23,6 @@ cross-attention of the object tokens is partly moved into a blurred box window
 """
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -31,6 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..stable_diffusion import swapped_attention
 
 # Normalised x0, y0, x1, y1 in [0, 1], origin top-left: the coordinates of a `demos.boxes.Box`, which
 # also carries the phrase; the sampler steers token positions, so it takes the coordinates alone.
@@ -45,8 +46,6 @@ CFG_SCALE = 7.5
 STEPS = 50
 SEED = 445
 
-# Only one run at a time may swap the processors of the shared UNet (see `capture_cross_attention`).
-_PROCESSOR_LOCK = threading.Lock()
 
 
 class PhraseNotInPrompt(ValueError):
@@ -219,14 +218,8 @@ def capture_cross_attention(unet: Any) -> Iterator[AttentionStore]:
     so a concurrent run of another tab on the same UNet gets the same result, only slower. The
     events of the diffusion tabs share one queue (`concurrency_id="diffusion"`), so none runs then."""
     store = AttentionStore()
-    with _PROCESSOR_LOCK:
-        previous = dict(unet.attn_processors)
-        unet.set_attn_processor(
-            {**previous, **{name: CaptureCrossAttention(name, store) for name in guided_layer_names(unet)}})
-        try:
-            yield store
-        finally:
-            unet.set_attn_processor(previous)
+    with swapped_attention(unet, {name: CaptureCrossAttention(name, store) for name in guided_layer_names(unet)}):
+        yield store
 
 
 # ---- the sampler ------------------------------------------------------------------------------

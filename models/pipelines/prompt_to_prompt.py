@@ -18,12 +18,13 @@ per-step unconditional embeddings that make prompt 0 reproduce a real photo.
 """
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+
+from ..stable_diffusion import swapped_attention
 
 EDITS = ("replace", "refine", "reweight")
 # The notebooks' values.
@@ -32,8 +33,6 @@ SELF_REPLACE_STEPS = 0.4
 GUIDANCE_SCALE = 7.5
 STEPS = 50
 
-# One run at a time swaps the processors of the shared UNet.
-_PROCESSOR_LOCK = threading.Lock()
 
 
 class EditError(ValueError):
@@ -242,13 +241,8 @@ class PromptToPromptProcessor:
 def controlled_attention(unet: Any, controller: AttentionController) -> Iterator[AttentionController]:
     """All attention layers of the (shared) UNet go through the controller for the run; the previous
     processors are put back on exit, whatever happens."""
-    with _PROCESSOR_LOCK:
-        previous = dict(unet.attn_processors)
-        unet.set_attn_processor(PromptToPromptProcessor(controller))
-        try:
-            yield controller
-        finally:
-            unet.set_attn_processor(previous)
+    with swapped_attention(unet, PromptToPromptProcessor(controller)):
+        yield controller
 
 
 # ---- DDIM (η = 0), shared with null-text inversion ---------------------------------------------
