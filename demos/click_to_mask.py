@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import models
+from demos.inputs import one_of
 from demos.masks import scene_image, tinted
 from models import ProgressFn, UserError
 from models.sam import SAM_VIT_B, SAM_VIT_H
@@ -199,8 +200,7 @@ def run_click_to_mask(scene: Any, prompts: str | None, model: str = SAM_VIT_B, c
     if (corners < 0).any() or (corners[:, 0] > picture.width).any() or (corners[:, 1] > picture.height).any():
         raise UserError(f"A click lies outside the {picture.width}x{picture.height} scene; clear the clicks and "
                         "click on the scene again.")
-    if model not in SAM_MODELS:
-        raise UserError(f"Unknown Segment Anything model {model!r}; choose one of {', '.join(SAM_MODELS)}.")
+    one_of(model, "Segment Anything model", SAM_MODELS)
     if choice not in MASK_CHOICES:
         raise UserError(f"Choose the mask as one of {', '.join(MASK_CHOICES)}.")
     masks, scores = segment(models.get(model, progress), picture, parsed, clip_to_box)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import models
 from demos import ASSETS
 from demos.comparison import IMAGE
-from demos.inputs import number_in_range, rgb_image
+from demos.inputs import number_in_range, one_of, rgb_image
 from models import ProgressFn, UserError
 
 BANK_FOLDER = ASSETS / "interrogator"
@@ -152,12 +152,9 @@ def caption_image(handle: Any, image: Any, max_new_tokens: int) -> str:
 def check_inputs(image: Any, caption_model: str, clip_model: str, mode: str, top_k: Any, min_flavors: Any,
                  max_flavors: Any, caption_tokens: Any) -> tuple:
     picture = rgb_image(image, "an image to interrogate")
-    if caption_model not in CAPTION_MODELS:
-        raise UserError(f"Unknown caption model {caption_model!r}; choose one of {', '.join(CAPTION_MODELS)}.")
-    if clip_model not in CLIP_MODELS:
-        raise UserError(f"Unknown CLIP model {clip_model!r}; choose one of {', '.join(CLIP_MODELS)}.")
-    if mode not in MODES:
-        raise UserError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    one_of(caption_model, "caption model", CAPTION_MODELS)
+    one_of(clip_model, "CLIP model", CLIP_MODELS)
+    one_of(mode, "mode", MODES)
     top_k = number_in_range(top_k, "The phrases shown per bank", 1, MAX_TOP_K, whole=True)
     max_flavors = number_in_range(max_flavors, "The most chain phrases", 1, MAX_FLAVORS, whole=True)
     min_flavors = number_in_range(min_flavors, "The fewest chain phrases", 0, max_flavors, whole=True)

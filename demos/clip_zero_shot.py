@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import models
 from demos import ASSETS
 from demos.comparison import PICTURE, Field, Method, Output, Task
-from demos.inputs import rgb_image, text_items
+from demos.inputs import one_of, rgb_image, text_items
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
 
@@ -81,9 +81,7 @@ def parse_templates(templates: str | Sequence[str] | None) -> list[str]:
 
 
 def _clip(model: str, progress: ProgressFn | None) -> Any:
-    if model not in CLIP_MODELS:
-        raise UserError(f"Unknown CLIP model {model!r}; choose one of {', '.join(CLIP_MODELS)}.")
-    return models.get(model, progress)
+    return models.get(one_of(model, "CLIP model", CLIP_MODELS), progress)
 
 
 def _pooled(output: Any) -> torch.Tensor:

@@ -19,7 +19,7 @@ import models
 from demos import ASSETS
 from demos.comparison import IMAGE, Method, Output
 from demos.generation import generator_for, png_with_parameters, resolve_seed
-from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
+from demos.inputs import MAX_PROMPT_CHARS, number_in_range, one_of, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
 from models.controlnet import CONDITIONS, parameter_count
@@ -54,9 +54,7 @@ class ControlNetResult:
 # ---- validation -----------------------------------------------------------------------------
 
 def _condition(name: str | None) -> str:
-    if name not in CONDITIONS:
-        raise UserError(f"Unknown condition {name!r}; choose one of {', '.join(CONDITIONS)}.")
-    return name
+    return one_of(name, "condition", CONDITIONS)
 
 
 def _resolution(value: Any) -> int:

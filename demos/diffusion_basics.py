@@ -28,7 +28,7 @@ import models
 from demos import ASSETS
 from demos.comparison import IMAGE, Method, Output
 from demos.generation import MAX_SEED, generator_for, resolve_seed
-from demos.inputs import number_in_range, prompt_text, rgb_image
+from demos.inputs import number_in_range, one_of, prompt_text, rgb_image
 from demos.limits import LIMITS
 from models import UserError
 from models import ProgressFn
@@ -166,15 +166,11 @@ def counting_calls(module: torch.nn.Module) -> Iterator[CallCounter]:
 # ---- validation -----------------------------------------------------------------------------
 
 def _schedule(name: str) -> str:
-    if name not in SCHEDULES:
-        raise UserError(f"Unknown noise schedule {name!r}; choose one of {', '.join(SCHEDULES)}.")
-    return name
+    return one_of(name, "noise schedule", SCHEDULES)
 
 
 def _sampler(name: str, allowed: tuple[str, ...]) -> str:
-    if name not in allowed:
-        raise UserError(f"Unknown sampler {name!r}; choose one of {', '.join(allowed)}.")
-    return name
+    return one_of(name, "sampler", allowed)
 
 
 def _timestep(t: Any) -> int:

@@ -100,6 +100,14 @@ def prompt_text(prompt: str | None, what: str, limit: int = 400) -> str:
     return prompt
 
 
+def one_of(value: Any, what: str, choices: Sequence[str]) -> str:
+    """`value` if it is one of `choices` (a dropdown's options), else a `UserError` listing them:
+    an API client can send any string where the page offers a list."""
+    if value not in choices:
+        raise UserError(f"Unknown {what} {value!r}; choose one of {', '.join(choices)}.")
+    return value
+
+
 def number_in_range(value: Any, what: str, low: float, high: float, whole: bool = False) -> Any:
     """A numeric setting (steps, scales ...) within [low, high]; `whole` for counts."""
     try:

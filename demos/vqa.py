@@ -33,7 +33,7 @@ import models
 from demos import ASSETS
 from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.generation import resolve_seed
-from demos.inputs import MAX_PROMPT_CHARS, number_in_range, rgb_image
+from demos.inputs import MAX_PROMPT_CHARS, number_in_range, one_of, rgb_image
 from models import ProgressFn, UserError
 from models.vqa import IMAGE_TOKEN, available_quantizations, quantized_name
 
@@ -63,8 +63,7 @@ class Decoding:
     seed: int = 0
 
     def checked(self) -> "Decoding":
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"Unknown decoding strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+        one_of(self.strategy, "decoding strategy", STRATEGIES)
         return replace(
             self,
             max_new_tokens=number_in_range(self.max_new_tokens, "The max new tokens", 1, MAX_NEW_TOKENS, whole=True),
@@ -120,8 +119,7 @@ def blip2_prompt(question: str, mode: str = "vqa", model: str = BLIP2_MODELS[0])
     """BLIP-2's zero-shot VQA prompt from the paper's evaluation (LAVIS): "Question: … Answer:" for the
     OPT models, "Question: … Short answer:" for the Flan-T5 models; captioning sends no prompt at all.
     InstructBLIP was instruction-tuned: the question is the instruction, and captioning asks for one."""
-    if mode not in MODES:
-        raise UserError(f"Unknown BLIP-2 mode {mode!r}; choose one of {', '.join(MODES)}.")
+    one_of(mode, "BLIP-2 mode", MODES)
     if model in INSTRUCTBLIP_MODELS:
         return INSTRUCTBLIP_CAPTION if mode == "caption" else question
     if mode == "caption":
@@ -156,8 +154,7 @@ def llava_conversation(history: Sequence[dict], question: str) -> list[dict]:
 # ---- the two sides -----------------------------------------------------------------------------
 
 def _handle(model: str, family_models: list[str], quantization: str | None, progress: ProgressFn | None) -> Any:
-    if model not in family_models:
-        raise UserError(f"Unknown model {model!r}; choose one of {', '.join(family_models)}.")
+    one_of(model, "model", family_models)
     if quantization is not None and quantization not in available_quantizations():
         raise UserError(f"{quantization} loading needs a CUDA GPU and the bitsandbytes package.")
     return models.get(quantized_name(model, quantization), progress)
