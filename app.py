@@ -81,17 +81,25 @@ def _share_gpu_queue(events: list) -> None:
 
 
 def build_app(demo_list=None):
-    """The whole page: banner, one tab per demo (an error panel where one fails), Models panel."""
+    """The whole page with its request queue: banner, one tab per demo (an error panel where one
+    fails), Lessons and Models panels. At most `PP_MAX_QUEUE` requests wait; a run whose user has
+    gone stops at its next step, and heavy runs pause at their steps while light requests run."""
     import gradio as gr
 
     import models
     from demos import DEMOS
     from demos.i18n import translate_page
     from demos.lessons import lessons_panel, wire_lessons
-    from demos.ui import TINY_BANNER, language_switch, models_panel, plain_input_errors
+    from demos.limits import LIMITS
+    from demos.ui import TINY_BANNER, language_switch, models_panel, plain_input_errors, watch_running_jobs
 
     # Uploads and results live in gradio's cache only for an hour (and never past a restart).
-    with gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600)) as app:
+    app = gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600))
+    # The queue before the widgets: gradio rebuilds its server app on `queue()`, and on every
+    # `with app:` exit, at a cost that grows with the number of widgets (the page's cold start).
+    app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
+    watch_running_jobs(app, GPU_QUEUE)
+    with app:
         with gr.Row():
             gr.Markdown("# Paper Playground\nTry landmark vision-language and diffusion papers hands-on.")
             language_switch()
@@ -112,21 +120,9 @@ def build_app(demo_list=None):
                     if demo.heavy:
                         _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
         models_panel()
+        wire_lessons(app, lessons)  # last: the lessons read the page's endpoints and tabs
     plain_input_errors(app)  # before the translation: its messages name the English labels
-    with app:  # the lessons read the built page's endpoints and tabs
-        wire_lessons(app, lessons)
     translate_page(app)
-    return app
-
-
-def queued(app):
-    """The page with its request queue: at most `PP_MAX_QUEUE` waiting, and runs whose user has
-    gone stop at their next step."""
-    from demos.limits import LIMITS
-    from demos.ui import stop_dropped_jobs
-
-    app.queue(default_concurrency_limit=1, max_size=LIMITS.max_queue)
-    stop_dropped_jobs(app)
     return app
 
 
@@ -152,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     from demos.limits import LIMITS
     from demos.ui import CSS, JS
 
-    app = queued(build_app())
+    app = build_app()
     # quiet: gradio's own hint ("set `share=True` in `launch()`") means nothing to someone who typed
     # `python app.py`; the app prints where it runs and its own `--share` instead.
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,

@@ -232,7 +232,8 @@ def widget_value(component: Any, value: Any) -> Any:
 
 
 def page_endpoints(app: Any) -> dict[str, Endpoint]:
-    """Every public named endpoint of the built page whose inputs sit in a tab, by API name."""
+    """Every public named endpoint of the page whose inputs sit in a tab, by API name."""
+    app.config = app.get_config_file()  # what the API description reads; gradio makes it on `with` exit
     info = app.get_api_info()["named_endpoints"]
     found: dict[str, Endpoint] = {}
     for fn in app.fns.values():

@@ -14,7 +14,7 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, parse_prompts, run_click_to_mask
+from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, run_click_to_mask
 from demos.comparison import EDIT, Method, Output
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, prompt_text
@@ -105,7 +105,7 @@ COMPARE_METHODS = [Method(EDIT, "Masked edit (SDEdit in a mask)", _compare,
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import RESULT, scroll_into_view_on, seed_controls, user_errors
+    from demos.ui import RESULT, scroll_into_view_on, seed_controls, segment_on_click, user_errors
 
     gr.Markdown(
         "Mark a region (click the object for Segment Anything, upload a mask, or brush) and say what it should "
@@ -151,20 +151,9 @@ def build_ui() -> None:
                  for photo, region, text in EXAMPLES], inputs=[scene, editor, mask, prompt],
                 label="Examples (public-domain photos from scikit-image)")
 
-    def click(clicks_text, mode, evt):
-        return add_click(clicks_text, *evt.index, mode)
-    # Gradio finds the click's SelectData by annotation (a string one would not resolve here).
-    click.__annotations__["evt"] = gr.SelectData
-
     @user_errors
     def segment_for_ui(scene, clicks_text, model, choice, progress=gr.Progress(track_tqdm=True)):
         return run_click_to_mask(scene, clicks_text, model, choice, progress).mask
-
-    @user_errors
-    def segment_after_click(scene, clicks_text, model, choice, progress=gr.Progress(track_tqdm=True)):
-        if parse_prompts(clicks_text).empty:  # the first corner of a box: wait for the second
-            return gr.skip()
-        return segment_for_ui(scene, clicks_text, model, choice, progress)
 
     @user_errors
     def edit_for_ui(scene, prompt, strength, steps, guidance, seed, randomize, grow, feather, mask=None,
@@ -182,8 +171,7 @@ def build_ui() -> None:
 
     gr.on([scene.upload, scene.clear], lambda picture: ("", None, picture), inputs=scene,
           outputs=[clicks, mask, editor], api_visibility="private")
-    scene.select(user_errors(click), inputs=[clicks, click_mode], outputs=clicks, api_visibility="private").success(
-        segment_after_click, inputs=[scene, clicks, sam_model, choice], outputs=mask, api_visibility="private")
+    segment_on_click(scene, clicks, click_mode, sam_model, choice, [mask], segment_for_ui)
     segment.click(segment_for_ui, inputs=[scene, clicks, sam_model, choice], outputs=mask,
                   api_name="masked_edit_click_to_mask")
     run.click(edit_for_ui, inputs=[scene, prompt, strength, steps, guidance, seed, randomize, grow, feather, mask,

@@ -18,7 +18,7 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, parse_prompts, run_click_to_mask
+from demos.click_to_mask import MASK_CHOICES, PROMPT_HELP, SAM_MODELS, run_click_to_mask
 from demos.generation import generator_for, png_with_parameters, resolve_seed
 from demos.inputs import number_in_range, rgb_image
 from demos.limits import LIMITS
@@ -186,7 +186,7 @@ MARK_CLICKS_JS = """
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import scroll_into_view_on, user_errors
+    from demos.ui import scroll_into_view_on, segment_on_click, user_errors
 
     w = layout()
 
@@ -194,22 +194,10 @@ def build_ui() -> None:
         """A new scene: forget the clicks and the mask, and put it under the brush."""
         return "", [], None, picture
 
-    def click(prompts_text, mode, evt):
-        return add_click(prompts_text, *evt.index, mode)
-    # Gradio finds the click's SelectData by annotation; a string one (this module's future import)
-    # would not resolve, since gradio is imported in this function only.
-    click.__annotations__["evt"] = gr.SelectData
-
     @user_errors
     def segment_for_ui(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
         result = run_click_to_mask(scene, prompts, model, choice, progress)
         return result.candidates, result.mask
-
-    @user_errors
-    def segment_after_click(scene, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
-        if parse_prompts(prompts).empty:  # the first corner of a box: wait for the second
-            return gr.skip(), gr.skip()
-        return segment_for_ui(scene, prompts, model, choice, progress)
 
     @user_errors
     def paint_for_ui(scene, reference, steps, guidance_scale, num_images, grow, feather, seed, randomize,
@@ -226,9 +214,7 @@ def build_ui() -> None:
     sam_io = dict(inputs=[w.scene, w.prompts, w.sam_model, w.choice], outputs=[w.candidates, w.mask])
     gr.on([w.scene.upload, w.scene.clear, w.clear.click], new_scene, inputs=w.scene,
           outputs=[w.prompts, w.candidates, w.mask, w.editor], api_visibility="private")
-    # A click only edits the prompt text; the segmentation after it is the same step as the public endpoint.
-    w.scene.select(user_errors(click), inputs=[w.prompts, w.click_mode], outputs=w.prompts,
-                   api_visibility="private").success(segment_after_click, **sam_io, api_visibility="private")
+    segment_on_click(w.scene, w.prompts, w.click_mode, w.sam_model, w.choice, sam_io["outputs"], segment_for_ui)
     gr.on([w.segment.click, w.prompts.submit, w.choice.input, w.sam_model.input], segment_for_ui, **sam_io,
           api_name="click_to_mask")
     w.paint.click(paint_for_ui, inputs=[w.scene, w.reference, w.steps, w.guidance_scale, w.num_images, w.grow,

@@ -21,11 +21,11 @@ from PIL import Image, ImageDraw
 
 import models
 from demos import ASSETS
-from demos.click_to_mask import (MASK_CHOICES, PROMPT_HELP, SAM_MODELS, add_click, full_size, parse_prompts,
-                                 run_click_to_mask, sam_frame, segment_boxes)
+from demos.click_to_mask import (MASK_CHOICES, PROMPT_HELP, SAM_MODELS, full_size, run_click_to_mask, sam_frame,
+                                 segment_boxes)
 from demos.comparison import PICTURE, Field, Method, Output, Task
 from demos.generation import png_with_parameters
-from demos.inputs import number_in_range, prompt_text
+from demos.inputs import number_in_range, one_of, prompt_text
 from demos.masks import scene_image
 from models import ProgressFn, UserError
 from models.grounding_dino import GROUNDING_DINO_TINY
@@ -88,8 +88,7 @@ def run_segment_everything(image: Any, model: str = SAM_VIT_B, points_per_side: 
     from segment_anything import SamAutomaticMaskGenerator
 
     picture = scene_image(image, "an image to segment")
-    if model not in SAM_MODELS:
-        raise UserError(f"Unknown Segment Anything model {model!r}; choose one of {', '.join(SAM_MODELS)}.")
+    one_of(model, "Segment Anything model", SAM_MODELS)
     points_per_side = number_in_range(points_per_side, "Points per side", 1, MAX_POINTS_PER_SIDE, whole=True)
     pred_iou_thresh = number_in_range(pred_iou_thresh, "The predicted-IoU threshold", 0, 1)
     stability_score_thresh = number_in_range(stability_score_thresh, "The stability threshold", 0, 1)
@@ -199,8 +198,7 @@ def run_grounded_sam(image: Any, text: str | None, box_threshold: float = 0.3, t
     text = detector_text(text)
     box_threshold = number_in_range(box_threshold, "The box threshold", 0, 1)
     text_threshold = number_in_range(text_threshold, "The text threshold", 0, 1)
-    if model not in SAM_MODELS:
-        raise UserError(f"Unknown Segment Anything model {model!r}; choose one of {', '.join(SAM_MODELS)}.")
+    one_of(model, "Segment Anything model", SAM_MODELS)
     detector = models.get(GROUNDING_DINO_TINY, progress)
     sam = models.get(model, progress)
     started = time.perf_counter()
@@ -317,13 +315,9 @@ def layout() -> SimpleNamespace:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.ui import scroll_into_view_on, user_errors
+    from demos.ui import scroll_into_view_on, segment_on_click, user_errors
 
     w = layout()
-
-    def click(prompts_text, mode, evt):
-        return add_click(prompts_text, *evt.index, mode)
-    click.__annotations__["evt"] = gr.SelectData  # see demos/paint_by_example.py: a lazy gradio import
 
     @user_errors
     def segment_for_ui(image, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
@@ -335,12 +329,6 @@ def build_ui() -> None:
         mask_path = png_with_parameters(result.mask, {"method": "SAM click", "prompts": prompts, "model": model},
                                         stem="sam-mask")
         return chosen, summary, result.candidates, rows, mask_path
-
-    @user_errors
-    def segment_after_click(image, prompts, model, choice, progress=gr.Progress(track_tqdm=True)):
-        if parse_prompts(prompts).empty:  # the first corner of a box: wait for the second
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return segment_for_ui(image, prompts, model, choice, progress)
 
     @user_errors
     def everything_for_ui(image, model, points_per_side, pred_iou, stability, nms,
@@ -367,8 +355,7 @@ def build_ui() -> None:
     outputs = [w.result, w.info, w.candidates, w.table, w.mask_file]
     click_io = dict(inputs=[w.image, w.prompts, w.model, w.choice], outputs=outputs)
     gr.on([w.image.upload, w.image.clear, w.clear.click], lambda: "", outputs=w.prompts, api_visibility="private")
-    w.image.select(user_errors(click), inputs=[w.prompts, w.click_mode], outputs=w.prompts,
-                   api_visibility="private").success(segment_after_click, **click_io, api_visibility="private")
+    segment_on_click(w.image, w.prompts, w.click_mode, w.model, w.choice, outputs, segment_for_ui)
     gr.on([w.segment.click, w.prompts.submit], segment_for_ui, **click_io, api_name="sam_click")
     w.everything.click(everything_for_ui, inputs=[w.image, w.model, w.points_per_side, w.pred_iou, w.stability, w.nms],
                        outputs=outputs, api_name="segment_everything")

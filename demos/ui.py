@@ -5,6 +5,7 @@ import functools
 import inspect
 import logging
 import sys
+import time
 from typing import Any, Callable
 
 import gradio as gr
@@ -115,22 +116,38 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
     return checked
 
 
-def stop_dropped_jobs(app: gr.Blocks) -> None:
-    """Make a run stop at its next progress report once its user has gone. Gradio marks the job
-    as no longer alive when the page closes or the connection drops, and forgets it on Stop, but a
-    handler running in a thread goes on to its last step; every progress report of a handler (its
-    `gr.Progress` calls and tracked tqdm bars) passes through the queue's `set_progress`, so that is
-    where the job is checked. Call it after `app.queue()`, which makes a new queue."""
+# The longest a heavy run waits, at one of its steps, for light requests to finish.
+MAX_GIVE_WAY_SECONDS = 5.0
+
+
+def watch_running_jobs(app: gr.Blocks, heavy_queue: str) -> None:
+    """At each progress report of a run: stop it if its user has gone, and let light requests go first.
+
+    Gradio marks a job as no longer alive when the page closes or the connection drops, and forgets
+    it on Stop, but a handler running in a thread goes on to its last step. And a heavy run (an event
+    in `heavy_queue`: diffusion, LLMs) shares the CPU, or the GPU, with light requests (CLIP, widget
+    updates), which would take twice as long beside it on a 2-core machine. Every progress report of
+    a handler (its `gr.Progress` calls and tracked tqdm bars, once a step) passes through the queue's
+    `set_progress` in the handler's thread, so that is where the job is checked and where a heavy run
+    pauses while light requests run (at most `MAX_GIVE_WAY_SECONDS` per step). Call it after
+    `app.queue()`, which makes a new queue."""
     queue = app._queue
     report = queue.set_progress
 
-    def set_progress_unless_dropped(event_id: str, iterables: Any) -> None:
-        events = [event for job in queue.active_jobs if job for event in job if event._id == event_id]
-        if not events or not events[0].alive:
+    def running() -> list:
+        return [event for job in list(queue.active_jobs) if job for event in job]
+
+    def set_progress_checked(event_id: str, iterables: Any) -> None:
+        event = next((event for event in running() if event._id == event_id), None)
+        if event is None or not event.alive:
             raise JobDropped("The page that asked for this run was closed or stopped it, so it was stopped.")
+        if event.concurrency_id == heavy_queue:
+            deadline = time.monotonic() + MAX_GIVE_WAY_SECONDS
+            while time.monotonic() < deadline and any(other.concurrency_id != heavy_queue for other in running()):
+                time.sleep(0.01)
         report(event_id, iterables)
 
-    queue.set_progress = set_progress_unless_dropped
+    queue.set_progress = set_progress_checked
 
 
 # Page-wide CSS (gradio 6 takes it in `launch()`). A generated image fills its box, so a 64-px tiny
@@ -195,6 +212,26 @@ def scroll_into_view_on(button, elem_id: str) -> None:
     from an example at the bottom of a long page shows its progress and result, not the examples."""
     button.click(None, js=f"() => document.getElementById('{elem_id}')?.scrollIntoView({{block: 'start'}})",
                  api_visibility="private")
+
+
+def segment_on_click(scene: gr.Image, prompts: gr.Textbox, click_mode: gr.Radio, model: gr.Dropdown,
+                     choice: gr.Radio, outputs: list, segment: Callable) -> None:
+    """Click-to-mask wiring: a click on `scene` adds a point (or a box corner, per `click_mode`) to the
+    prompts text, then `segment(scene, prompts, model, choice, progress)` — the tab's own public
+    step — fills `outputs`, unless the click was the first corner of a box, which waits for the second."""
+    from demos.click_to_mask import add_click, parse_prompts
+
+    def click(prompts_text: str, mode: str, evt: gr.SelectData) -> str:
+        return add_click(prompts_text, *evt.index, mode)
+
+    @user_errors
+    def segment_after_click(picture, prompts_text, model_name, mask_choice, progress=gr.Progress(track_tqdm=True)):
+        if parse_prompts(prompts_text).empty:
+            return gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
+        return segment(picture, prompts_text, model_name, mask_choice, progress)
+
+    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
+        segment_after_click, inputs=[scene, prompts, model, choice], outputs=outputs, api_visibility="private")
 
 
 def seed_controls(default: int = 0):

@@ -145,7 +145,6 @@ def test_share_without_auth_warns(monkeypatch, capsys):
             pass
 
     monkeypatch.setattr(app, "build_app", lambda: FakeBlocks())
-    monkeypatch.setattr(app, "queued", lambda blocks: blocks)
     app.main(["--models", "tiny", "--share"])
     assert "WARNING: --share creates a public link" in capsys.readouterr().err
     assert launched["share"] is True and launched["auth"] is None and launched["max_file_size"] == "20mb"

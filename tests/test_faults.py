@@ -143,15 +143,28 @@ def listening_to_queue(blocks: gr.Blocks, api_name: str, data: list) -> Iterator
             yield
 
 
+@contextmanager
+def launched_page(*modules: str) -> Iterator[gr.Blocks]:
+    """The real page (its queue and progress hooks) with the tabs of these modules, served on loopback."""
+    import app as page
+    from demos import DEMOS
+    from tests.conftest import free_port
+
+    blocks = page.build_app([demo for demo in DEMOS if demo.module in modules])
+    blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield blocks
+    finally:
+        blocks.close()
+
+
 @pytest.mark.parametrize("leave", ["stop", "disconnect"])
 def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run_works(leave, monkeypatch):
     """The real page's queue and the real sampler: a 100-step run is left after a few steps (Stop in
     the page, or the connection dropped); its thread must stop within a few steps, not run to 100."""
     from gradio_client import Client
 
-    import app as page
-    from demos import DEMOS, diffusion_basics
-    from tests.conftest import free_port
+    from demos import diffusion_basics
 
     unet = models.get(diffusion_basics.PIXEL_MODEL).unet
     steps, ended, outcome = [], threading.Event(), {}
@@ -167,29 +180,60 @@ def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run
             ended.set()
 
     monkeypatch.setattr(diffusion_basics, "run_pixel_sampler", observed_run)
-    basics = [demo for demo in DEMOS if demo.module == "demos.diffusion_basics"]
-    blocks = page.queued(page.build_app(basics))
-    blocks.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
     hook = unet.register_forward_pre_hook(lambda module, args: steps.append(time.sleep(0.05)))
     try:
-        request = ["DDIM", 100, 0.0, 2, 0, False]
-        if leave == "stop":  # the page's Stop button, or gradio_client's cancel()
-            job = Client(blocks.local_url, verbose=False).submit(*request, api_name="/pixel_sampler")
-            while len(steps) < 5:
-                time.sleep(0.02)
-            job.cancel()
-        else:  # the browser tab closes: the page's event stream is cut mid-run
-            with listening_to_queue(blocks, "pixel_sampler", request):
+        with launched_page("demos.diffusion_basics") as blocks:
+            request = ["DDIM", 100, 0.0, 2, 0, False]
+            if leave == "stop":  # the page's Stop button, or gradio_client's cancel()
+                job = Client(blocks.local_url, verbose=False).submit(*request, api_name="/pixel_sampler")
                 while len(steps) < 5:
                     time.sleep(0.02)
-        steps_when_left = len(steps)
-        assert ended.wait(timeout=300)
-        assert isinstance(outcome.get("error"), models.JobDropped) and len(steps) <= steps_when_left + 10, \
-            f"the run went on to step {len(steps)} of 100 after its user left at step {steps_when_left}"
-        ended.clear()
-        image, *_ = Client(blocks.local_url, verbose=False).predict("DDIM", 3, 0.0, 2, 0, False,
-                                                                    api_name="/pixel_sampler")
-        assert Path(image).exists()
+                job.cancel()
+            else:  # the browser tab closes: the page's event stream is cut mid-run
+                with listening_to_queue(blocks, "pixel_sampler", request):
+                    while len(steps) < 5:
+                        time.sleep(0.02)
+            steps_when_left = len(steps)
+            assert ended.wait(timeout=300)
+            assert isinstance(outcome.get("error"), models.JobDropped) and len(steps) <= steps_when_left + 10, \
+                f"the run went on to step {len(steps)} of 100 after its user left at step {steps_when_left}"
+            ended.clear()
+            image, *_ = Client(blocks.local_url, verbose=False).predict("DDIM", 3, 0.0, 2, 0, False,
+                                                                        api_name="/pixel_sampler")
+            assert Path(image).exists()
     finally:
         hook.remove()
-        blocks.close()
+
+
+def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goes_on():
+    """A CLIP request made during a 100-step run: the run takes no new step while CLIP works (so on a
+    2-core machine CLIP is not slowed by it; `bench/api_overhead.py` measures that), and resumes after."""
+    from gradio_client import Client, handle_file
+
+    from demos import diffusion_basics
+
+    steps, clip_window = [], []
+    unet = models.get(diffusion_basics.PIXEL_MODEL).unet
+    vision = models.get("clip-vit-base-patch32").model.vision_model
+    hooks = [unet.register_forward_pre_hook(lambda module, args: steps.append(time.monotonic()) or time.sleep(0.05)),
+             vision.register_forward_pre_hook(lambda module, args: clip_window.append(time.monotonic()) or time.sleep(2)),
+             vision.register_forward_hook(lambda module, args, output: clip_window.append(time.monotonic()))]
+    try:
+        with launched_page("demos.diffusion_basics", "demos.clip_zero_shot") as blocks:
+            run = Client(blocks.local_url, verbose=False).submit("DDIM", 100, 0.0, 2, 0, False,
+                                                                 api_name="/pixel_sampler")
+            while len(steps) < 3:
+                time.sleep(0.02)
+            Client(blocks.local_url, verbose=False).predict(handle_file(str(ASSETS / "chelsea.jpg")), "cat, dog",
+                                                            "a photo of a {}.", "clip-vit-base-patch32", 2,
+                                                            api_name="/clip_zero_shot")
+            started, ended = clip_window
+            while not [step for step in steps if step > ended] and time.monotonic() < ended + 60:
+                time.sleep(0.05)
+            run.cancel()
+        during = [step for step in steps if started < step < ended]
+        assert len(during) <= 2, f"the run took {len(during)} steps during a 2-second CLIP request"
+        assert [step for step in steps if step > ended], "the run did not go on after the CLIP request"
+    finally:
+        for hook in hooks:
+            hook.remove()
