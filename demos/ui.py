@@ -116,7 +116,9 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
     return checked
 
 
-# The longest a heavy run waits, at one of its steps, for light requests to finish.
+# The most time heavy runs give, in all, to one light request by pausing while it runs: a quick
+# request gets the machine to itself; one that takes longer (or waits on a model a heavy run is
+# loading) cannot hold the heavy runs up for more than this.
 MAX_GIVE_WAY_SECONDS = 5.0
 
 
@@ -129,22 +131,36 @@ def watch_running_jobs(app: gr.Blocks, heavy_queue: str) -> None:
     updates), which would take twice as long beside it on a 2-core machine. Every progress report of
     a handler (its `gr.Progress` calls and tracked tqdm bars, once a step) passes through the queue's
     `set_progress` in the handler's thread, so that is where the job is checked and where a heavy run
-    pauses while light requests run (at most `MAX_GIVE_WAY_SECONDS` per step). Call it after
+    pauses while light requests run (up to `MAX_GIVE_WAY_SECONDS` for each). Call it after
     `app.queue()`, which makes a new queue."""
     queue = app._queue
     report = queue.set_progress
+    given: dict[str, float] = {}  # light job id -> seconds heavy runs have paused for it
 
     def running() -> list:
         return [event for job in list(queue.active_jobs) if job for event in job]
+
+    def give_way_to_light_jobs() -> None:
+        paused_at = time.monotonic()
+        while True:
+            light = [event._id for event in running() if event.concurrency_id != heavy_queue
+                     and given.get(event._id, 0.0) < MAX_GIVE_WAY_SECONDS]
+            if not light:
+                break
+            time.sleep(0.01)
+            now = time.monotonic()
+            for job_id in light:
+                given[job_id] = given.get(job_id, 0.0) + now - paused_at
+            paused_at = now
+        for job_id in set(given) - {event._id for event in running()}:
+            del given[job_id]
 
     def set_progress_checked(event_id: str, iterables: Any) -> None:
         event = next((event for event in running() if event._id == event_id), None)
         if event is None or not event.alive:
             raise JobDropped("The page that asked for this run was closed or stopped it, so it was stopped.")
         if event.concurrency_id == heavy_queue:
-            deadline = time.monotonic() + MAX_GIVE_WAY_SECONDS
-            while time.monotonic() < deadline and any(other.concurrency_id != heavy_queue for other in running()):
-                time.sleep(0.01)
+            give_way_to_light_jobs()
         report(event_id, iterables)
 
     queue.set_progress = set_progress_checked

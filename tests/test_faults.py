@@ -205,9 +205,9 @@ def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run
         hook.remove()
 
 
-def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goes_on():
-    """A CLIP request made during a 100-step run: the run takes no new step while CLIP works (so on a
-    2-core machine CLIP is not slowed by it; `bench/api_overhead.py` measures that), and resumes after."""
+def steps_beside_a_slow_clip_request(clip_seconds: float) -> tuple[list[float], float, float]:
+    """Start a 100-step DDIM run on the real page, make one CLIP request that takes `clip_seconds`
+    while it runs, and return the run's step times with the CLIP request's start and end."""
     from gradio_client import Client, handle_file
 
     from demos import diffusion_basics
@@ -216,7 +216,8 @@ def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goe
     unet = models.get(diffusion_basics.PIXEL_MODEL).unet
     vision = models.get("clip-vit-base-patch32").model.vision_model
     hooks = [unet.register_forward_pre_hook(lambda module, args: steps.append(time.monotonic()) or time.sleep(0.05)),
-             vision.register_forward_pre_hook(lambda module, args: clip_window.append(time.monotonic()) or time.sleep(2)),
+             vision.register_forward_pre_hook(
+                 lambda module, args: clip_window.append(time.monotonic()) or time.sleep(clip_seconds)),
              vision.register_forward_hook(lambda module, args, output: clip_window.append(time.monotonic()))]
     try:
         with launched_page("demos.diffusion_basics", "demos.clip_zero_shot") as blocks:
@@ -231,9 +232,28 @@ def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goe
             while not [step for step in steps if step > ended] and time.monotonic() < ended + 60:
                 time.sleep(0.05)
             run.cancel()
-        during = [step for step in steps if started < step < ended]
-        assert len(during) <= 2, f"the run took {len(during)} steps during a 2-second CLIP request"
-        assert [step for step in steps if step > ended], "the run did not go on after the CLIP request"
     finally:
         for hook in hooks:
             hook.remove()
+    return steps, started, ended
+
+
+def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goes_on():
+    """A CLIP request made during a 100-step run: the run takes no new step while CLIP works (so on a
+    2-core machine CLIP is not slowed by it; `bench/api_overhead.py` measures that), and resumes after."""
+    steps, started, ended = steps_beside_a_slow_clip_request(clip_seconds=2)
+    during = [step for step in steps if started < step < ended]
+    assert len(during) <= 2, f"the run took {len(during)} steps during a 2-second CLIP request"
+    assert [step for step in steps if step > ended], "the run did not go on after the CLIP request"
+
+
+def test_a_light_request_cannot_hold_a_diffusion_run_up_longer_than_its_allowance(monkeypatch):
+    """A light request that takes long (or waits on a model a heavy run is loading) gets the pause only
+    up to `MAX_GIVE_WAY_SECONDS`; then the run goes on beside it."""
+    from demos import ui
+
+    monkeypatch.setattr(ui, "MAX_GIVE_WAY_SECONDS", 1.0)
+    steps, started, ended = steps_beside_a_slow_clip_request(clip_seconds=4)
+    assert len([step for step in steps if started < step < started + 0.8]) <= 1, "the run did not pause at first"
+    after_allowance = [step for step in steps if started + 1.2 < step < ended]
+    assert len(after_allowance) >= 3, f"the run took {len(after_allowance)} steps in the 3 s after the allowance"
