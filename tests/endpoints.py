@@ -14,7 +14,9 @@ from gradio_client import Client, handle_file
 
 # Matched against a widget's label in the config: its English text, or its translation key (demos/i18n.py
 # turns "Max new tokens" into a reference to the key "pp_max_new_tokens").
-AMOUNT_OF_WORK = re.compile(r"steps|candidates|images|iterations|new.tokens|beams", re.IGNORECASE)
+AMOUNT_OF_WORK = re.compile(r"steps|step.budget|candidates|images|iterations|new.tokens|beams|variations|frames",
+                            re.IGNORECASE)
+SPACING_OF_WORK = re.compile(r"every", re.IGNORECASE)  # "Sample every N steps": the least work at its maximum
 GOOD_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"  # has a face, for face swap
 
 
@@ -35,15 +37,17 @@ class Endpoint:
 
 def good_value(component: dict, parameter: dict) -> Any:
     """A value the widget itself could send. Sliders that set how much work a request does (steps,
-    candidates, images ...) sit at their minimum, so heavy tabs stay cheap on CPU."""
+    candidates, images ...) sit where it is least (their minimum, or the maximum of "every N steps"),
+    so heavy tabs stay cheap on CPU."""
     kind, props = component["type"], component.get("props", {})
     if kind in ("image", "file"):
         image = handle_file(str(GOOD_IMAGE))
         return [image] if props.get("file_count") == "multiple" else image
     if parameter.get("parameter_has_default"):
         default = parameter["parameter_default"]
-        if kind == "slider" and AMOUNT_OF_WORK.search(str(props.get("label", ""))):
-            return props.get("minimum", default)
+        label = str(props.get("label", ""))
+        if kind == "slider" and AMOUNT_OF_WORK.search(label):
+            return props.get("maximum" if SPACING_OF_WORK.search(label) else "minimum", default)
         return default
     if kind in ("dropdown", "radio"):
         choices = props.get("choices") or [[None, None]]
