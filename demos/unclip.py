@@ -266,7 +266,8 @@ def build_ui() -> None:
                     prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
                     gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
                     with gr.Row():
-                        prior_steps = gr.Slider(MIN_PRIOR_STEPS, LIMITS.max_steps, value=PRIOR_STEPS, step=1, label="Prior steps")
+                        prior_steps = gr.Slider(MIN_PRIOR_STEPS, LIMITS.max_steps, value=PRIOR_STEPS, step=1,
+                                                label="Prior steps")
                         decoder_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1,
                                                   label="Decoder steps")
                     with gr.Row():

@@ -47,7 +47,6 @@ STEPS = 50
 SEED = 445
 
 
-
 class PhraseNotInPrompt(ValueError):
     """A phrase's tokens do not occur in the prompt (or not as often as it has boxes)."""
 
@@ -213,10 +212,10 @@ class CaptureCrossAttention:
 def capture_cross_attention(unet: Any) -> Iterator[AttentionStore]:
     """Install capturing processors on the guided layers of a (shared) UNet and put the previous
     processors back on exit, whatever happens. The UNet belongs to the shared SD-1.5 base, so other
-    tabs would see the swap: a lock keeps layout-guidance runs from interleaving, and the capturing
+    tabs would see the swap: `swapped_attention` lets one swapping run at a time in, and the capturing
     processor computes the same attention as the default one (except during a forward-guided step),
     so a concurrent run of another tab on the same UNet gets the same result, only slower. The
-    events of the diffusion tabs share one queue (`concurrency_id="diffusion"`), so none runs then."""
+    heavy events of every tab share one queue (`app.GPU_QUEUE`), so none runs then."""
     store = AttentionStore()
     with swapped_attention(unet, {name: CaptureCrossAttention(name, store) for name in guided_layer_names(unet)}):
         yield store

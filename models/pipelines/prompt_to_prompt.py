@@ -34,7 +34,6 @@ GUIDANCE_SCALE = 7.5
 STEPS = 50
 
 
-
 class EditError(ValueError):
     """The two prompts (or the re-weighted word) do not fit the chosen edit."""
 
