@@ -2,6 +2,9 @@
 
     python app.py                      # published checkpoints, downloaded on first use
     python app.py --models tiny        # offline: tiny random models, outputs are noise
+    python app.py --check --lesson controlling-generation   # the day before class: what is still missing
+    python app.py --download --lesson controlling-generation  # ... fetch it (again: only what is missing)
+    python app.py --offline            # in class: only what is cached, never the network
 """
 from __future__ import annotations
 
@@ -32,7 +35,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models to load before serving (see the Models panel for names)")
     parser.add_argument("--max-file-size", default=None,
                         help="largest upload accepted, e.g. 20mb (default: PP_MAX_FILE_SIZE or 20mb)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="load only what is in the cache and never reach for the network (PP_OFFLINE=1)")
+    parser.add_argument("--safety-checker", choices=["auto", "on", "off"],
+                        default=os.environ.get("PP_SAFETY_CHECKER_MODE", "auto"),
+                        help="Stable Diffusion's published NSFW filter; auto: on for a public link without "
+                             "--auth or on a Hugging Face Space, off otherwise")
+    preflight = parser.add_argument_group("class preflight (print and exit; no model is loaded)")
+    preflight.add_argument("--check", nargs="?", const="default", choices=["default", "all"],
+                           help="per model: cached or not, bytes to download, licence, access, memory against "
+                                "this machine, verdict (all: every registered model)")
+    preflight.add_argument("--download", nargs="?", const="default", choices=["default", "all"],
+                           help="fetch the files those models read on this device, with progress; a rerun "
+                                "fetches only what is still missing")
+    preflight.add_argument("--tab", action="append", default=[], metavar="TITLE",
+                           help="only this tab's models (repeatable), e.g. --tab ControlNet")
+    preflight.add_argument("--lesson", action="append", default=[], metavar="NAME",
+                           help="only what this lesson loads (assets/lessons/NAME.json)")
+    preflight.add_argument("--model", action="append", default=[], metavar="NAME",
+                           help="only this registered model (repeatable; names in the Models panel)")
     return parser.parse_args(argv)
+
+
+def safety_checker_on(mode: str, share: bool, auth: tuple[str, str] | None) -> bool:
+    """A public link that anyone can open (or a Space) gets the published filter; a local run does not."""
+    if mode != "auto":
+        return mode == "on"
+    return (share and auth is None) or bool(os.environ.get("SPACE_ID"))
+
+
+def preflight_names(args: argparse.Namespace, registry: dict) -> list[tuple[str, list[str]]]:
+    """(title, model names) groups for --check / --download: the tabs, lessons and models named, else every
+    tab's defaults (with `all`: every registered model)."""
+    from demos import DEMOS, checkpoints_of, lesson_checkpoints
+
+    every = (args.check or args.download) == "all"
+    groups = [(f"Tab: {title}", checkpoints_of([title], optional=every)) for title in args.tab]
+    groups += [(f"Lesson: {name}", lesson_checkpoints(name, set(registry))) for name in args.lesson]
+    groups += [("Models", [name for name in args.model if name in registry or _unknown_model(name, registry)])]
+    groups = [group for group in groups if group[1]]
+    if groups:
+        return groups
+    if every:
+        return [("Every registered model", sorted(registry))]
+    return [(f"Tab: {demo.title}", list(demo.checkpoints)) for demo in DEMOS if demo.checkpoints]
+
+
+def _unknown_model(name: str, registry: dict) -> bool:
+    raise SystemExit(f"--model {name}: no such model; registered: {', '.join(sorted(registry))}")
+
+
+def run_preflight(args: argparse.Namespace) -> int:
+    """--check / --download: print per model what this machine has and needs (and fetch it); exit status 1
+    if anything is not ready (or failed to download)."""
+    import models
+    from models import preflight
+
+    try:
+        groups = preflight_names(args, models.REGISTRY)
+    except KeyError as error:
+        raise SystemExit(str(error.args[0])) from None
+    print(preflight.machine_summary(models.model_cache))
+    if args.download:
+        names = list(dict.fromkeys(name for _, group in groups for name in group))
+        failures = preflight.download(models.model_cache, names)
+        if failures:
+            print("Not downloaded:\n  " + "\n  ".join(failures))
+    ready = True
+    for title, names in groups:
+        rows = preflight.check(models.model_cache, names)
+        ready &= all(row.ready for row in rows)
+        print("\n" + preflight.render(rows, title))
+    print("\nAll ready." if ready else "\nNot everything is ready: see the verdicts above.")
+    return 0 if ready else 1
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -131,10 +206,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     auth = parse_auth(args.auth)
     os.environ["PP_MODELS"] = args.models
+    if args.offline:  # before huggingface_hub is imported: its libraries read it once
+        os.environ["PP_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
 
     import models
 
     models.model_settings.profile = args.models
+    models.model_settings.offline = models.model_settings.offline or bool(args.offline)
+    models.model_settings.safety_checker = safety_checker_on(args.safety_checker, args.share, auth)
+    if args.check or args.download:
+        raise SystemExit(run_preflight(args))
     for name in args.preload:
         print(f"preloading {name} …", flush=True)
         try:

@@ -43,7 +43,7 @@ def unique_bytes(pipes: list) -> int:
     return sum(seen.values())
 
 
-# ---- published checkpoints (hub) or tiny folders: the registry's sources --------------------------
+# ---- published checkpoints, from this profile's cache (the Hub's, or the hub-shaped tiny one) --------------
 
 def checkpoint_pipes(shared: bool) -> list:
     import torch
@@ -54,16 +54,22 @@ def checkpoint_pipes(shared: bool) -> list:
 
     if shared:  # exactly what the app does
         return [models.get(CONTROLNET), models.get(ADAPTER), models.get("sd15")]
-    source = {name: models.model_cache.source_for(models.REGISTRY[name]) for name in ("sd15", CONTROLNET, ADAPTER)}
     device = torch.device(os.environ.get("PP_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    options = dict(dtype=dtype, use_safetensors=True)
-    controlnet = ControlNetModel.from_pretrained(source[CONTROLNET], **options)
-    adapter = T2IAdapter.from_pretrained(source[ADAPTER], **options)
+    cache = models.model_cache
+
+    def options(name: str) -> dict:  # the files and arguments the app's loader would use, from this profile's cache
+        download, dtype = cache.plan(models.REGISTRY[name], device)
+        return dict(revision=download.revision, cache_dir=cache.caches().hub, local_files_only=True, dtype=dtype,
+                    variant=download.variant, use_safetensors=download.use_safetensors)
+
+    base = dict(options("sd15"), safety_checker=None, requires_safety_checker=False)
+    controlnet = ControlNetModel.from_pretrained(models.REGISTRY[CONTROLNET].checkpoint, **options(CONTROLNET))
+    adapter = T2IAdapter.from_pretrained(models.REGISTRY[ADAPTER].checkpoint, **options(ADAPTER))
+    repo = models.REGISTRY["sd15"].checkpoint
     return [
-        StableDiffusionControlNetPipeline.from_pretrained(source["sd15"], controlnet=controlnet, **options).to(device),
-        StableDiffusionAdapterPipeline.from_pretrained(source["sd15"], adapter=adapter, **options).to(device),
-        StableDiffusionPipeline.from_pretrained(source["sd15"], **options).to(device),
+        StableDiffusionControlNetPipeline.from_pretrained(repo, controlnet=controlnet, **base).to(device),
+        StableDiffusionAdapterPipeline.from_pretrained(repo, adapter=adapter, **base).to(device),
+        StableDiffusionPipeline.from_pretrained(repo, **base).to(device),
     ]
 
 
@@ -136,8 +142,8 @@ def main() -> None:
     import models
 
     if not args.real_size and models.model_settings.profile == "tiny":
-        for name in ("sd15", CONTROLNET, ADAPTER):  # build tiny folders first, outside the measured processes
-            models.model_cache.source_for(models.REGISTRY[name])
+        for name in ("sd15", CONTROLNET, ADAPTER):  # build the tiny cache first, outside the measured processes
+            models.model_cache.build_tiny(models.REGISTRY[name])
     results = {}
     for name in ("shared", "separate"):
         command = [sys.executable, __file__, "--scenario", name, "--dtype", args.dtype, "--device", args.device]

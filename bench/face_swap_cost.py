@@ -28,7 +28,7 @@ os.environ.setdefault("PP_TINY_DIR", tempfile.mkdtemp(prefix="pp-tiny-"))
 import torch  # noqa: E402
 
 from models.ddpm import CELEBAHQ_SCHEDULER, CELEBAHQ_UNET  # noqa: E402
-from models.faces import FACE_CLASSES, FACENET_CONFIG, FaceParser, FaceRecognizer, facenet_network  # noqa: E402
+from models.faces import FACE_CLASSES, FACENET_SIDE, FaceParser, FaceRecognizer, facenet_network  # noqa: E402
 from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,  # noqa: E402
                                         reconstruction_loss)
 
@@ -39,7 +39,7 @@ def real_size_models(device: torch.device, dtype: torch.dtype):
 
     torch.manual_seed(0)
     unet = UNet2DModel(**CELEBAHQ_UNET).to(device, dtype).eval().requires_grad_(False)
-    guide = FaceRecognizer(facenet_network(FACENET_CONFIG).to(device, dtype).eval().requires_grad_(False), 160)
+    guide = FaceRecognizer(facenet_network([5, 10, 5]).to(device, dtype).eval().requires_grad_(False), FACENET_SIDE)
     mit_b5 = SegformerConfig(depths=[3, 6, 40, 3], hidden_sizes=[64, 128, 320, 512], num_attention_heads=[1, 2, 5, 8],
                              decoder_hidden_size=768, num_labels=19)
     parser = FaceParser(SegformerForSemanticSegmentation(mit_b5).to(device, dtype).eval().requires_grad_(False), 512,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.device import pick_device, pick_dtype  # noqa: E402
-from models.faces import FACENET_CONFIG, facenet_network  # noqa: E402
+from models.faces import FACENET_SIDE, facenet_network  # noqa: E402
 from models.pipelines import universal_guidance as ug  # noqa: E402
 from models.pipelines.face_swap import face_views  # noqa: E402
 from models.stable_diffusion import SD15_SCHEDULER  # noqa: E402
@@ -36,7 +36,7 @@ def build(device: torch.device, dtype: torch.dtype):
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         sample_size=512, scaling_factor=0.18215)
-    guide = facenet_network(FACENET_CONFIG)
+    guide = facenet_network([5, 10, 5])
     for module in (unet, vae, guide):
         module.to(device, dtype).eval().requires_grad_(False)
     scheduler = DDIMScheduler.from_config({**SD15_SCHEDULER, "clip_sample": False})
@@ -64,7 +64,7 @@ def main() -> None:
 
     def loss(image: torch.Tensor) -> torch.Tensor:
         crop_box = box * image.shape[-1] / args.side  # a lower-resolution guide image
-        embedding = guide(face_views(image, crop_box, 160) * (127.5 / 128))
+        embedding = guide(face_views(image, crop_box, FACENET_SIDE) * (127.5 / 128))
         return 1 - F.cosine_similarity(embedding.float(), target, dim=-1).mean()
 
     def synchronize() -> None:

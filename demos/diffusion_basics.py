@@ -34,6 +34,7 @@ from models import UserError
 from models import ProgressFn
 from models.ddpm import CELEBAHQ_SCHEDULER
 from models.few_step import CONSISTENCY, LCM_LORA
+from models.safety import screened_images
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
 PIXEL_MODEL = "ddpm-celebahq-256"  # shared with the face swap tab
@@ -449,7 +450,7 @@ def run_latent_sampler(prompt: str, sampler: str = "DDIM", steps: Any = 25, eta:
         return unconditional + guidance_scale * (conditional - unconditional)
 
     def decode(latent: torch.Tensor) -> Image.Image:
-        return to_image(decode_latent(vae, latent))
+        return screened_images(pipe, decode_latent(vae, latent))[0]
 
     started = time.perf_counter()
     # The adapter's layers are built outside inference mode: other tabs may take gradients through them.

@@ -25,6 +25,7 @@ from demos.inputs import number_in_range, prompt_text, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
 from models.instruct_pix2pix import INSTRUCT_PIX2PIX
+from models.safety import screened_images
 
 # edit_app.py's defaults (edit_cli.py uses 100 steps and image CFG 1.2)
 STEPS = 50
@@ -88,7 +89,7 @@ def branch_views(pipe: Any, spy: BranchSpy, guided: bool, text_cfg: float, image
     with torch.no_grad():
         clean = torch.stack([latent[0] - sigma * noise for noise in noises])
         decoded = pipe.vae.decode(clean / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    return list(zip(pipe.image_processor.postprocess(decoded, output_type="pil"), labels))
+    return list(zip(screened_images(pipe, decoded), labels))
 
 
 def run_instruct_pix2pix(

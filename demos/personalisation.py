@@ -31,6 +31,7 @@ from demos.generation import OUTPUT_DIR, generator_for, resolve_seed
 from demos.inputs import number_in_range, one_of, prompt_text, rgb_image
 from demos.limits import LIMITS
 from models import ProgressFn, UserError
+from models.safety import screened_images
 from models.pipelines.personalisation_training import LORA, TEXTUAL_INVERSION as TI, save_weights, train_concept
 from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION, read_weights,
@@ -144,7 +145,7 @@ def generate(pipe: Any, prompt: str, seed: int, steps: int, guidance: float, sid
         latent = pipe(prompt, height=side, width=side, num_inference_steps=steps, guidance_scale=guidance,
                       generator=generator_for(seed), output_type="latent").images
         pixels = pipe.vae.decode(latent / pipe.vae.config.scaling_factor).sample
-        image = pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+        image = screened_images(pipe, pixels)[0]
     return Sample(image, latent.float().cpu(), prompt)
 
 
@@ -199,14 +200,9 @@ def concept_footprint(name: str) -> Footprint:
 
 
 def concept_file_bytes(name: str) -> int:
-    """Bytes of the concept's files as stored (in the tiny folder, or the hub download cache)."""
-    from huggingface_hub import hf_hub_download
-
-    spec = models.REGISTRY[name]
-    source = Path(models.model_cache.source_for(spec))
-    return sum((source / file).stat().st_size if source.is_dir() else
-               Path(hf_hub_download(spec.checkpoint, file, revision=spec.revision)).stat().st_size
-               for file in CONCEPTS[name].files)
+    """Bytes of the concept's files as stored in this profile's cache (as published where not cached)."""
+    download, _ = models.model_cache.plan(models.REGISTRY[name])
+    return sum(models.model_cache.file_sizes(download).values())
 
 
 def unet_block_parameters(unet: Any) -> dict[str, int]:

@@ -15,6 +15,7 @@ import models
 from demos.inputs import UNREADABLE_IMAGE
 from models import JobDropped, UserError
 from models.cache import release_memory
+from models.safety import collect_flags, report as safety_report
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +58,41 @@ def user_errors(function: Callable) -> Callable:
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)
         def wrapped_generator(*args: Any, **kwargs: Any):
+            flags: list[list[bool]] = []
+            steps = function(*args, **kwargs)
             try:
-                yield from function(*args, **kwargs)
+                while True:
+                    with collect_flags(flags):  # each step may run on another of gradio's threads
+                        try:
+                            value = next(steps)
+                        except StopIteration:
+                            return
+                    yield value
             except Exception as error:
                 raise convert(error) from error
+            finally:
+                steps.close()  # a stopped run's own cleanup runs, as with `yield from`
+                say_what_the_safety_checker_blanked(flags)
         return wrapped_generator
 
     @functools.wraps(function)
     def wrapped(*args: Any, **kwargs: Any):
-        try:
-            return function(*args, **kwargs)
-        except Exception as error:
-            raise convert(error) from error
+        with collect_flags() as flags:
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:
+                raise convert(error) from error
+            finally:
+                say_what_the_safety_checker_blanked(flags)
     return wrapped
+
+
+def say_what_the_safety_checker_blanked(flags: list[list[bool]]) -> None:
+    """A black image never comes alone: the reader is told which images the safety checker blanked."""
+    text = safety_report(flags)
+    if text:
+        log.info("safety checker: %s", text)
+        gr.Warning(text, duration=None)
 
 
 WRONG_KIND_OF_INPUT = ("An input got the wrong kind of value (for example a file where text or a list is "
@@ -272,20 +295,34 @@ def free_models() -> list[list[Any]]:
     return loaded_models_table()
 
 
+def available_models_table() -> list[list[Any]]:
+    """Every registered model with its published checkpoint and what it costs on a CPU and on a GPU."""
+    rows = []
+    for spec in models.REGISTRY.values():
+        cpu, gpu = (models.model_cache.published_figures(spec, device) for device in ("cpu", "cuda"))
+        rows.append([spec.name, spec.checkpoint, round(cpu[0] / 1e9, 2), round(cpu[1] / 2**30, 1),
+                     round(gpu[0] / 1e9, 2), round(gpu[1] / 2**30, 1), spec.description])
+    return rows
+
+
 def models_panel() -> None:
-    """An accordion listing resident models (device, memory, load time) with a button to free them."""
-    profile = models.model_settings.profile
-    with gr.Accordion(f"Models (profile: {profile})", open=False):
+    """An accordion listing every model (download and memory on a CPU and a GPU) and the resident ones
+    (device, memory, load time), with a button to free them."""
+    settings = models.model_settings
+    with gr.Accordion(f"Models (profile: {settings.profile})", open=False):
         gr.Markdown(
             "Models load on first use and stay shared between tabs; the least recently used are "
-            f"dropped above {models.model_settings.max_loaded_models or 'unlimited'} models"
-            + (f" or {models.model_settings.max_loaded_gib:g} GiB" if models.model_settings.max_loaded_gib else "")
-            + ". Sizes are download sizes of the published checkpoints."
+            f"unloaded above {settings.max_loaded_models or 'unlimited'} models or when a new one needs the "
+            "room, and a model that cannot fit is refused with its size. Figures are for the published "
+            "checkpoints: a CPU reads fp32 files (3-8B language models and unCLIP run in bfloat16 there), a "
+            "GPU the `fp16` files where published; memory includes a run's margin. "
+            "`python app.py --check` says what this machine still needs."
         )
         gr.Dataframe(
-            value=[[s.name, s.checkpoint, s.download_gb, s.description] for s in models.REGISTRY.values()],
-            headers=["model", "checkpoint", "download GB", "about"], interactive=False,
-            label="Available models",
+            value=available_models_table(),
+            headers=["model", "checkpoint", "CPU download GB", "CPU memory GiB", "GPU download GB",
+                     "GPU memory GiB", "about"],
+            interactive=False, label="Available models",
         )
         table = gr.Dataframe(
             headers=["model", "checkpoint", "device", "memory MiB", "load s", "loads"],

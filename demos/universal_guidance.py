@@ -29,6 +29,7 @@ from models.arcface import ARCFACE, LICENCE_NOTE, align_crop
 from models.faces import FACE_CLASSES
 from models.pipelines import universal_guidance as ug
 from models.pipelines.face_swap import face_views
+from models.safety import screened_images
 from models.stable_diffusion import SD15
 
 IDENTITY, SEGMENTATION, STYLE = "face identity", "segmentation", "CLIP style"
@@ -80,11 +81,6 @@ class UniversalGuidanceResult:
 def _tensor(image: np.ndarray | Image.Image, like: torch.Tensor) -> torch.Tensor:
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
     return pixels.to(like.device, like.dtype)
-
-
-def _image(tensor: torch.Tensor) -> Image.Image:
-    pixels = ((tensor[0].detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
-    return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy())
 
 
 def face_box(height: int, width: int) -> torch.Tensor:
@@ -294,10 +290,10 @@ def run_universal_guidance(
         generated="AI-generated image (Stable Diffusion 1.5 with universal guidance)",
         profile=models.model_settings.profile)
     return UniversalGuidanceResult(
-        image=_image(images[0]),
-        plain_image=_image(images[1]) if compare_plain else None,
+        image=screened_images(base, images[0])[0],
+        plain_image=screened_images(base, images[1])[0] if compare_plain else None,
         target_view=chosen.target_view,
-        filmstrip=[(_image(x0), f"x0 at t={t}") for t, x0 in guided.x0],
+        filmstrip=[(screened_images(base, x0)[0], f"x0 at t={t}") for t, x0 in guided.x0],
         steps=guided.steps,
         final_loss=final_loss,
         similarity=similarity,

@@ -386,8 +386,9 @@ def describe(answer: Answer) -> str:
 
 
 def _model_choices(names: list[str]) -> list[tuple[str, str]]:
-    """Dropdown labels that show each checkpoint's download size before anything loads."""
-    return [(f"{name} · {models.REGISTRY[name].download_gb:g} GB", name) for name in names]  # short: the
+    """Dropdown labels that show each checkpoint's download size on this machine before anything loads."""
+    return [(f"{name} · {models.model_cache.plan(models.REGISTRY[name])[0].nbytes / 1e9:.1f} GB", name)
+            for name in names]  # short: the
     # picker is a third of a projector's width (the checkpoints are listed in the Models panel)
 
 

@@ -1,7 +1,13 @@
 """Shared model handles: `models.get(name)` is the only way a demo reaches a model."""
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# transformers starts a thread, at every load of a checkpoint published as a pickle, that asks the Hub (with
+# no timeout) for a safetensors conversion and can open one: it kept a class's process from exiting behind a
+# firewall. Every file a load reads is fetched beforehand (models/downloads.py), so it is switched off.
+os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
 
 from .cache import LoadedModel, ModelCache, ProgressFn
 from .errors import JobDropped, ModelUnavailable, UserError

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelUnavailable
+from .hub import model_pack
 from .registry import LoadContext, ModelSpec
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 ARCFACE = "arcface-buffalo-l"
 PACK = "buffalo_l"
-INSIGHTFACE_ROOT = "~/.insightface"
 DETECTOR_FILE, RECOGNIZER_FILE = "det_10g.onnx", "w600k_r50.onnx"
 CROP = 112  # ArcFace's input side
 # The published files' input/output names (model_zoo routes on their count and shapes).
@@ -82,20 +81,13 @@ def align_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def load_arcface(context: LoadContext) -> ArcFace:
-    """insightface's `FaceAnalysis` fetches (hub) or finds (tiny) the pack and routes its files."""
+    """insightface's `FaceAnalysis` finds the pack (fetched before by its own downloader) under the profile's
+    insightface root and routes its files."""
     import onnx2torch
     from insightface.app import FaceAnalysis
 
-    folder = Path(context.source)
-    root = str(folder) if folder.is_dir() else INSIGHTFACE_ROOT
-    try:
-        analysis = FaceAnalysis(name=PACK, root=root, allowed_modules=["detection", "recognition"],
-                                providers=["CPUExecutionProvider"])
-    except Exception as error:  # offline, insightface's downloader raises at once
-        raise ModelUnavailable(
-            f"insightface could not fetch its {PACK} model pack into {root}/models/{PACK} (about 0.3 GB; "
-            f"{type(error).__name__}: {error}). Check your internet connection, or choose the FaceNet guide, "
-            "or run offline with tiny models: python app.py --models tiny") from error
+    analysis = FaceAnalysis(name=PACK, root=str(context.caches.insightface_folder()),
+                            allowed_modules=["detection", "recognition"], providers=["CPUExecutionProvider"])
     recognizer = analysis.models["recognition"]
     network = onnx2torch.convert(recognizer.model_file)
     network = network.to(context.device, context.dtype).eval().requires_grad_(False)
@@ -209,10 +201,11 @@ def build_tiny_arcface(folder: Path) -> None:
 SPECS = [
     ModelSpec(
         name=ARCFACE,
-        checkpoint=f"insightface model pack {PACK} ({RECOGNIZER_FILE}, {DETECTOR_FILE}; insightface's downloader)",
-        download_gb=0.28,
+        checkpoint=PACK,
         loader=load_arcface,
         tiny_builder=build_tiny_arcface,
+        # Sizes of the zip and of the two files read: models/published/_downloads_outside_the_hub.json
+        files=model_pack(288_621_354, {DETECTOR_FILE: 16_923_827, RECOGNIZER_FILE: 174_383_860}),
         description="ArcFace IResNet-50 (WebFace600K) via insightface, converted to torch: identity guide "
                     "(non-commercial research licence)",
     ),

@@ -33,20 +33,17 @@ class MimHandle:
 def load_beit(context: LoadContext) -> MimHandle:
     from transformers import BeitForMaskedImageModeling, BeitImageProcessor
 
-    model = BeitForMaskedImageModeling.from_pretrained(context.source, revision=context.revision, dtype=context.dtype,
-                                                       use_safetensors=True)
-    processor = BeitImageProcessor.from_pretrained(context.source, revision=context.revision)
+    model = BeitForMaskedImageModeling.from_pretrained(context.source, **context.weights())
+    processor = BeitImageProcessor.from_pretrained(context.source, **context.hub())
     return MimHandle(model.to(context.device).eval(), processor, context.device)
 
 
 def load_mae(context: LoadContext) -> MimHandle:
-    """MAE in fp32: its reconstruction is compared pixel by pixel with the input (the model is small)."""
-    import torch
+    """MAE (its spec runs it in fp32: the reconstruction is compared pixel by pixel with the input)."""
     from transformers import ViTImageProcessor, ViTMAEForPreTraining
 
-    model = ViTMAEForPreTraining.from_pretrained(context.source, revision=context.revision, dtype=torch.float32,
-                                                 use_safetensors=True)
-    processor = ViTImageProcessor.from_pretrained(context.source, revision=context.revision)
+    model = ViTMAEForPreTraining.from_pretrained(context.source, **context.weights())
+    processor = ViTImageProcessor.from_pretrained(context.source, **context.hub())
     return MimHandle(model.to(context.device).eval(), processor, context.device)
 
 
@@ -79,10 +76,10 @@ def build_tiny_mae(folder: Path) -> None:
 
 
 SPECS = [
-    ModelSpec(name=BEIT_BASE, checkpoint="microsoft/beit-base-patch16-224-pt22k", download_gb=0.368,
+    ModelSpec(name=BEIT_BASE, checkpoint="microsoft/beit-base-patch16-224-pt22k",
               loader=load_beit, tiny_builder=build_tiny_beit,
               description="BEiT-base, self-supervised on ImageNet-22k (92M parameters with the 8192-token MIM head)"),
-    ModelSpec(name=MAE_BASE, checkpoint="facebook/vit-mae-base", download_gb=0.448,
+    ModelSpec(name=MAE_BASE, checkpoint="facebook/vit-mae-base", dtype="float32",
               loader=load_mae, tiny_builder=build_tiny_mae,
               description="MAE ViT-B/16 with its pixel decoder (112M parameters)"),
 ]

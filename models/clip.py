@@ -25,8 +25,8 @@ class ClipHandle:
 def load_clip(context: LoadContext) -> ClipHandle:
     from transformers import CLIPModel, CLIPProcessor
 
-    model = CLIPModel.from_pretrained(context.source, revision=context.revision, dtype=context.dtype)
-    processor = CLIPProcessor.from_pretrained(context.source, revision=context.revision)
+    model = CLIPModel.from_pretrained(context.source, **context.weights())
+    processor = CLIPProcessor.from_pretrained(context.source, **context.hub())
     return ClipHandle(model.to(context.device).eval(), processor, context.device)
 
 
@@ -82,14 +82,14 @@ def build_tiny_clip(folder: Path, patch_size: int) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def _spec(name: str, checkpoint: str, download_gb: float, patch_size: int, description: str) -> ModelSpec:
-    return ModelSpec(name=name, checkpoint=checkpoint, download_gb=download_gb, loader=load_clip,
+def _spec(name: str, checkpoint: str, patch_size: int, description: str) -> ModelSpec:
+    return ModelSpec(name=name, checkpoint=checkpoint, loader=load_clip,
                      tiny_builder=lambda folder: build_tiny_clip(folder, patch_size=patch_size),
                      description=description)
 
 
 SPECS = [
-    _spec("clip-vit-base-patch32", "openai/clip-vit-base-patch32", 0.6, 32, "CLIP ViT-B/32, 151M parameters"),
-    _spec("clip-vit-base-patch16", "openai/clip-vit-base-patch16", 0.6, 16, "CLIP ViT-B/16, 150M parameters"),
-    _spec("clip-vit-large-patch14", "openai/clip-vit-large-patch14", 1.7, 14, "CLIP ViT-L/14, 428M parameters"),
+    _spec("clip-vit-base-patch32", "openai/clip-vit-base-patch32", 32, "CLIP ViT-B/32, 151M parameters"),
+    _spec("clip-vit-base-patch16", "openai/clip-vit-base-patch16", 16, "CLIP ViT-B/16, 150M parameters"),
+    _spec("clip-vit-large-patch14", "openai/clip-vit-large-patch14", 14, "CLIP ViT-L/14, 428M parameters"),
 ]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .registry import LoadContext, ModelSpec
-from .stable_diffusion import SD15, fp16_variant, tiny_unet_config
+from .hub import named_files
+from .stable_diffusion import SD15, tiny_unet_config
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"
 
@@ -58,10 +59,7 @@ def load_controlnet_pipeline(context: LoadContext) -> Any:
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
     base = context.get(SD15)
-    controlnet = ControlNetModel.from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, variant=fp16_variant(context),
-        use_safetensors=True,
-    ).to(context.device)
+    controlnet = ControlNetModel.from_pretrained(context.source, **context.weights()).to(context.device)
     pipe = StableDiffusionControlNetPipeline.from_pipe(base, controlnet=controlnet, dtype=base.dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -92,8 +90,7 @@ def load_adapter_pipeline(context: LoadContext) -> Any:
     from diffusers import StableDiffusionAdapterPipeline, T2IAdapter
 
     base = context.get(SD15)
-    adapter = T2IAdapter.from_pretrained(context.source, revision=context.revision, dtype=context.dtype,
-                                         use_safetensors=True).to(context.device)
+    adapter = T2IAdapter.from_pretrained(context.source, **context.weights()).to(context.device)
     pipe = StableDiffusionAdapterPipeline.from_pipe(base, adapter=adapter, dtype=base.dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -117,14 +114,16 @@ class Annotator:
 
     detector: str  # class name in controlnet_aux
     state_dicts: Callable[[], dict[str, Any]]  # published file name -> object torch.load returns
+    files: tuple[str, ...]  # the published files its `from_pretrained` reads
 
 
 def load_annotator(context: LoadContext, annotator: Annotator) -> Any:
-    """controlnet_aux's own `from_pretrained`, for the hub repo and the tiny folder alike. The published
-    files are pickles; torch >= 2.6 reads them with `weights_only=True`, so no code is executed."""
+    """controlnet_aux's own `from_pretrained`, given the cached snapshot folder of the pinned commit. The
+    published files are pickles; torch >= 2.6 reads them with `weights_only=True`, so no code is executed."""
     import controlnet_aux
 
-    detector = getattr(controlnet_aux, annotator.detector).from_pretrained(context.source)
+    snapshot = Path(context.file(next(iter(context.download.files)))).parent
+    detector = getattr(controlnet_aux, annotator.detector).from_pretrained(str(snapshot))
     return detector.to(context.device)
 
 
@@ -179,10 +178,13 @@ def _normalbae() -> dict[str, Any]:
 
 
 ANNOTATORS = {
-    "hed": (Annotator("HEDdetector", _hed), 0.03, "HED soft-edge detector (also thresholded into scribbles)"),
-    "lineart": (Annotator("LineartDetector", _lineart), 0.04, "Line-art generator (fine and coarse)"),
-    "openpose": (Annotator("OpenposeDetector", _openpose), 0.5, "OpenPose body, hand and face networks"),
-    "normalbae": (Annotator("NormalBaeDetector", _normalbae), 0.29, "NormalBAE surface-normal estimator"),
+    "hed": (Annotator("HEDdetector", _hed, ("ControlNetHED.pth",)),
+            "HED soft-edge detector (also thresholded into scribbles)"),
+    "lineart": (Annotator("LineartDetector", _lineart, ("sk_model.pth", "sk_model2.pth")),
+                "Line-art generator (fine and coarse)"),
+    "openpose": (Annotator("OpenposeDetector", _openpose, ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")),
+                 "OpenPose body, hand and face networks"),
+    "normalbae": (Annotator("NormalBaeDetector", _normalbae, ("scannet.pt",)), "NormalBAE surface-normal estimator"),
 }
 
 
@@ -200,9 +202,8 @@ class DenseHandle:
 def load_dense(context: LoadContext, model_class: str) -> DenseHandle:
     import transformers
 
-    model = getattr(transformers, model_class).from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, use_safetensors=True)
-    processor = transformers.AutoImageProcessor.from_pretrained(context.source, revision=context.revision)
+    model = getattr(transformers, model_class).from_pretrained(context.source, **context.weights())
+    processor = transformers.AutoImageProcessor.from_pretrained(context.source, **context.hub())
     return DenseHandle(model.to(context.device).eval(), processor, context.device)
 
 
@@ -248,8 +249,8 @@ CONTROLNET_CHECKPOINTS = {
     "seg": "lllyasviel/control_v11p_sd15_seg",
     "normal": "lllyasviel/control_v11p_sd15_normalbae",
 }
-# name -> (checkpoint, input channels, description). The canny_sd15v2 adapter ships only a pickled
-# .bin, so canny maps go to the sketch adapter (white edges on black, like canny).
+# name -> (checkpoint, input channels, description). Canny maps go to the sketch adapter (white edges on
+# black, like canny). The adapters are published as pickles only (read with weights_only=True).
 ADAPTERS = {
     "sketch": ("TencentARC/t2iadapter_sketch_sd15v2", 1, "T2I-Adapter sketch/edges for SD-1.5 (v2), 77M parameters"),
     "depth": ("TencentARC/t2iadapter_depth_sd15v2", 3, "T2I-Adapter depth for SD-1.5 (v2), 77M parameters"),
@@ -259,29 +260,29 @@ ADAPTERS = {
 
 SPECS = [
     *[ModelSpec(
-        name=f"controlnet-{condition}", checkpoint=checkpoint, download_gb=0.72,
+        name=f"controlnet-{condition}", checkpoint=checkpoint,
         loader=load_controlnet_pipeline, tiny_builder=build_tiny_controlnet,
-        description=f"ControlNet v1.1 {condition} for SD-1.5 (361M parameters, fp16 files on GPU) on the shared sd15 base",
+        description=f"ControlNet v1.1 {condition} for SD-1.5 (361M parameters) on the shared sd15 base",
     ) for condition, checkpoint in CONTROLNET_CHECKPOINTS.items()],
     *[ModelSpec(
-        name=f"controlnet-t2iadapter-{name}", checkpoint=checkpoint, download_gb=0.31,
+        name=f"controlnet-t2iadapter-{name}", checkpoint=checkpoint,
         loader=load_adapter_pipeline,
         tiny_builder=lambda folder, channels=channels: build_tiny_adapter(folder, channels),
         description=description + " on the shared sd15 base",
     ) for name, (checkpoint, channels, description) in ADAPTERS.items()],
     *[ModelSpec(
-        name=f"controlnet-annotator-{name}", checkpoint=ANNOTATORS_REPO, download_gb=size,
+        name=f"controlnet-annotator-{name}", checkpoint=ANNOTATORS_REPO,
         loader=lambda context, annotator=annotator: load_annotator(context, annotator),
         tiny_builder=lambda folder, annotator=annotator: build_tiny_annotator(folder, annotator),
-        description=description + " (controlnet_aux)", pickled=True,
-    ) for name, (annotator, size, description) in ANNOTATORS.items()],
+        files=named_files(*annotator.files), description=description + " (controlnet_aux)",
+    ) for name, (annotator, description) in ANNOTATORS.items()],
     ModelSpec(
-        name="controlnet-annotator-depth", checkpoint="depth-anything/Depth-Anything-V2-Small-hf", download_gb=0.1,
+        name="controlnet-annotator-depth", checkpoint="depth-anything/Depth-Anything-V2-Small-hf",
         loader=lambda context: load_dense(context, "AutoModelForDepthEstimation"), tiny_builder=build_tiny_depth,
         description="Depth Anything V2 small: relative depth for the depth ControlNet/T2I-Adapter",
     ),
     ModelSpec(
-        name="controlnet-annotator-seg", checkpoint="openmmlab/upernet-convnext-small", download_gb=0.33,
+        name="controlnet-annotator-seg", checkpoint="openmmlab/upernet-convnext-small",
         loader=lambda context: load_dense(context, "UperNetForSemanticSegmentation"),
         tiny_builder=build_tiny_segmentation,
         description="UperNet ConvNeXt-S: ADE20K segmentation, coloured with the ADE palette ControlNet seg expects",

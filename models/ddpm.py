@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import pipeline_files
 from .registry import LoadContext, ModelSpec
 
 # google/ddpm-celebahq-256's unet/config.json (114M parameters) and scheduler_config.json.
@@ -22,11 +23,12 @@ TINY_IMAGE_SIDE = 32
 
 
 def load_ddpm(context: LoadContext) -> Any:
-    """The official repo ships only `diffusion_pytorch_model.bin`; diffusers reads it with
-    `torch.load(weights_only=True)`. Tiny folders are safetensors."""
+    """The published repository is flat (model_index.json, the UNet's config.json and pickled
+    `diffusion_pytorch_model.bin`, scheduler_config.json at its root); diffusers reads the pickle with
+    `torch.load(weights_only=True)`."""
     from diffusers import DDPMPipeline
 
-    pipe = DDPMPipeline.from_pretrained(context.source, revision=context.revision, dtype=context.dtype)
+    pipe = DDPMPipeline.from_pretrained(context.source, **context.weights())
     pipe.set_progress_bar_config(disable=True)
     pipe.unet.eval().requires_grad_(False)
     return pipe.to(context.device)
@@ -51,17 +53,24 @@ def build_tiny_ddpm(folder: Path) -> None:
     with torch.no_grad():
         unet.conv_out.weight.mul_(0.05)
         unet.conv_out.bias.zero_()
-    pipe = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(**CELEBAHQ_SCHEDULER))
-    pipe.save_pretrained(folder, safe_serialization=True)
+    save_flat_pipeline(DDPMPipeline(unet=unet, scheduler=DDPMScheduler(**CELEBAHQ_SCHEDULER)), folder)
+
+
+def save_flat_pipeline(pipe: Any, folder: Path) -> None:
+    """A one-model pipeline in the flat layout of Google's 2022 DDPM repositories: the model's config and
+    weights, the scheduler's config and model_index.json, all at the root."""
+    pipe.unet.save_pretrained(folder, safe_serialization=True)
+    pipe.scheduler.save_pretrained(folder)
+    pipe.save_config(folder)
 
 
 SPECS = [
     ModelSpec(
         name="ddpm-celebahq-256",
         checkpoint="google/ddpm-celebahq-256",
-        download_gb=0.46,
         loader=load_ddpm,
         tiny_builder=build_tiny_ddpm,
+        files=pipeline_files(),
         description="DDPM face prior, pixel space 256x256 (UNet2DModel 114M) + DDPMScheduler",
     ),
 ]

@@ -10,14 +10,13 @@ differentiable identity embeddings and face parsing.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelUnavailable
+from .hub import bundled, url_file
 from .registry import LoadContext, ModelSpec
 
 if TYPE_CHECKING:
@@ -29,8 +28,10 @@ FACE_CLASSES = (1, 2, 4, 5, 6, 7, 10, 11, 12)
 PARSER_LABELS = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
                  "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"]
 FACENET_RELEASES = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-FACENET_CONFIG = {"blocks": [5, 10, 5], "image_size": 160}  # InceptionResnetV1 as published
-TINY_FACENET_CONFIG = {"blocks": [1, 1, 1], "image_size": 80}  # 80 px is the smallest input it takes
+VGGFACE2, CASIA_WEBFACE = "20180402-114759-vggface2.pt", "20180408-102900-casia-webface.pt"  # sizes in
+# models/published/_downloads_outside_the_hub.json
+FACENET_SIDE = 160  # the face crops FaceNet was trained on
+TINY_FACENET_BLOCKS = [1, 1, 1]  # InceptionResnetV1 as published repeats its three blocks 5, 10, 5 times
 
 
 # ---- detection -------------------------------------------------------------------------------
@@ -66,23 +67,10 @@ class FaceDetector:
 
 
 def load_mtcnn(context: LoadContext) -> FaceDetector:
-    """MTCNN reads the weights packaged in facenet-pytorch; a tiny folder holds the same weights."""
+    """MTCNN with the real weights packaged in facenet-pytorch's wheel, in both profiles (nothing to fetch)."""
     from facenet_pytorch import MTCNN
 
-    mtcnn = MTCNN(keep_all=True, device=context.device)
-    folder = Path(context.source)
-    if folder.is_dir():
-        from safetensors.torch import load_file
-
-        mtcnn.load_state_dict(load_file(folder / "model.safetensors"))
-    return FaceDetector(mtcnn.to(context.device).eval())
-
-
-def build_tiny_mtcnn(folder: Path) -> None:
-    from facenet_pytorch import MTCNN
-    from safetensors.torch import save_file
-
-    save_file(MTCNN().state_dict(), folder / "model.safetensors")
+    return FaceDetector(MTCNN(keep_all=True, device=context.device).to(context.device).eval())
 
 
 # ---- FFHQ alignment --------------------------------------------------------------------------
@@ -176,50 +164,39 @@ class FaceRecognizer:
         return self.network(faces * (127.5 / 128))
 
 
-def facenet_network(config: dict) -> Any:
+def facenet_network(blocks: list[int]) -> Any:
     """`InceptionResnetV1` with the given number of blocks in its three repeated stages."""
     import torch
     from facenet_pytorch import InceptionResnetV1
 
     network = InceptionResnetV1()
-    for stage, count in zip(("repeat_1", "repeat_2", "repeat_3"), config["blocks"]):
+    for stage, count in zip(("repeat_1", "repeat_2", "repeat_3"), blocks):
         setattr(network, stage, torch.nn.Sequential(*list(getattr(network, stage))[:count]))
     return network
 
 
-def _facenet_weights(source: str) -> dict:
-    folder = Path(source)
-    if folder.is_dir():
-        from safetensors.torch import load_file
-
-        return load_file(folder / "model.safetensors")
-    import torch
-
-    try:  # the published .pt holds only tensors: weights_only=True refuses anything else
-        state = torch.hub.load_state_dict_from_url(source, progress=True, weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise ModelUnavailable(
-            f"Could not download the FaceNet weights from {source} (about 0.1 GB): {type(error).__name__}: "
-            f"{error}. Check your internet connection, or run offline with tiny models: "
-            "python app.py --models tiny") from error
-    return {key: value for key, value in state.items() if not key.startswith("logits.")}  # classifier head
-
-
 def load_facenet(context: LoadContext) -> FaceRecognizer:
-    folder = Path(context.source)
-    config = json.loads((folder / "config.json").read_text()) if folder.is_dir() else FACENET_CONFIG
-    network = facenet_network(config)
-    network.load_state_dict(_facenet_weights(context.source))
-    network = network.to(context.device, context.dtype).eval().requires_grad_(False)
-    return FaceRecognizer(network, config["image_size"])
-
-
-def build_tiny_facenet(folder: Path, seed: int) -> None:
+    """The release's `.pt` from torch.hub's cache (weights_only: tensors only), its classifier head dropped;
+    the number of repeated blocks is read off the keys, so a tiny file loads through the same code."""
     import torch
-    from safetensors.torch import save_file
+
+    path = context.caches.torch_folder() / next(iter(context.download.files))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {key: value for key, value in state.items() if not key.startswith("logits.")}
+    blocks = [len({key.split(".")[1] for key in state if key.startswith(f"{stage}.")})
+              for stage in ("repeat_1", "repeat_2", "repeat_3")]
+    network = facenet_network(blocks)
+    network.load_state_dict(state)
+    network = network.to(context.device, context.dtype).eval().requires_grad_(False)
+    return FaceRecognizer(network, FACENET_SIDE)
+
+
+def build_tiny_facenet(folder: Path, seed: int, filename: str) -> None:
+    """A FaceNet with one block per stage, saved as the release's pickled state dict under its file name."""
+    import torch
 
     torch.manual_seed(seed)
-    network = facenet_network(TINY_FACENET_CONFIG)
+    network = facenet_network(TINY_FACENET_BLOCKS)
     # Batch-norm statistics measured on noise images: with the default ones every random embedding
     # points the same way (cosine ≈ 1 for any pair), which leaves the identity guidance nothing to do.
     for module in network.modules():
@@ -228,9 +205,8 @@ def build_tiny_facenet(folder: Path, seed: int) -> None:
     network.train()
     with torch.no_grad():
         for _ in range(4):
-            network(torch.rand(16, 3, TINY_FACENET_CONFIG["image_size"], TINY_FACENET_CONFIG["image_size"]) * 2 - 1)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps(TINY_FACENET_CONFIG))
+            network(torch.rand(16, 3, FACENET_SIDE, FACENET_SIDE) * 2 - 1)
+    torch.save(network.state_dict(), folder / filename)
 
 
 # ---- parsing ---------------------------------------------------------------------------------
@@ -267,9 +243,8 @@ class FaceParser:
 def load_face_parser(context: LoadContext) -> FaceParser:
     from transformers import SegformerForSemanticSegmentation, SegformerImageProcessor
 
-    model = SegformerForSemanticSegmentation.from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, use_safetensors=True)
-    processor = SegformerImageProcessor.from_pretrained(context.source, revision=context.revision)
+    model = SegformerForSemanticSegmentation.from_pretrained(context.source, **context.weights())
+    processor = SegformerImageProcessor.from_pretrained(context.source, **context.hub())
     return FaceParser(model.to(context.device).eval().requires_grad_(False), int(processor.size["height"]),
                       tuple(processor.image_mean), tuple(processor.image_std))
 
@@ -293,31 +268,30 @@ SPECS = [
     ModelSpec(
         name="face-detector-mtcnn",
         checkpoint="facenet-pytorch MTCNN (weights in the pip wheel)",
-        download_gb=0.0,
         loader=load_mtcnn,
-        tiny_builder=build_tiny_mtcnn,
+        tiny_builder=None,
+        files=bundled,
         description="MTCNN face detector with 5 landmarks (real weights in both profiles)",
     ),
     ModelSpec(
         name="facenet-vggface2",
-        checkpoint=FACENET_RELEASES + "20180402-114759-vggface2.pt",
-        download_gb=0.11,
+        checkpoint=FACENET_RELEASES + VGGFACE2,
         loader=load_facenet,
-        tiny_builder=lambda folder: build_tiny_facenet(folder, seed=1),
+        tiny_builder=lambda folder: build_tiny_facenet(folder, seed=1, filename=VGGFACE2),
+        files=url_file(111_898_327),
         description="FaceNet InceptionResnetV1 (VGGFace2): identity guide of the face swap",
     ),
     ModelSpec(
         name="facenet-casia-webface",
-        checkpoint=FACENET_RELEASES + "20180408-102900-casia-webface.pt",
-        download_gb=0.11,
+        checkpoint=FACENET_RELEASES + CASIA_WEBFACE,
         loader=load_facenet,
-        tiny_builder=lambda folder: build_tiny_facenet(folder, seed=2),
+        tiny_builder=lambda folder: build_tiny_facenet(folder, seed=2, filename=CASIA_WEBFACE),
+        files=url_file(115_887_415),
         description="FaceNet InceptionResnetV1 (CASIA-WebFace): independent identity judge of the face swap",
     ),
     ModelSpec(
         name="face-parser-segformer",
         checkpoint="jonathandinu/face-parsing",
-        download_gb=0.34,
         loader=load_face_parser,
         tiny_builder=build_tiny_face_parser,
         description="SegFormer MiT-b5 face parser (CelebAMask-HQ, 19 classes)",

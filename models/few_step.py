@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import named_files, pipeline_files
 from .registry import LoadContext, ModelSpec
 
 LCM_LORA = "lcm-lora-sd15"
@@ -32,13 +33,10 @@ TINY_CONSISTENCY_SIDE = 32
 
 def load_lcm_lora(context: LoadContext) -> dict[str, Any]:
     """The raw LoRA state dict as published; `load_lora_weights` converts its keys on each attach."""
-    from huggingface_hub import hf_hub_download
     from safetensors.torch import load_file
 
-    folder = Path(context.source)
-    path = folder / LCM_LORA_FILE if folder.is_dir() else hf_hub_download(
-        context.source, LCM_LORA_FILE, revision=context.revision)
-    return {key: tensor.to(context.device, context.dtype) for key, tensor in load_file(path).items()}
+    return {key: tensor.to(context.device, context.dtype)
+            for key, tensor in load_file(context.file(LCM_LORA_FILE)).items()}
 
 
 def build_tiny_lcm_lora(folder: Path) -> None:
@@ -65,7 +63,7 @@ def build_tiny_lcm_lora(folder: Path) -> None:
 def load_consistency(context: LoadContext) -> Any:
     from diffusers import ConsistencyModelPipeline
 
-    pipe = ConsistencyModelPipeline.from_pretrained(context.source, revision=context.revision, dtype=context.dtype)
+    pipe = ConsistencyModelPipeline.from_pretrained(context.source, **context.weights())
     pipe.set_progress_bar_config(disable=True)
     pipe.unet.eval().requires_grad_(False)
     return pipe.to(context.device)
@@ -87,17 +85,17 @@ SPECS = [
     ModelSpec(
         name=LCM_LORA,
         checkpoint="latent-consistency/lcm-lora-sdv1-5",
-        download_gb=0.13,
         loader=load_lcm_lora,
         tiny_builder=build_tiny_lcm_lora,
+        files=named_files(LCM_LORA_FILE),
         description="LCM-LoRA for SD-1.5 (67M LoRA parameters): 2-8 step sampling on the shared base",
     ),
     ModelSpec(
         name=CONSISTENCY,
         checkpoint="openai/diffusers-cd_imagenet64_l2",
-        download_gb=1.2,
         loader=load_consistency,
         tiny_builder=build_tiny_consistency,
+        files=pipeline_files(),
         description="Consistency model distilled from EDM, class-conditional ImageNet 64x64 (UNet2DModel 296M)",
     ),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import pipeline_files
 from .registry import LoadContext, ModelSpec
 from .stable_diffusion import load_sd_family_pipeline, save_tiny_pipeline, tiny_sd_components, tiny_unet_config
 
@@ -35,17 +36,17 @@ SPECS = [
     ModelSpec(
         name=GLIGEN,
         checkpoint="masterful/gligen-1-4-generation-text-box",
-        download_gb=2.6,
         loader=load_gligen,
         tiny_builder=build_tiny_gligen,
-        description="GLIGEN text-box grounding on SD-1.4 (fp16 files on GPU): UNet with gated self-attention",
+        files=pipeline_files(),
+        description="GLIGEN text-box grounding on SD-1.4 (published as pickles): UNet with gated self-attention",
     ),
     ModelSpec(
         name=GLIGEN_INPAINTING,
         checkpoint="masterful/gligen-1-4-inpainting-text-box",
-        download_gb=2.6,
         loader=load_gligen,
         tiny_builder=lambda folder: build_tiny_gligen(folder, unet_in_channels=9),
+        files=pipeline_files(),
         description="GLIGEN inpainting: regenerates the boxes of a given image, grounded by the phrases",
     ),
 ]

@@ -34,9 +34,8 @@ def load_grounding_dino(context: LoadContext) -> DetectorHandle:
     """The detector in the context's dtype on its device; the processor's boxes come back in fp32."""
     from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-    model = GroundingDinoForObjectDetection.from_pretrained(context.source, revision=context.revision,
-                                                            dtype=context.dtype, use_safetensors=True)
-    processor = AutoProcessor.from_pretrained(context.source, revision=context.revision)
+    model = GroundingDinoForObjectDetection.from_pretrained(context.source, **context.weights())
+    processor = AutoProcessor.from_pretrained(context.source, **context.hub())
     return DetectorHandle(model.to(context.device).eval(), processor, context.device)
 
 
@@ -71,7 +70,7 @@ def build_tiny_grounding_dino(folder: Path) -> None:
 
 
 SPECS = [
-    ModelSpec(name=GROUNDING_DINO_TINY, checkpoint="IDEA-Research/grounding-dino-tiny", download_gb=0.689,
+    ModelSpec(name=GROUNDING_DINO_TINY, checkpoint="IDEA-Research/grounding-dino-tiny",
               loader=load_grounding_dino, tiny_builder=build_tiny_grounding_dino,
               description="Grounding DINO Swin-T (172M parameters): text prompt → boxes, for Grounded-SAM"),
 ]

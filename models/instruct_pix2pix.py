@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import pipeline_files
 from .registry import LoadContext, ModelSpec
 from .stable_diffusion import load_sd_family_pipeline, save_tiny_pipeline, tiny_sd_components
 
@@ -32,10 +33,10 @@ SPECS = [
     ModelSpec(
         name=INSTRUCT_PIX2PIX,
         checkpoint="timbrooks/instruct-pix2pix",
-        download_gb=2.1,
         loader=load_instruct_pix2pix,
         tiny_builder=build_tiny_instruct_pix2pix,
+        files=pipeline_files(),
         description="InstructPix2Pix: SD-1.5 with an 8-channel UNet (noisy latent + image latent), "
-                    "Euler-ancestral scheduler; fp16 files on GPU",
+                    "Euler-ancestral scheduler; fp32 files only (cast to fp16 on a GPU)",
     ),
 ]

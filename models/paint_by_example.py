@@ -11,8 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import folder_files
 from .registry import LoadContext, ModelSpec
-from .stable_diffusion import fp16_variant, save_tiny_pipeline, tiny_sd_components
+from .stable_diffusion import save_tiny_pipeline, tiny_sd_components
+
+PARTS = ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")
 
 PAINT_BY_EXAMPLE = "paint-by-example"
 
@@ -23,8 +26,7 @@ def load_paint_by_example(context: LoadContext) -> Any:
     from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
     from transformers import CLIPImageProcessor
 
-    where = dict(revision=context.revision)
-    weights = dict(where, dtype=context.dtype, variant=fp16_variant(context))
+    where, weights = context.hub(), context.weights()
     index = PaintByExamplePipeline.load_config(context.source, **where)
     safety_checker = (StableDiffusionSafetyChecker.from_pretrained(context.source, subfolder="safety_checker",
                                                                    **weights)
@@ -57,16 +59,16 @@ def build_tiny_paint_by_example(folder: Path) -> None:
                               image_size=224, patch_size=32,
                               projection_dim=components["unet"].config.cross_attention_dim)
     components["image_encoder"] = PaintByExampleImageEncoder(vision)
-    save_tiny_pipeline(PaintByExamplePipeline, components, folder)
+    save_tiny_pipeline(PaintByExamplePipeline, components, folder, safety_checker=False)
 
 
 SPECS = [
     ModelSpec(
         name=PAINT_BY_EXAMPLE,
         checkpoint="Fantasy-Studio/Paint-by-Example",
-        download_gb=5.1,
         loader=load_paint_by_example,
         tiny_builder=build_tiny_paint_by_example,
+        files=folder_files("", *PARTS),
         description="Paint-by-Example: 9-channel SD UNet + CLIP ViT-L/14 image encoder (fp32 files only)",
     ),
 ]

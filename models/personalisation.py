@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .hub import named_files
 from .registry import LoadContext, ModelSpec
 
 TEXTUAL_INVERSION = "ti-cat-toy"
@@ -73,17 +74,10 @@ def _to(weights: dict[str, Any], device: Any, dtype: Any) -> dict[str, Any]:
 
 
 def concept_loader(name: str) -> Callable[[LoadContext], dict[str, dict[str, Any]]]:
-    """The loader of one concept: `{file name: state dict}` for each of its files (hub or tiny folder)."""
+    """The loader of one concept: `{file name: state dict}` for each of its published files."""
     def load(context: LoadContext) -> dict[str, dict[str, Any]]:
-        from huggingface_hub import hf_hub_download
-
-        folder = Path(context.source)
-        files = {}
-        for file in CONCEPTS[name].files:
-            path = folder / file if folder.is_dir() else hf_hub_download(context.source, file,
-                                                                          revision=context.revision)
-            files[file] = _to(read_weights(path), context.device, context.dtype)
-        return files
+        return {file: _to(read_weights(context.file(file)), context.device, context.dtype)
+                for file in CONCEPTS[name].files}
     return load
 
 
@@ -172,23 +166,27 @@ def build_tiny_custom_diffusion(folder: Path) -> None:
 
 SPECS = [
     ModelSpec(
-        name=TEXTUAL_INVERSION, checkpoint="sd-concepts-library/cat-toy", download_gb=0.000005,
-        loader=concept_loader(TEXTUAL_INVERSION), tiny_builder=build_tiny_textual_inversion, pickled=True,
+        name=TEXTUAL_INVERSION, checkpoint="sd-concepts-library/cat-toy",
+        loader=concept_loader(TEXTUAL_INVERSION), tiny_builder=build_tiny_textual_inversion,
+        files=named_files(*CONCEPTS[TEXTUAL_INVERSION].files),
         description="Textual inversion: one learned 768-d token embedding <cat-toy> (4.9 KB; MIT)",
     ),
     ModelSpec(
-        name=STYLE_LORA, checkpoint="sayakpaul/sd-model-finetuned-lora-t4", download_gb=0.0033,
-        loader=concept_loader(STYLE_LORA), tiny_builder=build_tiny_style_lora, pickled=True,
+        name=STYLE_LORA, checkpoint="sayakpaul/sd-model-finetuned-lora-t4",
+        loader=concept_loader(STYLE_LORA), tiny_builder=build_tiny_style_lora,
+        files=named_files(*CONCEPTS[STYLE_LORA].files),
         description="LoRA rank 4 on the UNet's attention (Pokémon captions, diffusers LoRA script), 0.8M parameters",
     ),
     ModelSpec(
-        name=DREAMBOOTH_LORA, checkpoint="patrickvonplaten/lora_dreambooth_dog_example", download_gb=0.0033,
-        loader=concept_loader(DREAMBOOTH_LORA), tiny_builder=build_tiny_dreambooth_lora, pickled=True,
+        name=DREAMBOOTH_LORA, checkpoint="patrickvonplaten/lora_dreambooth_dog_example",
+        loader=concept_loader(DREAMBOOTH_LORA), tiny_builder=build_tiny_dreambooth_lora,
+        files=named_files(*CONCEPTS[DREAMBOOTH_LORA].files),
         description="DreamBooth-LoRA rank 4 for SD-1.5: 'a sks dog' from 5 photos, 0.8M parameters",
     ),
     ModelSpec(
-        name=CUSTOM_DIFFUSION, checkpoint="sayakpaul/custom-diffusion-cat-wooden-pot", download_gb=0.38,
-        loader=concept_loader(CUSTOM_DIFFUSION), tiny_builder=build_tiny_custom_diffusion, pickled=True,
+        name=CUSTOM_DIFFUSION, checkpoint="sayakpaul/custom-diffusion-cat-wooden-pot",
+        loader=concept_loader(CUSTOM_DIFFUSION), tiny_builder=build_tiny_custom_diffusion,
+        files=named_files(*CONCEPTS[CUSTOM_DIFFUSION].files),
         description="Custom Diffusion: cross-attention K/V (19.2M) + tokens <new1> <new2>, cat + wooden pot",
     ),
 ]

@@ -3,16 +3,17 @@
 
 The official checkpoints are pickled `.pth` files of plain tensors (no safetensors exist); they are
 fetched through huggingface_hub from the public mirror `ybelkada/segment-anything` (with download
-progress) and read with `torch.load(weights_only=True)`, which executes no code. The tiny stand-in
-writes a random state dict under the same file name, plus a `config.json` with its toy sizes
-(`build_sam` hard-codes 1024 px, so the network is assembled from `segment_anything.modeling`).
+progress) and read with `torch.load(weights_only=True)`, which executes no code. The network's sizes are
+read off the weights' shapes (`sam_config`), so the tiny stand-in — a random state dict under the same file
+name — loads through the same code (`build_sam` hard-codes 1024 px, so the network is assembled from
+`segment_anything.modeling`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from .hub import named_files
 from .registry import LoadContext, ModelSpec
 
 SAM_VIT_B = "sam-vit-b"
@@ -23,10 +24,10 @@ SAM_REPO = "ybelkada/segment-anything"
 SAM_COMMON = dict(image_size=1024, patch_size=16, window_size=14, prompt_embed_dim=256, decoder_mlp_dim=2048,
                   decoder_heads=8, iou_head_hidden_dim=256, mask_in_chans=16)
 VARIANTS = {
-    SAM_VIT_B: ("checkpoints/sam_vit_b_01ec64.pth", 0.375,
+    SAM_VIT_B: ("checkpoints/sam_vit_b_01ec64.pth",
                 dict(SAM_COMMON, encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
                      encoder_global_attn_indexes=[2, 5, 8, 11])),
-    SAM_VIT_H: ("checkpoints/sam_vit_h_4b8939.pth", 2.56,
+    SAM_VIT_H: ("checkpoints/sam_vit_h_4b8939.pth",
                 dict(SAM_COMMON, encoder_embed_dim=1280, encoder_depth=32, encoder_num_heads=16,
                      encoder_global_attn_indexes=[7, 15, 23, 31])),
 }
@@ -64,22 +65,35 @@ def sam_network(config: dict) -> Any:
     )
 
 
+def sam_config(state: dict[str, Any]) -> dict[str, Any]:
+    """The sizes `build_sam` would use, read off a checkpoint's tensor shapes: the published vit_b/vit_h
+    files give their `VARIANTS` configs, a tiny file its own."""
+    blocks = sorted({int(key.split(".")[2]) for key in state if key.startswith("image_encoder.blocks.")})
+    patch = state["image_encoder.patch_embed.proj.weight"]
+    side = state["image_encoder.pos_embed"].shape[1]
+    window_rows = {index: state[f"image_encoder.blocks.{index}.attn.rel_pos_h"].shape[0] for index in blocks}
+    head_dim = state["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
+    width = state["prompt_encoder.no_mask_embed.weight"].shape[1]
+    return dict(image_size=side * patch.shape[-1], patch_size=patch.shape[-1],
+                window_size=(min(window_rows.values()) + 1) // 2, prompt_embed_dim=width,
+                decoder_mlp_dim=state["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
+                decoder_heads=SAM_COMMON["decoder_heads"],
+                iou_head_hidden_dim=state["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
+                mask_in_chans=state["prompt_encoder.mask_downscaling.3.weight"].shape[0],
+                encoder_embed_dim=patch.shape[0], encoder_depth=len(blocks),
+                encoder_num_heads=patch.shape[0] // head_dim,
+                encoder_global_attn_indexes=[i for i in blocks if window_rows[i] == 2 * side - 1])
+
+
 def load_sam(context: LoadContext, variant: str) -> Any:
     """The `Sam` module in fp32 on the context's device. SamPredictor feeds fp32 pixels and prompt
     coordinates into the network, so it stays fp32 (vit_b holds 0.36 GiB, vit_h 2.4 GiB)."""
     import torch
 
-    filename, _, config = VARIANTS[variant]
-    folder = Path(context.source)
-    if folder.is_dir():
-        path = folder / filename
-        config = json.loads((folder / "config.json").read_text())
-    else:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(context.source, filename, revision=context.revision)
-    network = sam_network(config)
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    path = context.file(VARIANTS[variant][0])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    network = sam_network(sam_config(state))
+    network.load_state_dict(state)
     return network.eval().to(context.device)
 
 
@@ -92,16 +106,15 @@ def build_tiny_sam(folder: Path, variant: str) -> None:
     torch.manual_seed(0)
     (folder / filename).parent.mkdir(parents=True, exist_ok=True)
     torch.save(sam_network(TINY_CONFIG).state_dict(), folder / filename)
-    (folder / "config.json").write_text(json.dumps(TINY_CONFIG, indent=2))
 
 
 SPECS = [
     ModelSpec(
-        name=variant, checkpoint=SAM_REPO, download_gb=size,
+        name=variant, checkpoint=SAM_REPO,
         loader=lambda context, variant=variant: load_sam(context, variant),
         tiny_builder=lambda folder, variant=variant: build_tiny_sam(folder, variant),
+        files=named_files(filename), dtype="float32", smaller=None if variant == SAM_VIT_B else SAM_VIT_B,
         description=f"Segment Anything {variant[4:].replace('-', '_')} ({filename.split('/')[-1]}, the official "
                     "pickled weights via a public hub mirror)",
-        pickled=True,
-    ) for variant, (filename, size, _) in VARIANTS.items()
+    ) for variant, (filename, _) in VARIANTS.items()
 ]

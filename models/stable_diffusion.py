@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from .hub import pipeline_files
 from .registry import LoadContext, ModelSpec
 
 SD15 = "sd15"
@@ -22,20 +23,21 @@ SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_
 TINY_IMAGE_SIDE = 128  # tiny UNet sample_size 16 x VAE factor 8
 
 
-def fp16_variant(context: LoadContext) -> str | None:
-    """Published SD repos ship `fp16` weight files: half the download when running in fp16."""
-    import torch
-
-    return "fp16" if context.dtype == torch.float16 and not Path(context.source).is_dir() else None
+def without_safety_checker(context: LoadContext) -> dict[str, Any]:
+    """`from_pretrained` arguments that leave the published safety checker out, unless it is switched on
+    (then its files are among the context's and each tab reports what it blanked out)."""
+    return {} if context.safety_checker else dict(safety_checker=None, requires_safety_checker=False)
 
 
 def load_sd_family_pipeline(pipeline_class: Any, context: LoadContext) -> Any:
-    """A full SD-family checkpoint (safetensors, fp16 files on GPU) on the context's device."""
-    pipe = pipeline_class.from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, variant=fp16_variant(context),
-        use_safetensors=True,
-    )
+    """A full SD-family checkpoint on the context's device, from the files the context chose (`fp16` files
+    on a GPU where the repository publishes them; pickles where it has no safetensors)."""
+    from .safety import watch
+
+    pipe = pipeline_class.from_pretrained(context.source, **context.weights(), **without_safety_checker(context))
     pipe.set_progress_bar_config(disable=True)
+    if pipe.safety_checker is not None:
+        watch(pipe.safety_checker)
     return pipe.to(context.device)
 
 
@@ -101,9 +103,29 @@ def swapped_attention(unet: Any, processors: Any) -> Iterator[None]:
             unet.set_attn_processor(previous)
 
 
-def save_tiny_pipeline(pipeline_class: Any, components: dict, folder: Path) -> None:
-    """Write an SD-family pipeline of tiny components in the published layout (no safety checker)."""
-    pipeline_class(**components, safety_checker=None, requires_safety_checker=False).save_pretrained(
+def tiny_safety_checker() -> Any:
+    """SD's `StableDiffusionSafetyChecker` (a CLIP vision tower and 17 + 3 concept embeddings) at toy width.
+    Its thresholds start at 1, above any cosine, so it flags nothing until a test lowers them."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    from .clip import IMAGE_SIZE
+
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2),
+                        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=32),
+                        projection_dim=8)
+    return StableDiffusionSafetyChecker(config)
+
+
+def save_tiny_pipeline(pipeline_class: Any, components: dict, folder: Path, safety_checker: bool = True) -> None:
+    """Write an SD-family pipeline of tiny components in the library's layout, with a tiny safety checker
+    where the published repository has one (the tiny cache then keeps the published files only)."""
+    checker = tiny_safety_checker() if safety_checker else None
+    pipeline_class(**components, safety_checker=checker, requires_safety_checker=False).save_pretrained(
         folder, safe_serialization=True)
 
 
@@ -117,9 +139,10 @@ SPECS = [
     ModelSpec(
         name=SD15,
         checkpoint="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        download_gb=2.1,
         loader=load_sd15,
         tiny_builder=build_tiny_sd15,
-        description="Stable Diffusion 1.5 (fp16 files on GPU): UNet 860M, VAE, CLIP text encoder; shared base",
+        files=pipeline_files(),
+        description="Stable Diffusion 1.5: UNet 860M, VAE, CLIP text encoder (safety checker 304M when on); "
+                    "shared base",
     ),
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hub import pipeline_files
 from .registry import LoadContext, ModelSpec
 
 PRIOR = "kandinsky22-prior"
@@ -71,8 +72,7 @@ def build_network(part: str, config: dict[str, Any]) -> Any:
 def _load(pipeline_name: str, context: LoadContext) -> Any:
     import diffusers
 
-    pipe = getattr(diffusers, pipeline_name).from_pretrained(context.source, revision=context.revision,
-                                                             dtype=context.dtype, use_safetensors=True)
+    pipe = getattr(diffusers, pipeline_name).from_pretrained(context.source, **context.weights())
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(context.device)
 
@@ -150,18 +150,20 @@ SPECS = [
     ModelSpec(
         name=PRIOR,
         checkpoint="kandinsky-community/kandinsky-2-2-prior",
-        download_gb=7.1,
         loader=load_prior,
         tiny_builder=build_tiny_prior,
+        files=pipeline_files(),
+        cpu_dtype="bfloat16",
         description="Kandinsky 2.2 prior (Apache-2.0): text → CLIP ViT-bigG image embedding; "
                     "prior 1.0B + image encoder 1.8B + text encoder 0.7B params",
     ),
     ModelSpec(
         name=DECODER,
         checkpoint="kandinsky-community/kandinsky-2-2-decoder",
-        download_gb=2.7,
         loader=load_decoder,
         tiny_builder=build_tiny_decoder,
+        files=pipeline_files(),
+        cpu_dtype="bfloat16",
         description="Kandinsky 2.2 decoder (Apache-2.0): CLIP image embedding → 512 px image; UNet 1.2B + MoVQ 67M",
     ),
 ]

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .hub import folder_files
 from .registry import LoadContext, ModelSpec
 
 if TYPE_CHECKING:
@@ -90,15 +91,22 @@ def _load(model_class: str, family: str, context: LoadContext, quantization: str
     quantization_config = _quantization_config(quantization)
     placement = {"device_map": {"": str(context.device)}} if quantization_config is not None else {}
     model = getattr(transformers, model_class).from_pretrained(
-        context.source, revision=context.revision, dtype=context.dtype, use_safetensors=True,
-        quantization_config=quantization_config, **placement,
-    )
+        context.source, **context.weights(), quantization_config=quantization_config, **placement)
     if quantization_config is None:
         model = model.to(context.device)
-    processor = transformers.AutoProcessor.from_pretrained(context.source, revision=context.revision)
+    processor = getattr(transformers, PROCESSORS[family]).from_pretrained(context.source, **context.hub())
+    if family == "instructblip":
+        # transformers 5.23's AutoTokenizer wants a config.json in `qformer_tokenizer/`, which the repository
+        # does not have, and then falls back to the LLM's tokenizer (Llama ids into the Q-Former's BERT
+        # embedding: an IndexError). Named by its class, the Q-Former's own tokenizer loads.
+        processor.qformer_tokenizer = transformers.BertTokenizer.from_pretrained(
+            context.source, subfolder="qformer_tokenizer", **context.hub())
     return VqaHandle(family, model.eval(), processor, context.device)
 
 
+# The processor class is named, not read from processor_config.json: InstructBLIP's published file names
+# the video processor (InstructBlipVideoProcessor), which AutoProcessor would pick for still images.
+PROCESSORS = {"blip2": "Blip2Processor", "instructblip": "InstructBlipProcessor", "llava": "LlavaProcessor"}
 load_blip2 = partial(_load, "Blip2ForConditionalGeneration", "blip2")
 load_instructblip = partial(_load, "InstructBlipForConditionalGeneration", "instructblip")
 load_llava = partial(_load, "LlavaForConditionalGeneration", "llava")
@@ -322,19 +330,20 @@ def build_tiny_llava_interleave(folder: Path) -> None:
 
 # ---- registry rows ------------------------------------------------------------------------------
 
+SMALLEST = "llava-interleave-qwen-0.5b"
 _CHECKPOINTS = [
-    # name, checkpoint, download GB (safetensors as published), loader, tiny builder, description
-    ("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", 15.5, load_blip2, build_tiny_blip2_opt,
+    # name, checkpoint, loader, tiny builder, description; the 3-8B models run in bfloat16 on a CPU (half
+    # of fp32's memory: BLIP-2 7.5 GB instead of 15), the 0.5B one in fp32
+    ("blip2-opt-2.7b", "Salesforce/blip2-opt-2.7b", load_blip2, build_tiny_blip2_opt,
      "BLIP-2: ViT-g + Q-Former (32 queries) + OPT-2.7B, 3.7B parameters"),
-    ("blip2-flan-t5-xl", "Salesforce/blip2-flan-t5-xl", 15.8, load_blip2, build_tiny_blip2_t5,
+    ("blip2-flan-t5-xl", "Salesforce/blip2-flan-t5-xl", load_blip2, build_tiny_blip2_t5,
      "BLIP-2: ViT-g + Q-Former (32 queries) + Flan-T5-XL encoder-decoder, 3.9B parameters"),
-    # 31.7 GB: the four fp32 safetensors shards of the Hub file list (9.9 + 9.96 + 9.92 + 1.88 GB).
-    ("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", 31.7, load_instructblip,
+    ("instructblip-vicuna-7b", "Salesforce/instructblip-vicuna-7b", load_instructblip,
      build_tiny_instructblip_vicuna, "InstructBLIP: ViT-g + instruction-aware Q-Former (32 queries) + Vicuna-7B, "
      "7.9B parameters"),
-    ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", 14.1, load_llava, build_tiny_llava_15,
+    ("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", load_llava, build_tiny_llava_15,
      "LLaVA-1.5: CLIP ViT-L/14-336 + MLP projector + Vicuna-7B, 7.1B parameters"),
-    ("llava-interleave-qwen-0.5b", "llava-hf/llava-interleave-qwen-0.5b-hf", 1.7, load_llava,
+    (SMALLEST, "llava-hf/llava-interleave-qwen-0.5b-hf", load_llava,
      build_tiny_llava_interleave, "LLaVA-Interleave: SigLIP-400M + MLP projector + Qwen1.5-0.5B, 0.9B parameters"),
 ]
 
@@ -348,11 +357,13 @@ SPECS = [
     ModelSpec(
         name=quantized_name(name, quantization),
         checkpoint=checkpoint,
-        download_gb=size,
         loader=partial(loader, quantization=quantization) if quantization else loader,
         tiny_builder=builder,
         description=description + (f", {quantization} weights (bitsandbytes)" if quantization else ""),
+        files=folder_files("", "qformer_tokenizer") if name.startswith("instructblip") else folder_files(),
+        cpu_dtype=None if name == SMALLEST else "bfloat16",
+        smaller=None if name == SMALLEST else SMALLEST,
     )
     for quantization in [None, *available_quantizations()]
-    for name, checkpoint, size, loader, builder, description in _CHECKPOINTS
+    for name, checkpoint, loader, builder, description in _CHECKPOINTS
 ]

@@ -13,10 +13,11 @@ from PIL import Image
 
 import models
 from models.arcface import (ARCFACE, CROP, DETECTOR_FILE, DETECTOR_OUTPUTS, PACK, RECOGNIZER_FILE, RECOGNIZER_INPUT,
-                            RECOGNIZER_OUTPUT, align_crop, load_arcface)
+                            RECOGNIZER_OUTPUT, align_crop)
 from models.errors import ModelUnavailable
 from models.faces import transform_points
-from models.registry import LoadContext
+from models.cache import ModelCache
+from models.settings import Settings
 
 REAL_PACK = Path("~/.insightface/models").expanduser() / PACK / RECOGNIZER_FILE
 
@@ -77,7 +78,7 @@ def test_torch_conversion_matches_onnxruntime_on_a_real_aligned_face(arcface, as
 
 @pytest.mark.skipif(not REAL_PACK.exists(), reason="the real buffalo_l pack is not in ~/.insightface")
 def test_real_pack_conversion_matches_onnxruntime(astronaut_face):
-    handle = load_arcface(LoadContext("insightface", None, torch.device("cpu"), torch.float32, models.get))
+    handle = ModelCache({ARCFACE: models.REGISTRY[ARCFACE]}, Settings(profile="hub", offline=True)).get(ARCFACE)
     photo, face = astronaut_face
     check_conversion(handle, [align_crop(photo, face.landmarks)[0]])
 
@@ -103,16 +104,17 @@ def test_norm_crop_maps_the_landmarks_onto_arcfaces_template(astronaut_face):
     assert eye.mean() < cheek.mean()
 
 
-def test_offline_the_pack_download_fails_with_a_clear_message(tmp_path, monkeypatch):
+def test_without_network_the_pack_download_fails_with_a_clear_message(tmp_path, monkeypatch):
     import insightface.utils.storage as storage
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(storage, "download_file", offline)
-    monkeypatch.setattr("models.arcface.INSIGHTFACE_ROOT", str(tmp_path))
-    with pytest.raises(ModelUnavailable, match="insightface could not fetch its buffalo_l model pack"):
-        load_arcface(LoadContext("not-a-folder", None, torch.device("cpu"), torch.float32, models.get))
+    monkeypatch.setenv("PP_INSIGHTFACE_ROOT", str(tmp_path))
+    cache = ModelCache({ARCFACE: models.REGISTRY[ARCFACE]}, Settings(profile="hub", offline=False))
+    with pytest.raises(ModelUnavailable, match="could not fetch its buffalo_l model pack.*no network"):
+        cache.get(ARCFACE)
 
 
 def test_the_differentiable_template_crop_is_insightfaces_norm_crop(astronaut_face):

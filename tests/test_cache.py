@@ -10,22 +10,26 @@ import torch
 
 from models.cache import ModelCache, tiny_fingerprint
 from models.errors import ModelUnavailable
+from models.hub import Download
 from models.registry import ModelSpec
 from models.settings import Settings
+
+BUILDS: list[Path] = []
 
 
 def write_marker(folder: Path) -> None:
     (folder / "weights.txt").write_text("tiny")
+    BUILDS.append(folder)
 
 
 def spec(name: str, loader, download_gb: float = 1.5) -> ModelSpec:
-    return ModelSpec(name=name, checkpoint=f"org/{name}", download_gb=download_gb, loader=loader,
-                     tiny_builder=write_marker)
+    """A model whose files need no fetching (as if bundled in a package), of a given published size."""
+    return ModelSpec(name=name, checkpoint=f"org/{name}", loader=loader, tiny_builder=write_marker,
+                     files=lambda checkpoint, choice: Download("bundled", checkpoint, {"w": int(download_gb * 1e9)}))
 
 
 def read_marker(context) -> dict:
-    """A loader that, like the real ones, reads the folder it is given."""
-    return {"weights": (Path(context.source) / "weights.txt").read_text()}
+    return {"weights": "tiny", "source": context.source}
 
 
 def make_cache(tmp_path: Path, *specs: ModelSpec, **settings) -> ModelCache:
@@ -36,20 +40,24 @@ def make_cache(tmp_path: Path, *specs: ModelSpec, **settings) -> ModelCache:
 def test_same_object_twice_and_loaded_once(tmp_path):
     cache = make_cache(tmp_path, spec("a", read_marker))
     first = cache.get("a")
-    assert first == {"weights": "tiny"}
+    assert first == {"weights": "tiny", "source": "org/a"}
     assert cache.get("a") is first
     assert cache.load_counts["a"] == 1
 
 
-def test_tiny_folders_built_by_other_code_are_never_reused(tmp_path):
-    for stale in (tmp_path / "a", tmp_path / "0123456789ab" / "a"):  # old layout; another code version
-        stale.mkdir(parents=True)
-        (stale / "weights.txt").write_text("stale")
-        (stale / ".complete").write_text("org/a\n")
+def test_tiny_caches_built_by_other_code_are_never_reused(tmp_path):
+    stale = tmp_path / "0123456789ab" / "built" / "a"  # a cache another code version built
+    stale.parent.mkdir(parents=True)
+    stale.write_text("org/a\n")
     cache = make_cache(tmp_path, spec("a", read_marker))
-    assert cache.get("a") == {"weights": "tiny"}
-    assert Path(cache.source_for(cache.specs["a"])) == tmp_path / tiny_fingerprint() / "a"
+    built_before = len(BUILDS)
+    cache.get("a")
+    assert len(BUILDS) == built_before + 1  # built afresh for this code
+    assert (tmp_path / tiny_fingerprint() / "built" / "a").exists()
+    assert cache.caches().hub == tmp_path / tiny_fingerprint() / "hub"
     assert len(tiny_fingerprint()) == 12 and tiny_fingerprint() != "0123456789ab"
+    make_cache(tmp_path, spec("a", read_marker)).get("a")  # another process with the same code: reused
+    assert len(BUILDS) == built_before + 1
 
 
 def test_concurrent_first_requests_load_once(tmp_path):
@@ -112,11 +120,11 @@ def test_failing_loader_gives_named_error_and_can_retry(tmp_path):
     with pytest.raises(ModelUnavailable) as error:
         cache.get("flaky")
     message = str(error.value)
-    assert "org/flaky" in message and "4.2 GB" in message and "--models tiny" in message
+    assert "org/flaky" in message and "4.20 GB" in message and "--models tiny" in message
     assert "network unreachable" in message
     assert not cache.is_loaded("flaky")
     assert cache.get("flaky") == "ok"
-    assert attempts == ["org/flaky", "org/flaky"]  # hub profile passes the repo id to the loader
+    assert attempts == ["org/flaky", "org/flaky"]  # the loader gets the repo id
 
 
 def test_dependencies_are_shared_not_reloaded(tmp_path):
@@ -142,9 +150,9 @@ def test_progress_callback_names_the_checkpoint_on_first_load_only(tmp_path):
     def progress(fraction, desc=""):
         messages.append(desc)
 
-    with pytest.raises(ModelUnavailable):  # the hub source is not a folder here
-        cache.get("a", progress)
-    assert messages and "org/a" in messages[0] and "0.6 GB" in messages[0]
+    cache.get("a", progress)
+    cache.get("a", progress)
+    assert len(messages) == 1 and "org/a" in messages[0] and "0.60 GB" in messages[0]
 
 
 def test_free_all_releases_handles(tmp_path):

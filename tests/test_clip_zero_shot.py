@@ -145,5 +145,6 @@ def test_hub_checkpoint_that_cannot_be_fetched_names_itself_and_the_offline_way(
     with pytest.raises(models.ModelUnavailable) as error:
         run_clip_zero_shot(CAT, "cat, dog", None, "clip-vit-large-patch14")
     message = str(error.value)
-    assert "'openai/clip-vit-large-patch14'" in message and "1.7 GB" in message
+    assert "openai/clip-vit-large-patch14 is not fully in this machine's cache (1.71 GB missing" in message
+    assert "python app.py --download --model clip-vit-large-patch14" in message
     assert "python app.py --models tiny" in message

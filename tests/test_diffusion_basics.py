@@ -169,8 +169,13 @@ def test_latent_is_scaled_before_diffusion_and_unscaled_before_decoding():
 # ---- few-step samplers -----------------------------------------------------------------------
 
 def test_tiny_lcm_lora_is_saved_under_the_published_file_name():
+    from huggingface_hub import try_to_load_from_cache
+
     models.get(LCM_LORA)
-    assert (Path(models.model_cache.source_for(models.REGISTRY[LCM_LORA])) / LCM_LORA_FILE).is_file()
+    download, _ = models.model_cache.plan(models.REGISTRY[LCM_LORA])
+    assert list(download.files) == [LCM_LORA_FILE]
+    assert Path(try_to_load_from_cache(download.where, LCM_LORA_FILE, cache_dir=models.model_cache.caches().hub,
+                                       revision=download.revision)).is_file()
 
 
 def test_lcm_lora_is_attached_only_during_its_run_and_makes_exactly_four_unet_calls():

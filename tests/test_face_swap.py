@@ -176,8 +176,8 @@ def test_one_guided_step_moves_the_mean_down_the_identity_loss_for_every_seed(pr
 @pytest.mark.mechanism
 def test_identity_guidance_lowers_the_final_identity_loss_over_seeds(prior, identity_setup):
     """End to end over whole trajectories: the median drop over five seeds clears a margin, and no seed
-    gets worse. Measured (12 steps, skip 2, λ_id 100): FaceNet drop 0.048–0.058, median 0.052 (with λ 10:
-    0.003–0.011); ArcFace (tiny pack, template crop) drop 0.24–0.28. λ = 100 keeps each update a few % of the latent (λ = 300 with the old clamped mean
+    gets worse. Measured (12 steps, skip 2, λ_id 100): FaceNet (160-px input, as published) drop 0.011–0.016,
+    median 0.012; ArcFace (tiny pack, template crop) drop 0.24–0.28. λ = 100 keeps each update a few % of the latent (λ = 300 with the old clamped mean
     overshot: see the face-swap tab's note on large λ)."""
     target, mask, loss = identity_setup
 
@@ -188,7 +188,7 @@ def test_identity_guidance_lowers_the_final_identity_loss_over_seeds(prior, iden
             return float(loss(trace.image))
 
     drops = [final_loss(0.0, seed) - final_loss(100.0, seed) for seed in range(11, 16)]
-    assert np.median(drops) > 0.02 and min(drops) > 0, drops
+    assert np.median(drops) > 0.006 and min(drops) > 0, drops
 
 
 # ---- face toolkit on a real photo -------------------------------------------------------------

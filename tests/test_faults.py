@@ -20,6 +20,7 @@ from demos.ui import OUT_OF_MEMORY, user_errors
 from demos.vqa import LLAVA_DECODING, stream_llava
 from models.cache import ModelCache
 from models.errors import ModelUnavailable
+from models.hub import Download
 from models.registry import ModelSpec
 from models.settings import Settings
 
@@ -36,10 +37,10 @@ def test_a_download_that_fails_half_way_names_the_checkpoint_keeps_nothing_and_t
             raise ConnectionError("Connection reset by peer after 1.7 GB")
         return "pipeline"
 
-    spec = ModelSpec(name="sd", checkpoint="org/sd", download_gb=4.0, loader=download_then_load,
-                     tiny_builder=lambda folder: None)
+    spec = ModelSpec(name="sd", checkpoint="org/sd", loader=download_then_load, tiny_builder=lambda folder: None,
+                     files=lambda checkpoint, choice: Download("bundled", checkpoint, {"unet": 4_000_000_000}))
     cache = ModelCache({"sd": spec}, Settings(profile="hub", tiny_dir=tmp_path))
-    with pytest.raises(ModelUnavailable, match=r"'org/sd'.*4 GB.*Connection reset by peer"):
+    with pytest.raises(ModelUnavailable, match=r"'org/sd'.*4.00 GB.*Connection reset by peer"):
         cache.get("sd")
     assert not cache.is_loaded("sd") and cache.load_counts["sd"] == 0
     (downloads / "unet.safetensors.incomplete").rename(downloads / "resumed")
@@ -56,8 +57,8 @@ def test_a_tiny_build_that_fails_half_way_leaves_no_folder_that_a_later_load_wou
             raise OSError("No space left on device")
         (folder / "weights.txt").write_text("tiny")
 
-    spec = ModelSpec(name="t", checkpoint="org/t", download_gb=1, tiny_builder=build,
-                     loader=lambda context: (Path(context.source) / "weights.txt").read_text())
+    spec = ModelSpec(name="t", checkpoint="org/t", tiny_builder=build, loader=lambda context: "tiny",
+                     files=lambda checkpoint, choice: Download("bundled", checkpoint))
     cache = ModelCache({"t": spec}, Settings(profile="tiny", tiny_dir=tmp_path))
     with pytest.raises(ModelUnavailable, match="tiny t model: OSError: No space left on device"):
         cache.get("t")

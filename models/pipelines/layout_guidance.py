@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..safety import screened_images
 from ..stable_diffusion import swapped_attention
 
 # Normalised x0, y0, x1, y1 in [0, 1], origin top-left: the coordinates of a `demos.boxes.Box`, which
@@ -326,8 +327,7 @@ def generate_with_layout_guidance(
         store.recording = False
     with torch.no_grad():
         decoded = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        decoded, _ = pipe.run_safety_checker(decoded, device, conditional.dtype)
-    image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        image = screened_images(pipe, decoded)[0]
     return LayoutGuidanceOutput(image, records, [list(tokens) for tokens in token_groups])
 
 

@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..safety import screened_images
+
 Window = tuple[int, int, int, int]  # h0, h1, w0, w1 in latent pixels; with circular padding w1 may pass the width
 WINDOW_STRIDE = 8  # latent pixels, the paper's default
 BOOTSTRAP_FRACTION = 0.4  # region_based.py: 20 of 50 steps
@@ -123,7 +125,7 @@ def decode(pipe: Any, latent: torch.Tensor, circular: bool = False) -> Any:
             vae.disable_tiling()
     if pad:
         pixels = pixels[..., pad * pipe.vae_scale_factor: -pad * pipe.vae_scale_factor]
-    return pipe.image_processor.postprocess(pixels, output_type="pil")[0]
+    return screened_images(pipe, pixels)[0]
 
 
 def constant_colour_latents(pipe: Any, count: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:

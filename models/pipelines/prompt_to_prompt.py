@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from ..safety import screened_images
 from ..stable_diffusion import swapped_attention
 
 EDITS = ("replace", "refine", "reweight")
@@ -304,7 +305,7 @@ class SampleOutput:
 def decode(pipe: Any, latents: torch.Tensor) -> list[Any]:
     with torch.no_grad():
         decoded = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    return pipe.image_processor.postprocess(decoded, output_type="pil")
+        return screened_images(pipe, decoded)
 
 
 def sample(pipe: Any, prompts: Sequence[str], x_t: torch.Tensor, schedule: DDIMSchedule,
