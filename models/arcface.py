@@ -206,6 +206,7 @@ SPECS = [
         tiny_builder=build_tiny_arcface,
         # Sizes of the zip and of the two files read: models/published/_downloads_outside_the_hub.json
         files=model_pack(288_621_354, {DETECTOR_FILE: 16_923_827, RECOGNIZER_FILE: 174_383_860}),
+        licence="non-commercial research only",
         description="ArcFace IResNet-50 (WebFace600K) via insightface, converted to torch: identity guide "
                     "(non-commercial research licence)",
     ),

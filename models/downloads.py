@@ -76,6 +76,14 @@ def missing_files(download: Download, caches: Caches) -> dict[str, int]:
     return {path: size for path, size in download.files.items() if cached_path(download, path, caches) is None}
 
 
+def missing_bytes(download: Download, caches: Caches) -> int:
+    """Bytes still to fetch: the missing files, or the whole archive of a pack with a member missing."""
+    missing = missing_files(download, caches)
+    if download.kind == "pack" and missing:
+        return download.nbytes
+    return sum(missing.values())
+
+
 def limit_network_waits() -> None:
     """Give every Hub request a finite timeout (huggingface_hub's default client waits forever)."""
     import httpx2

@@ -270,7 +270,7 @@ SPECS = [
         checkpoint="facenet-pytorch MTCNN (weights in the pip wheel)",
         loader=load_mtcnn,
         tiny_builder=None,
-        files=bundled,
+        files=bundled, licence="MIT (facenet-pytorch)",
         description="MTCNN face detector with 5 landmarks (real weights in both profiles)",
     ),
     ModelSpec(
@@ -278,7 +278,7 @@ SPECS = [
         checkpoint=FACENET_RELEASES + VGGFACE2,
         loader=load_facenet,
         tiny_builder=lambda folder: build_tiny_facenet(folder, seed=1, filename=VGGFACE2),
-        files=url_file(111_898_327),
+        files=url_file(111_898_327), licence="MIT (facenet-pytorch)",
         description="FaceNet InceptionResnetV1 (VGGFace2): identity guide of the face swap",
     ),
     ModelSpec(
@@ -286,7 +286,7 @@ SPECS = [
         checkpoint=FACENET_RELEASES + CASIA_WEBFACE,
         loader=load_facenet,
         tiny_builder=lambda folder: build_tiny_facenet(folder, seed=2, filename=CASIA_WEBFACE),
-        files=url_file(115_887_415),
+        files=url_file(115_887_415), licence="MIT (facenet-pytorch)",
         description="FaceNet InceptionResnetV1 (CASIA-WebFace): independent identity judge of the face swap",
     ),
     ModelSpec(

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from .cache import ModelCache
-from .downloads import fetch, missing_files
+from .downloads import fetch, missing_bytes
 from .errors import ModelUnavailable
 from .hub import published
 from .memory import budget_bytes, gib, machine_memory
@@ -48,26 +48,26 @@ def _row(cache: ModelCache, name: str, budget: int) -> CheckRow:
     spec = cache.specs[name]
     download, dtype = cache.plan(spec)
     repo = published(spec.checkpoint) if download.kind == "hub" else None
-    missing = missing_files(download, cache.caches())
+    to_download = missing_bytes(download, cache.caches())
     if cache.settings.profile == "tiny":  # built as a whole, on first use or by --download
-        missing = {} if cache.is_built(spec) else download.files
+        to_download = 0 if cache.is_built(spec) else download.nbytes
     memory = cache.needed_bytes(spec, download, dtype)
-    where = f"{download.where} @ {download.revision[:7]}" if download.kind == "hub" else download.where
+    where = (f"{download.where} @ {download.revision[:7]}" if download.kind == "hub" else
+             download.where.rsplit("/", 1)[-1])
     gated = bool(repo and repo.gated)
     access = ("bundled" if download.kind == "bundled" else
               f"gated: {'HF_TOKEN set' if os.environ.get('HF_TOKEN') else 'set HF_TOKEN'}" if gated else "open")
-    to_download = sum(missing.values())
     if memory > budget:
         smaller = f" — use {spec.smaller}" if spec.smaller else ""
         verdict = f"will not fit here ({gib(memory)} > {gib(budget)} for models){smaller}"
-    elif gated and not os.environ.get("HF_TOKEN") and missing:
+    elif gated and not os.environ.get("HF_TOKEN") and to_download:
         verdict = "needs HF_TOKEN (accept the licence on the Hub first)"
-    elif missing:
-        verdict = f"download {to_download / 1e9:.2f} GB"
+    elif to_download:
+        verdict = f"{'build' if cache.settings.profile == 'tiny' else 'download'} {to_download / 1e9:.2f} GB"
     else:
         verdict = "ready"
-    return CheckRow(name, where, (repo.licence if repo else None) or "see its page", access, to_download, memory,
-                    verdict)
+    licence = (repo.licence if repo else spec.licence) or "see its page"
+    return CheckRow(name, where, licence, access, to_download, memory, verdict)
 
 
 def render(rows: list[CheckRow], title: str) -> str:

@@ -63,6 +63,7 @@ class ModelSpec:
     dtype: str | None = None  # always run in this dtype ("float32": compared pixel by pixel, or fp32 inputs)
     cpu_dtype: str | None = None  # on a CPU ("bfloat16": the 3-8B language models, half the memory of fp32)
     smaller: str | None = None  # a smaller registered model to suggest when this one cannot fit
+    licence: str | None = None  # for downloads outside the Hub (a Hub repository's is in its published list)
 
 
 def collect_registry() -> dict[str, ModelSpec]:

@@ -30,12 +30,13 @@ def tab_table() -> str:
     import models
     from demos import DEMOS
 
+    cache = figures_cache(safety_checker=False)
     rows = ["| tab (default request) | models | CPU download | CPU memory | GPU download | GPU memory |",
             "|---|---|---|---|---|---|"]
     for demo in DEMOS:
         if not demo.checkpoints:
             continue
-        figures = [[models.model_cache.published_figures(models.REGISTRY[n], d) for n in demo.checkpoints]
+        figures = [[cache.published_figures(models.REGISTRY[n], d) for n in demo.checkpoints]
                    for d in ("cpu", "cuda")]
         (cpu_files, cpu_memory), (gpu_files, gpu_memory) = ([sum(f[i] for f in device) for i in (0, 1)]
                                                             for device in figures)
@@ -44,17 +45,23 @@ def tab_table() -> str:
     return "\n".join(rows)
 
 
+def figures_cache(safety_checker: bool):
+    """A cache that only sizes published checkpoints (whatever this process's settings say)."""
+    import models
+    from models.cache import ModelCache
+    from models.settings import Settings
+
+    return ModelCache(models.REGISTRY, Settings(profile="hub", safety_checker=safety_checker))
+
+
 def model_table() -> str:
     """Per registered model (a ControlNet without the base it shares), with the safety checker's cost."""
     import models
-    from models.cache import ModelCache
     from models.hub import published
-    from models.settings import Settings
 
     rows = ["| model | checkpoint | file list | CPU download | CPU memory | GPU download | GPU memory | licence |",
             "|---|---|---|---|---|---|---|---|"]
-    checker_on = ModelCache(models.REGISTRY, Settings(profile="hub", safety_checker=True))
-    plain = ModelCache(models.REGISTRY, Settings(profile="hub", safety_checker=False))
+    checker_on, plain = figures_cache(safety_checker=True), figures_cache(safety_checker=False)
     for name, spec in models.REGISTRY.items():
         repo = published(spec.checkpoint) if "/" in spec.checkpoint and "://" not in spec.checkpoint else None
         where = (f"`{repo.repo}` @ `{repo.commit[:7]}`" if repo and repo.commit else
@@ -68,7 +75,7 @@ def model_table() -> str:
 
 def _row(name, where, listing, cache, spec, repo) -> str:
     (cpu_files, cpu_memory), (gpu_files, gpu_memory) = (cache.published_figures(spec, d) for d in ("cpu", "cuda"))
-    licence = (repo.licence if repo else None) or "see its page"
+    licence = (repo.licence if repo else spec.licence) or "see its page"
     return (f"| {name} | {where} | {listing} | {cpu_files / 1e9:.2f} GB | {cpu_memory / 2**30:.1f} GiB | "
             f"{gpu_files / 1e9:.2f} GB | {gpu_memory / 2**30:.1f} GiB | {licence} |")
 

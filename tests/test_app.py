@@ -129,10 +129,13 @@ def test_space_settings_with_auth_refuse_anonymous_clients_and_env_limits_hold_o
         server.stop()
 
 
-def test_share_without_auth_warns(monkeypatch, capsys):
+def test_share_without_auth_warns_and_turns_the_safety_checker_on(monkeypatch, capsys):
     import app
+    import models
 
     monkeypatch.delenv("PP_AUTH", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setattr(models.model_settings, "safety_checker", False)  # main() sets it; put back after
     launched = {}
 
     class FakeBlocks:
@@ -148,6 +151,9 @@ def test_share_without_auth_warns(monkeypatch, capsys):
     app.main(["--models", "tiny", "--share"])
     assert "WARNING: --share creates a public link" in capsys.readouterr().err
     assert launched["share"] is True and launched["auth"] is None and launched["max_file_size"] == "20mb"
+    assert models.model_settings.safety_checker  # a public link without a password gets the published filter
+    assert not app.safety_checker_on("auto", share=True, auth=("teacher", "secret"))
+    assert not app.safety_checker_on("auto", share=False, auth=None) and app.safety_checker_on("on", False, None)
 
 
 def test_the_launch_message_names_the_apps_own_share_flag(app_server):

@@ -120,7 +120,7 @@ def test_offline_a_model_that_is_not_cached_is_refused_with_the_command_that_fet
 def test_the_tiny_preflight_reports_what_is_missing_then_download_builds_it(tmp_path):
     env = {**os.environ, "PP_TINY_DIR": str(tmp_path)}
     before = run(["app.py", "--models", "tiny", "--check", "--tab", "CLIP zero-shot"], env)
-    assert before.returncode == 1 and "download 0.61 GB" in before.stdout and "All ready." not in before.stdout
+    assert before.returncode == 1 and "build 0.61 GB" in before.stdout and "All ready." not in before.stdout
     fetched = run(["app.py", "--models", "tiny", "--download", "--tab", "CLIP zero-shot"], env)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr[-2000:]
     assert "clip-vit-base-patch32: done" in fetched.stdout and "All ready." in fetched.stdout
