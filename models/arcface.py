@@ -1,7 +1,7 @@
 """ArcFace through insightface (Deng et al. 2019; the `buffalo_l` model pack): DiffFace's identity network.
 
-insightface's own downloader fetches the pack into `~/.insightface/models/buffalo_l` on first use
-(not from the Hub; its files are licensed for non-commercial research only), and insightface's
+The pack is a zip on insightface's GitHub releases (not the Hub; its files are licensed for non-commercial
+research only), fetched on first use into `~/.insightface/models/buffalo_l` (models/downloads.py), and insightface's
 `FaceAnalysis` / `model_zoo` routes each ONNX file to its model class by its inputs and outputs:
 SCRFD `det_10g.onnx` (detection, 5 landmarks) and ArcFace `w600k_r50.onnx` (IResNet-50, 112²
 RGB crops aligned by `norm_crop`, 512-d embedding). onnxruntime cannot be differentiated, so the
@@ -35,7 +35,7 @@ RECOGNIZER_INPUT, RECOGNIZER_OUTPUT = "input.1", "683"
 DETECTOR_INPUT = "input.1"
 DETECTOR_OUTPUTS = ["448", "471", "494", "451", "474", "497", "454", "477", "500"]  # scores, boxes, landmarks × strides 8/16/32
 LICENCE_NOTE = ("insightface's buffalo_l pack (ArcFace w600k_r50, SCRFD det_10g) is licensed for **non-commercial "
-                "research only**; it is downloaded by insightface itself into ~/.insightface on first use.")
+                "research only**; it is downloaded from insightface's GitHub releases into ~/.insightface on first use.")
 
 
 @dataclass
@@ -81,7 +81,7 @@ def align_crop(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
 
 
 def load_arcface(context: LoadContext) -> ArcFace:
-    """insightface's `FaceAnalysis` finds the pack (fetched before by its own downloader) under the profile's
+    """insightface's `FaceAnalysis` finds the pack (fetched before, as its own downloader would) under the profile's
     insightface root and routes its files."""
     import onnx2torch
     from insightface.app import FaceAnalysis

@@ -145,25 +145,35 @@ def _fetch_hub(download: Download, files: list[str], hub_cache: Path) -> None:
 
 
 def _fetch_url(url: str, target: Path) -> None:
-    import urllib.error
-
-    import torch
+    """One file over plain HTTP(S) into `target`, every wait bounded (torch.hub's and insightface's own
+    downloaders have no timeout): a server that stops answering is reported, a partial file never kept."""
+    import shutil
+    import urllib.request
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".incomplete")
     try:
-        torch.hub.download_url_to_file(url, str(target), progress=False)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        raise HubUnreachable(f"Cannot download {url} ({type(error).__name__}: {error}).") from error
+        with urllib.request.urlopen(url, timeout=PROBE_SECONDS) as response, partial.open("wb") as out:
+            shutil.copyfileobj(response, out, length=1 << 20)
+        partial.replace(target)
+    except OSError as error:  # URLError, timeouts, refused connections, a full disk
+        partial.unlink(missing_ok=True)
+        raise HubUnreachable(f"Cannot download {url} (no answer within {PROBE_SECONDS:g} s, or the transfer "
+                             f"stopped: {type(error).__name__}: {error}).") from error
 
 
 def _fetch_pack(name: str, root: Path) -> None:
-    from insightface.utils import storage
+    """insightface's model pack: its zip from insightface's release URL, unpacked where insightface's
+    `FaceAnalysis` looks (`<root>/models/<name>/`), as its own downloader does."""
+    import zipfile
 
-    try:
-        storage.ensure_available("models", name, root=str(root))
-    except Exception as error:  # insightface's downloader raises what requests raises
-        raise HubUnreachable(f"insightface's downloader could not fetch its {name} model pack into "
-                             f"{root / 'models' / name} ({type(error).__name__}: {error}).") from error
+    from insightface.utils.storage import model_zoo_download_url
+
+    archive = root / "models" / f"{name}.zip"
+    _fetch_url(model_zoo_download_url(f"{name}.zip"), archive)
+    with zipfile.ZipFile(archive) as packed:
+        packed.extractall(root / "models" / name)
+    archive.unlink()
 
 
 def _watched_folder(download: Download, caches: Caches) -> Path:

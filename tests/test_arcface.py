@@ -14,9 +14,8 @@ from PIL import Image
 import models
 from models.arcface import (ARCFACE, CROP, DETECTOR_FILE, DETECTOR_OUTPUTS, PACK, RECOGNIZER_FILE, RECOGNIZER_INPUT,
                             RECOGNIZER_OUTPUT, align_crop)
-from models.errors import ModelUnavailable
-from models.faces import transform_points
 from models.cache import ModelCache
+from models.faces import transform_points
 from models.settings import Settings
 
 REAL_PACK = Path("~/.insightface/models").expanduser() / PACK / RECOGNIZER_FILE
@@ -102,19 +101,6 @@ def test_norm_crop_maps_the_landmarks_onto_arcfaces_template(astronaut_face):
     eye = crop[int(template()[0, 1]) - 2: int(template()[0, 1]) + 3, int(template()[0, 0]) - 2: int(template()[0, 0]) + 3]
     cheek = crop[78:84, 25:31]
     assert eye.mean() < cheek.mean()
-
-
-def test_without_network_the_pack_download_fails_with_a_clear_message(tmp_path, monkeypatch):
-    import insightface.utils.storage as storage
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(storage, "download_file", offline)
-    monkeypatch.setenv("PP_INSIGHTFACE_ROOT", str(tmp_path))
-    cache = ModelCache({ARCFACE: models.REGISTRY[ARCFACE]}, Settings(profile="hub", offline=False))
-    with pytest.raises(ModelUnavailable, match="could not fetch its buffalo_l model pack.*no network"):
-        cache.get(ARCFACE)
 
 
 def test_the_differentiable_template_crop_is_insightfaces_norm_crop(astronaut_face):

@@ -100,6 +100,26 @@ def test_a_missing_checkpoint_says_the_hub_cannot_be_reached_within_15_seconds(b
     assert elapsed < 15 + 10, elapsed  # the probe's 8 s, plus the interpreter and imports
 
 
+@pytest.mark.parametrize("name", ["arcface-buffalo-l", "facenet-vggface2"])
+def test_downloads_outside_the_hub_are_bounded_too(name, black_hole, tmp_path, monkeypatch):
+    """insightface's pack and FaceNet's release file come from GitHub, with downloaders that have no timeout
+    of their own: a server that never answers is reported by the URL within 15 s, and nothing half-written
+    is left to pass for a download."""
+    from dataclasses import replace
+
+    monkeypatch.setattr("insightface.utils.storage.model_zoo_download_url", lambda file: f"{black_hole}/{file}")
+    spec = REGISTRY[name]
+    if spec.checkpoint.startswith("https://"):
+        spec = replace(spec, checkpoint=f"{black_hole}/{spec.checkpoint.rsplit('/', 1)[-1]}")
+    caches = Caches(hub=tmp_path / "hub", torch_hub=tmp_path / "torch", insightface=tmp_path / "insightface")
+    cache = ModelCache({name: spec}, Settings(profile="hub", offline=False), caches=caches)
+    started = time.monotonic()
+    with pytest.raises(models.ModelUnavailable, match=f"Cannot download {black_hole}/"):
+        cache.get(name)
+    assert time.monotonic() - started < 15
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
 def test_offline_check_answers_in_seconds_from_the_cache(hub_shaped_cache):
     started = time.monotonic()
     done = run(["app.py", "--offline", "--check", "--model", "sd15", "--model", "clip-vit-base-patch32"],
