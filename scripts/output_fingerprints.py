@@ -51,6 +51,60 @@ def show_grid(name: str, grid: list) -> None:
             show(f"{name}[{row}][{column}]", render_cell(cell))
 
 
+def show_result(name: str, result: Any) -> None:
+    """Every image, array, text and number field of a tab's result dataclass (lists and dicts of them too)."""
+    import dataclasses
+
+    for field in dataclasses.fields(result):
+        if field.name in ("seconds", "prior_seconds", "decoder_seconds", "elapsed", "parameters", "timings", "cost"):
+            continue  # wall-clock times and echoed inputs
+        for key, value in _leaves(getattr(result, field.name)):
+            show(f"{name}.{field.name}{key}", value)
+
+
+def _leaves(value: Any, key: str = ""):
+    if isinstance(value, (Image.Image, np.ndarray, str, int, float)):
+        yield key, value
+    elif isinstance(value, torch.Tensor):
+        yield key, value.detach().float().cpu().numpy()
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{key}[{index}]")
+    elif isinstance(value, dict):
+        for item_key, item in value.items():
+            yield from _leaves(item, f"{key}[{item_key!r}]")
+
+
+def newer_tabs(chelsea: Image.Image, astronaut: Image.Image) -> None:
+    """The tabs added after the first fingerprint list, each with a short run."""
+    from demos.clip_interrogator import run_clip_interrogator
+    from demos.diffusion_basics import run_latent_sampler, run_pixel_sampler
+    from demos.instruct_pix2pix import run_instruct_pix2pix
+    from demos.masked_edit import run_masked_edit
+    from demos.masked_image_modeling import run_masked_image_modeling
+    from demos.multidiffusion import run_panorama
+    from demos.personalisation import run_personalisation
+    from demos.prompt_to_prompt import run_prompt_to_prompt
+    from demos.segment_anything import run_segment_everything
+    from demos.unclip import run_unclip
+    from demos.universal_guidance import IDENTITY, run_universal_guidance
+
+    helmet = Image.open(ASSETS / "mask_astronaut_helmet.png")
+    show_result("clip_interrogator", run_clip_interrogator(chelsea, mode="classic"))
+    show_result("pixel_sampler", run_pixel_sampler("DDIM", 4, seed=3))
+    show_result("latent_sampler", run_latent_sampler("a red cube", "DDIM", 3, seed=1, resolution=64))
+    show_result("instruct_pix2pix", run_instruct_pix2pix(astronaut, "make it snowy", steps=2, seed=3))
+    show_result("prompt_to_prompt", run_prompt_to_prompt("a cat on a sofa", "a dog on a sofa", steps=3, seed=3))
+    show_result("masked_edit", run_masked_edit(astronaut, helmet, "roses", steps=2, seed=5))
+    show_result("multidiffusion", run_panorama("a mountain lake", width=192, steps=2, seed=3))
+    show_result("unclip", run_unclip("a lighthouse", prior_steps=2, decoder_steps=2, seed=1))
+    show_result("segment_anything", run_segment_everything(astronaut, points_per_side=4))
+    show_result("masked_image_modeling", run_masked_image_modeling(chelsea, "blockwise", 0.4, seed=2))
+    show_result("personalisation", run_personalisation("a photo of {}", "LoRA", steps=2, seed=3))
+    show_result("universal_guidance", run_universal_guidance("a portrait", IDENTITY, astronaut, steps=3,
+                                                             strength=10.0, seed=2))
+
+
 def main() -> None:
     torch.set_num_threads(1)  # one thread: the same reduction order on every run
     from demos.boxes_side_by_side import run_side_by_side
@@ -125,6 +179,7 @@ def main() -> None:
     plan = Plan(task="text + layout → image", methods=["Layout guidance (Chen et al.)", "GLIGEN"],
                 inputs={"prompt": PROMPT, "boxes": LAYOUT, "seed": 3}, sweep="steps", values=[2, 3])
     show_grid("compare.image_grid", compare_grid(plan))
+    newer_tabs(chelsea, astronaut)
 
 
 if __name__ == "__main__":
