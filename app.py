@@ -163,10 +163,13 @@ def build_app(demo_list=None):
 
     import models
     from demos import DEMOS
-    from demos.i18n import translate_page
-    from demos.lessons import lessons_panel, wire_lessons
-    from demos.limits import LIMITS
-    from demos.ui import TINY_BANNER, language_switch, models_panel, plain_input_errors, watch_running_jobs
+    from demos.page.i18n import translate_page
+    from demos.page.lessons import lessons_panel, wire_lessons
+    from demos.page.navigation import tab_bar, topics_with
+    from demos.page.panels import TINY_BANNER, language_switch, models_panel
+    from demos.page.server import plain_input_errors, watch_running_jobs
+    from demos.page.start import start_page
+    from demos.shared.limits import LIMITS
 
     # Uploads and results live in gradio's cache only for an hour (and never past a restart).
     app = gr.Blocks(title="Paper Playground", delete_cache=(3600, 3600))
@@ -182,23 +185,29 @@ def build_app(demo_list=None):
         if models.model_settings.profile == "tiny":
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
         lessons = lessons_panel()
-        with gr.Tabs():
-            for demo in demo_list if demo_list is not None else DEMOS:
-                with gr.Tab(demo.title, id=demo.title):
-                    gr.Markdown(f"*{demo.paper}*")
-                    events_before = set(app.fns)
-                    try:
-                        importlib.import_module(demo.module).build_ui()
-                    except Exception as error:  # one broken tab must not take the page down
-                        log.exception("tab %s failed to build", demo.title)
-                        _error_panel(demo.title, error)
-                    if demo.heavy:
-                        _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
+        demos = demo_list if demo_list is not None else DEMOS
+        tab_bar(app, demos, lambda: start_page(topics_with(demos)), lambda demo: _build_tab(app, demo))
         models_panel()
         wire_lessons(app, lessons)  # last: the lessons read the page's endpoints and tabs
     plain_input_errors(app)  # before the translation: its messages name the English labels
     translate_page(app)
     return app
+
+
+def _build_tab(app, demo) -> None:
+    """One paper's tab: its citation and its module's `build_ui()` (an error panel if that fails), its heavy
+    events put in the one GPU queue."""
+    import gradio as gr
+
+    gr.Markdown(f"*{demo.paper}*")
+    events_before = set(app.fns)
+    try:
+        importlib.import_module(demo.module).build_ui()
+    except Exception as error:  # one broken tab must not take the page down
+        log.exception("tab %s failed to build", demo.title)
+        _error_panel(demo.title, error)
+    if demo.heavy:
+        _share_gpu_queue([app.fns[key] for key in set(app.fns) - events_before])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,9 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.share and auth is None:
         print("WARNING: --share creates a public link that anyone can open and use your machine "
               f"through. Protect it with --auth USER:PASSWORD (or {AUTH_ENV}).", file=sys.stderr, flush=True)
-    from demos.i18n import page_i18n
-    from demos.limits import LIMITS
-    from demos.ui import CSS, JS
+    from demos.page.i18n import page_i18n
+    from demos.shared.limits import LIMITS
+    from demos.page.panels import CSS, JS
 
     app = build_app()
     # quiet: gradio's own hint ("set `share=True` in `launch()`") means nothing to someone who typed

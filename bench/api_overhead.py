@@ -29,7 +29,7 @@ LABELS, TEMPLATE, MODEL = "cat, dog, astronaut, rocket", "a photo of a {}.", "cl
 BARE_APP = f"""
 import sys
 import gradio as gr
-from demos.clip_zero_shot import run_clip_zero_shot
+from demos.tabs.clip_zero_shot import run_clip_zero_shot
 
 def classify(image):
     result = run_clip_zero_shot(image, {LABELS!r}, {TEMPLATE!r}, {MODEL!r})
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50)
     count = parser.parse_args().requests
 
-    from demos.clip_zero_shot import run_clip_zero_shot
+    from demos.tabs.clip_zero_shot import run_clip_zero_shot
 
     picture, image = Image.open(GOOD_IMAGE), handle_file(str(GOOD_IMAGE))
     server = AppServer()

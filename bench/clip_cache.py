@@ -22,7 +22,7 @@ from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
 from demos import ASSETS  # noqa: E402
-from demos.clip_zero_shot import PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
+from demos.tabs.clip_zero_shot import PAPER_ENSEMBLE, run_clip_zero_shot  # noqa: E402
 
 LABELS = "cat, dog, tiger, lion, fox, astronaut, rocket, cup of coffee"
 REPEATS = 10

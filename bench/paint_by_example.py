@@ -24,7 +24,7 @@ from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
 from demos import ASSETS, click_to_mask  # noqa: E402
-from demos.paint_by_example import run_paint_by_example  # noqa: E402
+from demos.tabs.paint_by_example import run_paint_by_example  # noqa: E402
 from models.paint_by_example import PAINT_BY_EXAMPLE  # noqa: E402
 
 REPEATS = 5

@@ -25,8 +25,8 @@ from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
 from demos import ASSETS  # noqa: E402
-from demos.click_to_mask import SAM_MODELS  # noqa: E402
-from demos.segment_anything import run_segment_everything  # noqa: E402
+from demos.shared.click_to_mask import SAM_MODELS  # noqa: E402
+from demos.tabs.segment_anything import run_segment_everything  # noqa: E402
 
 SETTINGS = {"paper thresholds (0.88 / 0.95, NMS 0.7)": dict(pred_iou_thresh=0.88, stability_score_thresh=0.95,
                                                              box_nms_thresh=0.7),

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import models  # noqa: E402
-from demos.unclip import decode  # noqa: E402
+from demos.tabs.unclip import decode  # noqa: E402
 from models.unclip import DECODER, PRIOR, REAL_CONFIGS, build_network  # noqa: E402
 
 STAGES = {"prior": ("prior", "text_encoder", "image_encoder"), "decoder": ("unet", "movq")}

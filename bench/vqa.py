@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 
 import models  # noqa: E402
 from demos import ASSETS  # noqa: E402
-from demos.vqa import (BLIP2_DECODING, LEFT_MODELS, LLAVA_DECODING, LLAVA_MODELS,  # noqa: E402
+from demos.tabs.vqa import (BLIP2_DECODING, LEFT_MODELS, LLAVA_DECODING, LLAVA_MODELS,  # noqa: E402
                        answer_blip2, stream_llava)
 
 REPEATS = 5

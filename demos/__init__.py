@@ -1,9 +1,9 @@
-"""The tabs of the playground, in display order: the one list that the page (`app.py`) and the
-Compare tab (`demos/compare.py`) read.
+"""The tabs of the playground in course order, and the topics they sit under: the one list that the page
+(`app.py`) and the Compare tab (`demos/tabs/compare.py`) read.
 
 Each entry names a module with a `build_ui()`; `app.py` imports it when the page is built, so a
 tab whose import fails shows an error panel while the others keep working. To add a tab, write
-`demos/<paper>.py` with a pure `run_*` function and a `build_ui()`, and add a row here.
+`demos/tabs/<paper>.py` with a pure `run_*` function and a `build_ui()`, and add a row here with its topic.
 """
 from __future__ import annotations
 
@@ -26,6 +26,33 @@ class Demo:
     # of those its other choices can load.
     checkpoints: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
+    topic: str = ""  # the key of its `Topic`: the top-level tab it sits under
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A top-level tab of the page: a part of the course, holding its papers' tabs in course order."""
+
+    key: str
+    title: str
+    summary: str  # one line on the start page
+
+
+TOPICS: list[Topic] = [
+    Topic("diffusion", "Diffusion", "How a diffusion model turns noise into a picture: the forward process, DDPM and "
+          "DDIM, latent diffusion, few-step samplers."),
+    Topic("seeing", "Seeing & asking", "Models that read images: CLIP's zero-shot labels, visual question answering, "
+          "a prompt recovered from a picture, segmenting anything, masked image modelling."),
+    Topic("control", "Controlling", "Steering Stable Diffusion with maps, boxes, regions and image embeddings: "
+          "ControlNet and T2I-Adapter, layout guidance, GLIGEN, MultiDiffusion, unCLIP."),
+    Topic("editing", "Editing", "Changing a given picture: by an instruction, by swapping words of its prompt, "
+          "inside a mask, or with an example object."),
+    Topic("faces", "Faces & guidance", "Guiding a diffusion model with networks it never saw: face swapping and "
+          "universal guidance."),
+    Topic("personalisation", "Personalisation", "Teaching Stable Diffusion a new word, style or subject, and "
+          "training one in class."),
+    Topic("compare", "Compare", "Several methods on one input, side by side, exported as a grid and its parameters."),
+]
 
 
 CONTROLNET_OPTIONAL = tuple(
@@ -34,77 +61,77 @@ CONTROLNET_OPTIONAL = tuple(
     + [f"controlnet-annotator-{name}" for name in ("depth", "openpose", "hed", "lineart", "seg", "normalbae")])
 
 DEMOS: list[Demo] = [
+    Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
+         "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
+         "LCM-LoRA, arXiv 2311.05556", "demos.tabs.diffusion_basics", heavy=True,
+         checkpoints=("ddpm-celebahq-256", "sd15", "lcm-lora-sd15", "cd-imagenet64"), topic='diffusion'),
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
-         "Supervision, ICML 2021", "demos.clip_zero_shot",
-         checkpoints=("clip-vit-base-patch32",), optional=("clip-vit-base-patch16", "clip-vit-large-patch14")),
+         "Supervision, ICML 2021", "demos.tabs.clip_zero_shot",
+         checkpoints=("clip-vit-base-patch32",), optional=("clip-vit-base-patch16", "clip-vit-large-patch14"), topic='seeing'),
     Demo("Visual QA: BLIP-2 vs LLaVA", "Li et al., BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image "
          "Encoders and Large Language Models, ICML 2023 · Liu et al., Visual Instruction Tuning, NeurIPS 2023 · "
          "Dai et al., InstructBLIP, NeurIPS 2023 (standing in for Zhu et al., MiniGPT-4, ICLR 2024)",
-         "demos.vqa", heavy=True,
+         "demos.tabs.vqa", heavy=True,
          checkpoints=("blip2-opt-2.7b", "llava-interleave-qwen-0.5b"),
-         optional=("blip2-flan-t5-xl", "instructblip-vicuna-7b", "llava-1.5-7b")),
+         optional=("blip2-flan-t5-xl", "instructblip-vicuna-7b", "llava-1.5-7b"), topic='seeing'),
     Demo("CLIP interrogator", "pharmapsychotic, CLIP Interrogator (github.com/pharmapsychotic/clip-interrogator, 2022): "
          "BLIP-2 caption (Li et al. 2023) + CLIP-ranked phrase banks (Radford et al. 2021)",
-         "demos.clip_interrogator", heavy=True,
+         "demos.tabs.clip_interrogator", heavy=True,
          checkpoints=("blip2-opt-2.7b", "clip-vit-large-patch14"),
-         optional=("blip2-flan-t5-xl", "clip-vit-base-patch32", "clip-vit-base-patch16")),
-    Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
-         "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
-         "Diffusion Models, AAAI 2024", "demos.controlnet", heavy=True,
-         checkpoints=("sd15", "controlnet-canny"), optional=CONTROLNET_OPTIONAL),
-    Demo("Face swap (DiffFace)", "Kim et al., DiffFace: Diffusion-based Face Swapping with Facial Guidance, "
-         "arXiv 2212.13344, 2022", "demos.face_swap", heavy=True,
-         checkpoints=("face-detector-mtcnn", "ddpm-celebahq-256", "arcface-buffalo-l", "facenet-casia-webface",
-                      "face-parser-segformer"), optional=("facenet-vggface2",)),
-    Demo("Layout guidance", "Chen, Laina, Vedaldi, Training-Free Layout Control with Cross-Attention Guidance, "
-         "WACV 2024", "demos.layout_guidance", heavy=True,
-         checkpoints=("sd15",)),
-    Demo("GLIGEN", "Li et al., GLIGEN: Open-Set Grounded Text-to-Image Generation, CVPR 2023", "demos.gligen", heavy=True,
-         checkpoints=("gligen-text-box",), optional=("gligen-inpainting-text-box",)),
-    Demo("Boxes side by side", "Plain Stable Diffusion vs. layout guidance (Chen et al. 2024) vs. GLIGEN "
-         "(Li et al. 2023), same prompt, boxes and seed", "demos.boxes_side_by_side", heavy=True,
-         combines=("demos.layout_guidance", "demos.gligen"), checkpoints=("sd15", "gligen-text-box")),
-    Demo("Paint-by-Example", "Yang et al., Paint by Example: Exemplar-based Image Editing with Diffusion Models, "
-         "CVPR 2023", "demos.paint_by_example", heavy=True,
-         checkpoints=("paint-by-example",), optional=("sam-vit-b", "sam-vit-h")),
-    Demo("How diffusion samples", "Ho et al., DDPM, NeurIPS 2020 · Song et al., DDIM, ICLR 2021 · Nichol & Dhariwal, "
-         "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
-         "LCM-LoRA, arXiv 2311.05556", "demos.diffusion_basics", heavy=True,
-         checkpoints=("ddpm-celebahq-256", "sd15", "lcm-lora-sd15", "cd-imagenet64")),
-    Demo("InstructPix2Pix", "Brooks, Holynski, Efros, InstructPix2Pix: Learning to Follow Image Editing Instructions, "
-         "CVPR 2023", "demos.instruct_pix2pix", heavy=True,
-         checkpoints=("instruct-pix2pix",)),
-    Demo("Prompt-to-prompt", "Hertz et al., Prompt-to-Prompt Image Editing with Cross-Attention Control, ICLR 2023 · "
-         "Mokady et al., Null-text Inversion for Editing Real Images using Guided Diffusion Models, CVPR 2023",
-         "demos.prompt_to_prompt", heavy=True, checkpoints=("sd15",)),
-    Demo("Masked edit", "Meng et al., SDEdit: Guided Image Synthesis and Editing with Stochastic Differential "
-         "Equations, ICLR 2022, with the original re-imposed outside a mask at every step (as in RePaint and "
-         "DiffFace's M_t)", "demos.masked_edit", heavy=True,
-         checkpoints=("sd15",), optional=("sam-vit-b", "sam-vit-h")),
-    Demo("MultiDiffusion", "Bar-Tal, Yariv, Lipman, Dekel, MultiDiffusion: Fusing Diffusion Paths for Controlled Image "
-         "Generation, ICML 2023", "demos.multidiffusion", heavy=True,
-         checkpoints=("sd15",)),
-    Demo("unCLIP", "Ramesh et al., Hierarchical Text-Conditional Image Generation with CLIP Latents (DALL·E 2), "
-         "arXiv 2204.06125, 2022 · Razzhigaev et al., Kandinsky: an Improved Text-to-Image Synthesis with Image Prior "
-         "and Latent Diffusion, EMNLP 2023 (demo track)", "demos.unclip", heavy=True,
-         checkpoints=("kandinsky22-prior", "kandinsky22-decoder")),
+         optional=("blip2-flan-t5-xl", "clip-vit-base-patch32", "clip-vit-base-patch16"), topic='seeing'),
     Demo("Segment Anything", "Kirillov et al., Segment Anything, ICCV 2023 · Liu et al., Grounding DINO: Marrying DINO "
          "with Grounded Pre-Training for Open-Set Object Detection, ECCV 2024 · Ren et al., Grounded SAM, arXiv "
-         "2401.14159", "demos.segment_anything",
-         checkpoints=("sam-vit-b", "grounding-dino-tiny"), optional=("sam-vit-h",)),
+         "2401.14159", "demos.tabs.segment_anything",
+         checkpoints=("sam-vit-b", "grounding-dino-tiny"), optional=("sam-vit-h",), topic='seeing'),
     Demo("BEiT vs MAE", "Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022 · He et al., Masked "
-         "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.masked_image_modeling",
-         checkpoints=("beit-base-pt22k", "vit-mae-base")),
-    Demo("Personalisation", "Gal et al., An Image is Worth One Word (textual inversion), ICLR 2023 · Hu et al., LoRA, "
-         "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
-         "Diffusion (Custom Diffusion), CVPR 2023", "demos.personalisation", heavy=True,
-         checkpoints=("sd15", "ti-cat-toy", "lora-pokemon", "dreambooth-lora-dog", "custom-diffusion-cat-pot")),
+         "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.tabs.masked_image_modeling",
+         checkpoints=("beit-base-pt22k", "vit-mae-base"), topic='seeing'),
+    Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
+         "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
+         "Diffusion Models, AAAI 2024", "demos.tabs.controlnet", heavy=True,
+         checkpoints=("sd15", "controlnet-canny"), optional=CONTROLNET_OPTIONAL, topic='control'),
+    Demo("Layout guidance", "Chen, Laina, Vedaldi, Training-Free Layout Control with Cross-Attention Guidance, "
+         "WACV 2024", "demos.tabs.layout_guidance", heavy=True,
+         checkpoints=("sd15",), topic='control'),
+    Demo("GLIGEN", "Li et al., GLIGEN: Open-Set Grounded Text-to-Image Generation, CVPR 2023", "demos.tabs.gligen", heavy=True,
+         checkpoints=("gligen-text-box",), optional=("gligen-inpainting-text-box",), topic='control'),
+    Demo("Boxes side by side", "Plain Stable Diffusion vs. layout guidance (Chen et al. 2024) vs. GLIGEN "
+         "(Li et al. 2023), same prompt, boxes and seed", "demos.tabs.boxes_side_by_side", heavy=True,
+         combines=("demos.tabs.layout_guidance", "demos.tabs.gligen"), checkpoints=("sd15", "gligen-text-box"), topic='control'),
+    Demo("MultiDiffusion", "Bar-Tal, Yariv, Lipman, Dekel, MultiDiffusion: Fusing Diffusion Paths for Controlled Image "
+         "Generation, ICML 2023", "demos.tabs.multidiffusion", heavy=True,
+         checkpoints=("sd15",), topic='control'),
+    Demo("unCLIP", "Ramesh et al., Hierarchical Text-Conditional Image Generation with CLIP Latents (DALL·E 2), "
+         "arXiv 2204.06125, 2022 · Razzhigaev et al., Kandinsky: an Improved Text-to-Image Synthesis with Image Prior "
+         "and Latent Diffusion, EMNLP 2023 (demo track)", "demos.tabs.unclip", heavy=True,
+         checkpoints=("kandinsky22-prior", "kandinsky22-decoder"), topic='control'),
+    Demo("InstructPix2Pix", "Brooks, Holynski, Efros, InstructPix2Pix: Learning to Follow Image Editing Instructions, "
+         "CVPR 2023", "demos.tabs.instruct_pix2pix", heavy=True,
+         checkpoints=("instruct-pix2pix",), topic='editing'),
+    Demo("Prompt-to-prompt", "Hertz et al., Prompt-to-Prompt Image Editing with Cross-Attention Control, ICLR 2023 · "
+         "Mokady et al., Null-text Inversion for Editing Real Images using Guided Diffusion Models, CVPR 2023",
+         "demos.tabs.prompt_to_prompt", heavy=True, checkpoints=("sd15",), topic='editing'),
+    Demo("Masked edit", "Meng et al., SDEdit: Guided Image Synthesis and Editing with Stochastic Differential "
+         "Equations, ICLR 2022, with the original re-imposed outside a mask at every step (as in RePaint and "
+         "DiffFace's M_t)", "demos.tabs.masked_edit", heavy=True,
+         checkpoints=("sd15",), optional=("sam-vit-b", "sam-vit-h"), topic='editing'),
+    Demo("Paint-by-Example", "Yang et al., Paint by Example: Exemplar-based Image Editing with Diffusion Models, "
+         "CVPR 2023", "demos.tabs.paint_by_example", heavy=True,
+         checkpoints=("paint-by-example",), optional=("sam-vit-b", "sam-vit-h"), topic='editing'),
+    Demo("Face swap (DiffFace)", "Kim et al., DiffFace: Diffusion-based Face Swapping with Facial Guidance, "
+         "arXiv 2212.13344, 2022", "demos.tabs.face_swap", heavy=True,
+         checkpoints=("face-detector-mtcnn", "ddpm-celebahq-256", "arcface-buffalo-l", "facenet-casia-webface",
+                      "face-parser-segformer"), optional=("facenet-vggface2",), topic='faces'),
     Demo("Universal guidance", "Bansal et al., Universal Guidance for Diffusion Models, CVPR Workshops 2023 · "
          "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019",
-         "demos.universal_guidance", heavy=True,
+         "demos.tabs.universal_guidance", heavy=True,
          checkpoints=("sd15", "face-detector-mtcnn", "arcface-buffalo-l", "facenet-casia-webface",
-                      "face-parser-segformer", "clip-vit-base-patch16"), optional=("facenet-vggface2",)),
-    Demo("Compare", "Several methods on one input, side by side", "demos.compare", heavy=True),
+                      "face-parser-segformer", "clip-vit-base-patch16"), optional=("facenet-vggface2",), topic='faces'),
+    Demo("Personalisation", "Gal et al., An Image is Worth One Word (textual inversion), ICLR 2023 · Hu et al., LoRA, "
+         "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
+         "Diffusion (Custom Diffusion), CVPR 2023", "demos.tabs.personalisation", heavy=True,
+         checkpoints=("sd15", "ti-cat-toy", "lora-pokemon", "dreambooth-lora-dog", "custom-diffusion-cat-pot"), topic='personalisation'),
+    Demo("Compare", "Several methods on one input, side by side", "demos.tabs.compare", heavy=True, topic='compare'),
 ]
 
 

@@ -1,6 +1,6 @@
 """How models are loaded, read from the environment: the profile, the tiny cache's folder, the memory budget,
 offline mode and the safety checker (the device policy is in `device.py`). `app.py` sets them from its
-command line; tests set the environment. Per-request limits live in `demos/limits.py`.
+command line; tests set the environment. Per-request limits live in `demos/shared/limits.py`.
 """
 from __future__ import annotations
 

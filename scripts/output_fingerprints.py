@@ -44,7 +44,7 @@ def show(name: str, value: Any) -> None:
 
 def show_grid(name: str, grid: list) -> None:
     """Each Compare cell as drawn (the grid image itself also prints each cell's time)."""
-    from demos.compare import render_cell
+    from demos.tabs.compare import render_cell
 
     for row, cells in enumerate(grid):
         for column, cell in enumerate(cells):
@@ -77,17 +77,17 @@ def _leaves(value: Any, key: str = ""):
 
 def newer_tabs(chelsea: Image.Image, astronaut: Image.Image) -> None:
     """The tabs added after the first fingerprint list, each with a short run."""
-    from demos.clip_interrogator import run_clip_interrogator
-    from demos.diffusion_basics import run_latent_sampler, run_pixel_sampler
-    from demos.instruct_pix2pix import run_instruct_pix2pix
-    from demos.masked_edit import run_masked_edit
-    from demos.masked_image_modeling import run_masked_image_modeling
-    from demos.multidiffusion import run_panorama
-    from demos.personalisation import run_personalisation
-    from demos.prompt_to_prompt import run_prompt_to_prompt
-    from demos.segment_anything import run_segment_everything
-    from demos.unclip import run_unclip
-    from demos.universal_guidance import IDENTITY, run_universal_guidance
+    from demos.tabs.clip_interrogator import run_clip_interrogator
+    from demos.tabs.diffusion_basics import run_latent_sampler, run_pixel_sampler
+    from demos.tabs.instruct_pix2pix import run_instruct_pix2pix
+    from demos.tabs.masked_edit import run_masked_edit
+    from demos.tabs.masked_image_modeling import run_masked_image_modeling
+    from demos.tabs.multidiffusion import run_panorama
+    from demos.tabs.personalisation import run_personalisation
+    from demos.tabs.prompt_to_prompt import run_prompt_to_prompt
+    from demos.tabs.segment_anything import run_segment_everything
+    from demos.tabs.unclip import run_unclip
+    from demos.tabs.universal_guidance import IDENTITY, run_universal_guidance
 
     helmet = Image.open(ASSETS / "mask_astronaut_helmet.png")
     show_result("clip_interrogator", run_clip_interrogator(chelsea, mode="classic"))
@@ -107,16 +107,16 @@ def newer_tabs(chelsea: Image.Image, astronaut: Image.Image) -> None:
 
 def main() -> None:
     torch.set_num_threads(1)  # one thread: the same reduction order on every run
-    from demos.boxes_side_by_side import run_side_by_side
-    from demos.click_to_mask import run_click_to_mask
-    from demos.clip_zero_shot import run_clip_similarity, run_clip_zero_shot
-    from demos.compare import Plan, compare_grid
-    from demos.controlnet import run_control_map, run_controlnet
-    from demos.face_swap import run_face_swap
-    from demos.gligen import run_gligen
-    from demos.layout_guidance import attention_views, run_layout_guidance
-    from demos.paint_by_example import run_paint_by_example
-    from demos.vqa import ask
+    from demos.tabs.boxes_side_by_side import run_side_by_side
+    from demos.shared.click_to_mask import run_click_to_mask
+    from demos.tabs.clip_zero_shot import run_clip_similarity, run_clip_zero_shot
+    from demos.tabs.compare import Plan, compare_grid
+    from demos.tabs.controlnet import run_control_map, run_controlnet
+    from demos.tabs.face_swap import run_face_swap
+    from demos.tabs.gligen import run_gligen
+    from demos.tabs.layout_guidance import attention_views, run_layout_guidance
+    from demos.tabs.paint_by_example import run_paint_by_example
+    from demos.tabs.vqa import ask
 
     chelsea, astronaut, camera = (Image.open(ASSETS / name) for name in ("chelsea.jpg", "astronaut.jpg", "camera.jpg"))
 

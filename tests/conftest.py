@@ -111,14 +111,15 @@ def require_browser() -> None:
 
 
 def open_tab(page, name: str) -> None:
-    """Click a top-level tab, through gradio's "More tabs" menu when the tab bar has no room for it."""
-    page.locator("[role=tab]").first.wait_for()  # the tab bar has rendered: a missing tab is in the menu
-    tab = page.get_by_role("tab", name=name, exact=True)
-    if tab.count():
-        tab.click()
-        return
-    page.get_by_role("button", name="More tabs").first.click()
-    page.locator(".overflow-dropdown button").get_by_text(name, exact=True).first.click()
+    """Open a paper's tab as a reader does: its topic in the top bar, then the paper in the topic's bar."""
+    from demos import DEMOS, TOPICS
+
+    page.locator("[role=tab]").first.wait_for()
+    demo = next((demo for demo in DEMOS if demo.title == name), None)
+    topic = next((topic.title for topic in TOPICS if demo is not None and topic.key == demo.topic), name)
+    page.locator("#topics > .tab-wrapper").get_by_role("tab", name=topic, exact=True).click()
+    if topic != name:
+        page.get_by_role("tab", name=name, exact=True).click()
 
 
 @pytest.fixture(scope="session")

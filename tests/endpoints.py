@@ -12,7 +12,7 @@ from typing import Any
 
 from gradio_client import Client, handle_file
 
-# Matched against a widget's label in the config: its English text, or its translation key (demos/i18n.py
+# Matched against a widget's label in the config: its English text, or its translation key (demos/page/i18n.py
 # turns "Max new tokens" into a reference to the key "pp_max_new_tokens").
 AMOUNT_OF_WORK = re.compile(r"steps|step.budget|candidates|images|iterations|new.tokens|beams|variations|frames",
                             re.IGNORECASE)

@@ -10,7 +10,7 @@ from gradio_client import Client, handle_file
 from app import build_app, parse_args, parse_auth
 from demos import DEMOS, Demo
 from demos import ASSETS
-from demos.ui import user_errors
+from demos.shared.handlers import user_errors
 from models import UserError
 from tests.conftest import AppServer
 
@@ -25,7 +25,7 @@ def test_a_tab_that_fails_to_import_shows_an_error_panel_and_the_rest_still_buil
 
 
 def test_heavy_tabs_share_one_gpu_queue_and_light_ones_do_not():
-    heavy_clip = Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True)
+    heavy_clip = Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True)
     app = build_app([heavy_clip, DEMOS[0]])
     by_api = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
     heavy = [fn for name, fn in by_api.items() if name in ("clip_zero_shot", "clip_similarity")]
@@ -48,11 +48,11 @@ def test_zero_gpu_wraps_heavy_handlers_only(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    build_app([Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True), DEMOS[0]])
+    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True), DEMOS[0]])
     assert sorted(fn.__name__ for fn in wrapped) == ["classify_for_ui", "similarity_for_ui"]
     monkeypatch.delenv("SPACES_ZERO_GPU")
     wrapped.clear()
-    build_app([Demo("CLIP as if heavy", "test", "demos.clip_zero_shot", heavy=True)])
+    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True)])
     assert wrapped == []
 
 

@@ -1,6 +1,7 @@
-"""The shape that keeps adding a paper to three files: every model family and every tab is reachable,
-each tab has its tests, tabs do not import each other (or the Compare tab), shared code names no model
-family, limits live in one module, and the README names only files that exist and renders its tables."""
+"""The shape that keeps adding a paper to few files: every model family and every tab is reachable, each tab
+has its tests, the folders say what a file is (`demos/tabs/` a tab and nothing else, `demos/shared/` what
+tabs import, `demos/page/` what only the page uses), imports run one way (app → page → tabs → shared →
+models) with no circle, limits live in one module, and the README names only files that exist."""
 from __future__ import annotations
 
 import ast
@@ -12,13 +13,19 @@ import pytest
 
 import models
 from demos import DEMOS
-from demos.compare import all_methods, tasks
+from demos.tabs.compare import all_methods, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 TAB_MODULES = [demo.module for demo in DEMOS]
-SHARED_DEMO_MODULES = ["demos.boxes", "demos.comparison", "demos.generation", "demos.i18n", "demos.inputs", "demos.lessons", "demos.limits",
-                       "demos.masks", "demos.ui"]
+
+
+def modules_in(folder: str) -> list[str]:
+    return [f"demos.{folder}.{path.stem}" for path in sorted((ROOT / "demos" / folder).glob("*.py"))
+            if path.stem != "__init__"]
+
+
+SHARED_MODULES, PAGE_MODULES = modules_in("shared"), modules_in("page")
 
 
 def module_path(module: str) -> Path:
@@ -55,10 +62,11 @@ def test_every_model_family_is_in_the_registry():
             assert models.REGISTRY.get(spec.name) is spec, f"{spec.name} of {path.name} is not reachable"
 
 
-def test_every_tab_module_is_in_the_tab_list_and_builds_a_ui():
-    defining_build_ui = {f"demos.{path.stem}" for path in (ROOT / "demos").glob("*.py")
-                         if "build_ui" in top_level_names(path)}
-    assert defining_build_ui == set(TAB_MODULES), "a demos/*.py with build_ui() is missing from demos.DEMOS"
+def test_the_tabs_folder_holds_the_tabs_and_nothing_else():
+    assert set(modules_in("tabs")) == set(TAB_MODULES), "demos/tabs/ and demos.DEMOS differ"
+    assert [path.name for path in (ROOT / "demos").glob("*.py")] == ["__init__.py"]  # every file in a folder
+    for module in SHARED_MODULES + PAGE_MODULES:
+        assert "build_ui" not in top_level_names(module_path(module)), f"{module} builds a tab: move it to tabs/"
     assert len(TAB_MODULES) == len(set(TAB_MODULES)) and len({demo.title for demo in DEMOS}) == len(DEMOS)
     for module in TAB_MODULES:
         assert callable(importlib.import_module(module).build_ui)
@@ -73,18 +81,44 @@ def test_every_tab_has_its_own_test_file(module):
 def test_tabs_import_no_other_tab_except_the_ones_they_combine(demo):
     others = set(TAB_MODULES) - {demo.module} - set(demo.combines)
     assert not imported_modules(demo.module) & others
-    if demo.module != "demos.compare":
-        assert "demos.compare" not in imported_modules(demo.module)
+    if demo.module != "demos.tabs.compare":
+        assert "demos.tabs.compare" not in imported_modules(demo.module)
 
 
-@pytest.mark.parametrize("module", SHARED_DEMO_MODULES)
-def test_shared_demo_code_imports_no_tab_and_no_model_family(module):
-    families = {f"models.{spec.loader.__module__.split('.')[-1]}" for spec in models.REGISTRY.values()}
-    assert not imported_modules(module) & (set(TAB_MODULES) | families)
+def demos_imports(module: str) -> set[str]:
+    """The modules of this repository's `demos` package that `module` imports."""
+    inside = set(TAB_MODULES) | set(SHARED_MODULES) | set(PAGE_MODULES)
+    return {name for name in imported_modules(module) if name in inside}
+
+
+@pytest.mark.parametrize("module", SHARED_MODULES)
+def test_shared_code_imports_no_tab_and_no_page_module(module):
+    assert not demos_imports(module) & (set(TAB_MODULES) | set(PAGE_MODULES))
+
+
+@pytest.mark.parametrize("module", TAB_MODULES)
+def test_tabs_import_no_page_module(module):
+    assert not demos_imports(module) & set(PAGE_MODULES)
+
+
+def test_models_import_nothing_of_the_page():
+    for path in (ROOT / "models").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.split(".")[0] in ("demos", "app")], path
+
+
+def test_no_import_circle_in_demos():
+    graph = {module: demos_imports(module) for module in TAB_MODULES + SHARED_MODULES + PAGE_MODULES}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph[start])
+
+    assert [module for module in graph if reaches(module, module, {module})] == []
 
 
 def test_limits_are_defined_once():
-    for path in [*(ROOT / "demos").glob("*.py"), *(ROOT / "models").glob("*.py"), ROOT / "app.py"]:
+    for path in [*(ROOT / "demos").rglob("*.py"), *(ROOT / "models").glob("*.py"), ROOT / "app.py"]:
         names = top_level_names(path)
         assert not {"MAX_STEPS", "MAX_IMAGES_PER_RUN", "ASSETS"} & names or path.name == "__init__.py", path
         reads_a_limit = re.search(r"(environ\.get|env_int|env_float)\(\"PP_MAX_(?!LOADED)", path.read_text())
@@ -119,7 +153,7 @@ def readme_paths() -> list[str]:
 
 def test_readme_names_only_files_that_exist():
     paths = readme_paths()
-    assert "models/registry.py" in paths and "demos/compare.py" in paths
+    assert "models/registry.py" in paths and "demos/tabs/compare.py" in paths
     assert [path for path in paths if not (ROOT / path).exists()] == []
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from demos.boxes import draw_boxes, parse_layout
-from demos.boxes_side_by_side import run_side_by_side
-from demos.gligen import run_gligen
-from demos.layout_guidance import run_layout_guidance
+from demos.shared.boxes import draw_boxes, parse_layout
+from demos.tabs.boxes_side_by_side import run_side_by_side
+from demos.tabs.gligen import run_gligen
+from demos.tabs.layout_guidance import run_layout_guidance
 
 PROMPT = "a teddy bear and a red ball on a wooden table"
 LAYOUT = "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 0.6,0.5,0.9,0.8"

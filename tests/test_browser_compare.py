@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from demos.compare import load_preset, preset_names
+from demos.tabs.compare import load_preset, preset_names
 from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
 
 require_browser()

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from demos.i18n import table
+from demos.page.i18n import table
 from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
 
 require_browser()
@@ -40,8 +40,10 @@ def start(page, url: str) -> None:
 
 
 def open_lessons(page) -> None:
-    if not page.locator("#lesson-pick").is_visible():
-        page.locator("#lessons").get_by_role("button").first.click()
+    """The Lessons sidebar slides in from the right (a step link opens it by itself)."""
+    if not page.locator("#lessons.open").count():
+        page.locator("#lessons .toggle-button").click()
+    expect(page.locator("#lessons.open")).to_have_count(1)
 
 
 def pick(page, title: str) -> None:
@@ -136,18 +138,17 @@ def eventually(condition, seconds: float = 30) -> bool:
 def test_switching_to_chinese_changes_every_visible_label_of_a_tab(server, page, tab):
     start(page, server.url)
     open_tab(page, tab)
-    assert eventually(lambda: len(visible_english(page)) >= 20)  # the tab's labels are there to look at
+    assert eventually(lambda: len(visible_english(page)) >= 20), visible_english(page)  # the tab's labels are there
     english = visible_english(page)
     page.locator("#language-zh").click()
-    # The first tab button is always in the bar (a later tab may sit in the "More tabs" menu).
-    expect(page.get_by_role("tab", name=ZH[next(k for k, v in EN.items() if v == "CLIP zero-shot")])).to_be_visible()
+    expect(page.get_by_role("tab", name=ZH[next(k for k, v in EN.items() if v == "Start")])).to_be_visible()
     assert eventually(lambda: visible_english(page) == []), visible_english(page)
     for text in ("Seed", "Steps", "Prompt"):  # a few labels, by their Chinese text
         key = next(k for k, v in EN.items() if v == text)
         if text in english:
-            expect(page.get_by_text(ZH[key], exact=True).first).to_be_visible()
+            expect(page.get_by_text(ZH[key], exact=True).filter(visible=True).first).to_be_visible()
     page.locator("#language-en").click()  # back, for the next test on this server
-    assert eventually(lambda: set(visible_english(page)) >= set(english))
+    assert eventually(lambda: set(visible_english(page)) >= set(english)), set(english) - set(visible_english(page))
 
 
 def test_a_lesson_in_chinese(server, page):

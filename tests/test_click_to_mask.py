@@ -7,7 +7,7 @@ from PIL import Image
 from segment_anything import SamPredictor
 
 import models
-from demos.click_to_mask import add_click, parse_prompts, run_click_to_mask, segment, to_frame
+from demos.shared.click_to_mask import add_click, parse_prompts, run_click_to_mask, segment, to_frame
 from models import UserError
 from models.sam import SAM_VIT_B
 from tests.test_masks import scene

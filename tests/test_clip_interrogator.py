@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import models
-from demos.clip_interrogator import (ASSETS, BANKS, CAPTION_MODELS, CLIP_CONTEXT, CLIP_MODELS, SD_METHOD,
+from demos.tabs.clip_interrogator import (ASSETS, BANKS, CAPTION_MODELS, CLIP_CONTEXT, CLIP_MODELS, SD_METHOD,
                                      bank_embeddings, bank_rows, caption_image, classic_prompt, compare_plan,
                                      greedy_chain, image_embedding, load_bank, rank, run_clip_interrogator)
 from models import UserError
@@ -101,8 +101,8 @@ def test_best_mode_returns_the_candidate_clip_scores_highest_within_77_tokens():
 
 
 def test_generate_from_prompt_writes_a_plan_that_compare_runs_with_plain_sd():
-    from demos.compare import plan_from_json
-    from demos.controlnet import COMPARE_METHODS
+    from demos.tabs.compare import plan_from_json
+    from demos.tabs.controlnet import COMPARE_METHODS
 
     path = compare_plan("a cat on a sofa, an oil painting by Claude Monet", seed=5)
     plan = plan_from_json(json.loads(open(path).read()))

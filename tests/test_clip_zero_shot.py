@@ -8,7 +8,7 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.clip_zero_shot import (PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
+from demos.tabs.clip_zero_shot import (PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
                                   run_clip_zero_shot, similarity_heatmap)
 from models import UserError
 

@@ -9,9 +9,9 @@ from PIL import Image
 
 import models
 from demos import ASSETS, compare
-from demos.clip_zero_shot import SCORES, run_clip_zero_shot
-from demos.compare import Plan, compare_grid, export, load_preset, plan_from_json, run_compare
-from demos.generation import read_parameters
+from demos.tabs.clip_zero_shot import SCORES, run_clip_zero_shot
+from demos.tabs.compare import Plan, compare_grid, export, load_preset, plan_from_json, run_compare
+from demos.shared.generation import read_parameters
 from models import ModelUnavailable, UserError
 
 CAT = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
@@ -103,7 +103,7 @@ def test_parse_values_and_bad_json():
 
 
 def test_image_cells_equal_the_controlnet_tabs_own_images():
-    from demos.controlnet import run_controlnet
+    from demos.tabs.controlnet import run_controlnet
 
     image_plan = load_preset("one-control-map-three-methods")
     image_plan.sweep, image_plan.values = "steps", [3]
@@ -118,7 +118,7 @@ def test_image_cells_equal_the_controlnet_tabs_own_images():
 
 
 def test_answer_cells_sweep_the_question_through_the_vqa_tabs_own_functions():
-    from demos.vqa import answer_blip2
+    from demos.tabs.vqa import answer_blip2
 
     questions = load_preset("blip2-vs-llava-five-questions")
     questions.values = questions.values[:2]
@@ -129,8 +129,8 @@ def test_answer_cells_sweep_the_question_through_the_vqa_tabs_own_functions():
 
 
 def test_box_cells_equal_the_layout_guidance_and_gligen_tabs_own_images():
-    from demos.gligen import run_gligen
-    from demos.layout_guidance import run_layout_guidance
+    from demos.tabs.gligen import run_gligen
+    from demos.tabs.layout_guidance import run_layout_guidance
 
     layout = load_preset("one-layout-four-methods")
     layout.methods, layout.sweep, layout.values = ["Layout guidance (Chen et al.)", "GLIGEN"], "steps", [3]

@@ -8,8 +8,8 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.controlnet import run_control_map, run_controlnet, saved_images
-from demos.generation import read_parameters
+from demos.tabs.controlnet import run_control_map, run_controlnet, saved_images
+from demos.shared.generation import read_parameters
 from models import REGISTRY, UserError
 from models.cache import ModelCache
 from models.settings import Settings

@@ -14,8 +14,8 @@ import torch
 
 import models
 from demos import compare
-from demos.comparison import IMAGE
-from demos.diffusion_basics import (
+from demos.shared.comparison import IMAGE
+from demos.tabs.diffusion_basics import (
     CONSISTENCY_TWO_STEP, COMPARE_SAMPLERS, LCM_ADAPTER, alpha_bars, decode_latent, denoise, encode_to_latent,
     epsilon_from_x0, lcm_lora_attached, make_scheduler, noised, parameterisations, run_consistency, run_determinism,
     run_forward_process, run_latent_sampler, run_parameterisations, run_pixel_sampler, run_vae_roundtrip, velocity,
@@ -179,7 +179,7 @@ def test_tiny_lcm_lora_is_saved_under_the_published_file_name():
 
 
 def test_lcm_lora_is_attached_only_during_its_run_and_makes_exactly_four_unet_calls():
-    from demos.generation import generator_for
+    from demos.shared.generation import generator_for
 
     pipe = models.get("sd15")
 
@@ -260,7 +260,7 @@ def test_the_tab_builds_with_an_api_name_on_every_public_event():
     from app import build_app
     from demos import DEMOS
 
-    demo = next(d for d in DEMOS if d.module == "demos.diffusion_basics")
+    demo = next(d for d in DEMOS if d.module == "demos.tabs.diffusion_basics")
     app = build_app([demo])
     names = {fn.api_name for fn in app.fns.values() if fn.api_visibility == "public"}
     assert {"diffusion_forward", "pixel_sampler", "ddim_determinism", "ddim_vs_ddpm", "parameterisations",

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demos.clip_zero_shot import run_clip_zero_shot
-from demos.inputs import number_in_range, prompt_text, rgb_image, text_items
+from demos.tabs.clip_zero_shot import run_clip_zero_shot
+from demos.shared.inputs import number_in_range, prompt_text, rgb_image, text_items
 from models import UserError
 from tests.conftest import ROOT
 from tests.endpoints import GOOD_IMAGE, Endpoint, named_endpoints
@@ -37,7 +37,7 @@ BAD_NUMBERS = [math.nan, math.inf, -math.inf, -1, 1e12, 0.5]
 LEAKS = [re.compile(pattern) for pattern in (
     r"Traceback", r'File "', r"/tmp/", r"site-packages", re.escape(str(ROOT)), r"validation error",
     r"pydantic", r"input_value=", r"Could not preprocess", r"Something went wrong")]
-CRASH_IN_LOG = "unexpected error in"  # what demos.ui.user_errors logs for an exception it did not expect
+CRASH_IN_LOG = "unexpected error in"  # what demos.shared.handlers.user_errors logs for an exception it did not expect
 
 
 def write_bad_files(folder: Path) -> dict[str, Path]:

@@ -9,7 +9,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 import models
-from demos.face_swap import GUIDES, MIN_FACE_SIDE, feathered_face_mask, guide_region, paste_face_back, run_face_swap
+from demos.tabs.face_swap import GUIDES, MIN_FACE_SIDE, feathered_face_mask, guide_region, paste_face_back, run_face_swap
 from models import UserError
 from models.faces import align_face, invert, transform_points
 from models.pipelines.face_swap import (face_swap_sample, face_views, guided_step, identity_loss, mask_weights,
@@ -313,7 +313,7 @@ def test_bad_settings_are_user_errors(astronaut):
 
 
 def test_the_expected_time_counts_guided_steps_and_uses_the_measured_cost():
-    from demos.face_swap import StepCost, expected_time
+    from demos.tabs.face_swap import StepCost, expected_time
 
     cost = StepCost()
     assert "8 guided steps × 2 candidates = 16 steps" in expected_time(10, 0.8, 2, cost)
@@ -324,7 +324,7 @@ def test_the_expected_time_counts_guided_steps_and_uses_the_measured_cost():
 
 
 def test_the_page_starts_on_the_quick_settings():
-    from demos.face_swap import QUICK, SwapSettings
+    from demos.tabs.face_swap import QUICK, SwapSettings
 
     assert QUICK.steps_run * QUICK.candidates * 10 < SwapSettings().steps_run * SwapSettings().candidates
 
@@ -332,7 +332,7 @@ def test_the_page_starts_on_the_quick_settings():
 def test_the_schedule_plot_marks_lambda_where_the_mask_becomes_full():
     from types import SimpleNamespace
 
-    from demos.face_swap import schedule_plot
+    from demos.tabs.face_swap import schedule_plot
     from models.pipelines.face_swap import mask_weights
 
     for steps_run, threshold in [(8, 3), (75, 30)]:

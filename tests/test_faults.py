@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 import models
-from demos.clip_zero_shot import ASSETS, run_clip_zero_shot
-from demos.ui import OUT_OF_MEMORY, user_errors
-from demos.vqa import LLAVA_DECODING, stream_llava
+from demos.tabs.clip_zero_shot import ASSETS, run_clip_zero_shot
+from demos.shared.handlers import OUT_OF_MEMORY, user_errors
+from demos.tabs.vqa import LLAVA_DECODING, stream_llava
 from models.cache import ModelCache
 from models.errors import ModelUnavailable
 from models.hub import Download
@@ -183,7 +183,7 @@ def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run
     monkeypatch.setattr(diffusion_basics, "run_pixel_sampler", observed_run)
     hook = unet.register_forward_pre_hook(lambda module, args: steps.append(time.sleep(0.05)))
     try:
-        with launched_page("demos.diffusion_basics") as blocks:
+        with launched_page("demos.tabs.diffusion_basics") as blocks:
             request = ["DDIM", 100, 0.0, 2, 0, False]
             if leave == "stop":  # the page's Stop button, or gradio_client's cancel()
                 job = Client(blocks.local_url, verbose=False).submit(*request, api_name="/pixel_sampler")
@@ -221,7 +221,7 @@ def steps_beside_a_slow_clip_request(clip_seconds: float) -> tuple[list[float], 
                  lambda module, args: clip_window.append(time.monotonic()) or time.sleep(clip_seconds)),
              vision.register_forward_hook(lambda module, args, output: clip_window.append(time.monotonic()))]
     try:
-        with launched_page("demos.diffusion_basics", "demos.clip_zero_shot") as blocks:
+        with launched_page("demos.tabs.diffusion_basics", "demos.tabs.clip_zero_shot") as blocks:
             run = Client(blocks.local_url, verbose=False).submit("DDIM", 100, 0.0, 2, 0, False,
                                                                  api_name="/pixel_sampler")
             while len(steps) < 3:
@@ -251,9 +251,9 @@ def test_a_diffusion_run_pauses_at_its_steps_while_a_light_request_runs_then_goe
 def test_a_light_request_cannot_hold_a_diffusion_run_up_longer_than_its_allowance(monkeypatch):
     """A light request that takes long (or waits on a model a heavy run is loading) gets the pause only
     up to `MAX_GIVE_WAY_SECONDS`; then the run goes on beside it."""
-    from demos import ui
+    from demos.page import server
 
-    monkeypatch.setattr(ui, "MAX_GIVE_WAY_SECONDS", 1.0)
+    monkeypatch.setattr(server, "MAX_GIVE_WAY_SECONDS", 1.0)
     steps, started, ended = steps_beside_a_slow_clip_request(clip_seconds=4)
     # The pause starts when the CLIP job enters the queue, a little before its model runs (`started`).
     pause = max(later - earlier for earlier, later in zip(steps, steps[1:]) if started - 2 < later < ended)

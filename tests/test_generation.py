@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from demos.generation import MAX_SEED, generator_for, png_with_parameters, read_parameters, resolve_seed
+from demos.shared.generation import MAX_SEED, generator_for, png_with_parameters, read_parameters, resolve_seed
 from models import UserError
 
 

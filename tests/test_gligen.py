@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 import models
-from demos.boxes import (CANVAS_SIDE, Box, annotation_from_boxes, blank_canvas, boxes_from_annotation,
+from demos.shared.boxes import (CANVAS_SIDE, Box, annotation_from_boxes, blank_canvas, boxes_from_annotation,
                          draw_boxes, example_layouts, layout_to_text, normalise, parse_layout)
-from demos.generation import read_parameters
-from demos.gligen import run_gligen
+from demos.shared.generation import read_parameters
+from demos.tabs.gligen import run_gligen
 from models import UserError
 from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
 

@@ -19,7 +19,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image, ImageFilter
 
-from demos.clip_zero_shot import ASSETS
+from demos.tabs.clip_zero_shot import ASSETS
 from tests.conftest import AppServer
 
 pytestmark = pytest.mark.hub

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from gradio.i18n import I18nData
 
-from demos.i18n import LANGUAGES, all_tables, is_citation, request_language, table, visible_texts
+from demos.page.i18n import LANGUAGES, all_tables, is_citation, request_language, table, visible_texts
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,9 @@ def test_no_key_can_clash_with_gradios_own_translation_namespaces():
 
 
 def test_every_visible_text_of_the_page_has_a_translation(app):
-    """A tab that adds an English label without adding it to demos/translations/*.json fails here."""
+    """A tab that adds an English label without adding it to demos/page/translations/*.json fails here."""
     missing = sorted({text for _, _, text in visible_texts(app) if not is_citation(text)})
-    assert missing == [], f"add these to demos/translations/en.json and zh.json: {missing}"
+    assert missing == [], f"add these to demos/page/translations/en.json and zh.json: {missing}"
 
 
 def test_the_page_shows_keys_whose_english_is_the_original_text(app):

@@ -9,7 +9,7 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.instruct_pix2pix import COMPARE_METHODS, model_input, run_instruct_pix2pix
+from demos.tabs.instruct_pix2pix import COMPARE_METHODS, model_input, run_instruct_pix2pix
 from models import UserError
 from models.instruct_pix2pix import INSTRUCT_PIX2PIX
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models
-from demos.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
+from demos.tabs.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
 from models import UserError
 from models.clip import tiny_tokenizer
 from models.pipelines import layout_guidance as lg

@@ -9,9 +9,8 @@ import gradio as gr
 import pytest
 
 from demos import DEMOS
-from demos.i18n import table
-from demos.lessons import (lesson_to_json, parse_lesson, read_lesson, shipped_lesson_files, step_link,
-                           widget_value)
+from demos.page.i18n import shipped_lesson_files, table
+from demos.page.lessons import lesson_to_json, parse_lesson, read_lesson, step_link, widget_value
 from models import UserError
 
 
@@ -24,7 +23,7 @@ def app():
 
 @pytest.fixture(scope="module")
 def endpoints(app):
-    from demos.lessons import page_endpoints
+    from demos.page.lessons import page_endpoints
 
     return page_endpoints(app)
 
@@ -116,6 +115,6 @@ def test_the_page_loads_every_shipped_lesson_into_the_panel(app):
 
 
 def test_imported_lessons_are_named_by_their_content():
-    from demos.lessons import imported_name
+    from demos.page.lessons import imported_name
 
     assert imported_name("a") == imported_name("a") != imported_name("b")

@@ -9,8 +9,8 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.masked_edit import COMPARE_METHODS, run_masked_edit
-from demos.masks import feathered
+from demos.tabs.masked_edit import COMPARE_METHODS, run_masked_edit
+from demos.shared.masks import feathered
 from models import UserError
 from models.pipelines.masked_edit import latent_mask, masked_sdedit
 from models.pipelines.null_text_inversion import encode_image

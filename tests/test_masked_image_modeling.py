@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models
-from demos.masked_image_modeling import (MASK_MODES, blockwise_mask, parse_patches, random_mask,
+from demos.tabs.masked_image_modeling import (MASK_MODES, blockwise_mask, parse_patches, random_mask,
                                          run_masked_image_modeling, toggle_patch)
 from models import UserError
 from models.beit import BEIT_BASE, MAE_BASE

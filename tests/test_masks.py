@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from demos.masks import binary_mask, editor_mask, feathered, paste_back, square_around
+from demos.shared.masks import binary_mask, editor_mask, feathered, paste_back, square_around
 
 
 def scene(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import models
-from demos.multidiffusion import (check_side, default_width, native_side, region_masks, run_panorama,
+from demos.tabs.multidiffusion import (check_side, default_width, native_side, region_masks, run_panorama,
                                   run_regions)
-from demos.boxes import parse_layout
+from demos.shared.boxes import parse_layout
 from models import UserError
 from models.pipelines import multidiffusion as md
 from models.stable_diffusion import SD15
@@ -224,7 +224,7 @@ def test_bootstrapping_beyond_the_steps_is_refused():
 
 
 def test_defaults_are_a_wide_panorama_and_compare_methods_run():
-    from demos.multidiffusion import COMPARE_METHODS
+    from demos.tabs.multidiffusion import COMPARE_METHODS
 
     assert default_width() > native_side()
     images = [method.run("a beach", **{**method.parameters, "steps": 1}).image for method in COMPARE_METHODS]

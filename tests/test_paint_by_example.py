@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demos.generation import read_parameters
+from demos.shared.generation import read_parameters
 from demos import ASSETS
-from demos.click_to_mask import run_click_to_mask
-from demos.masks import binary_mask, feathered, paste_back, square_around
-from demos.paint_by_example import run_paint_by_example
+from demos.shared.click_to_mask import run_click_to_mask
+from demos.shared.masks import binary_mask, feathered, paste_back, square_around
+from demos.tabs.paint_by_example import run_paint_by_example
 from models import UserError
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")

@@ -10,7 +10,7 @@ import torch
 
 import models
 from demos import compare
-from demos.personalisation import (
+from demos.tabs.personalisation import (
     METHODS, PLAIN_SUBJECT, UPLOADED, Attachment, active_state, attached, concept_attachment, concept_footprint,
     filled, generate, run_all_methods, run_personalisation, run_training, sampling_pipeline, unet_prefixed,
 )
@@ -174,7 +174,7 @@ def test_every_heavy_event_of_the_tab_waits_in_the_one_gpu_queue():
     import app
     from demos import DEMOS
 
-    demo = next(d for d in DEMOS if d.module == "demos.personalisation")
+    demo = next(d for d in DEMOS if d.module == "demos.tabs.personalisation")
     blocks = app.build_app([demo])
     public = [fn for fn in blocks.fns.values() if fn.api_visibility == "public" and fn.api_name.startswith("personalis")]
     assert {fn.api_name for fn in public} >= {"personalise", "personalise_all"}

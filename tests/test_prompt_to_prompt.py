@@ -10,8 +10,8 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.compare import compare_grid, load_preset
-from demos.prompt_to_prompt import run_prompt_to_prompt
+from demos.tabs.compare import compare_grid, load_preset
+from demos.tabs.prompt_to_prompt import run_prompt_to_prompt
 from models import UserError
 from models.pipelines import null_text_inversion as nti
 from models.pipelines import prompt_to_prompt as p2p

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 import models
-from demos import ui
-from demos.controlnet import run_controlnet
-from demos.layout_guidance import run_layout_guidance
+from demos.shared import handlers
+from demos.tabs.controlnet import run_controlnet
+from demos.tabs.layout_guidance import run_layout_guidance
 from models.safety import collect_flags, report
 from models.stable_diffusion import SD15
 
@@ -41,8 +41,8 @@ def is_black(image: Image.Image) -> bool:
 
 def test_pipeline_images_it_flags_come_back_black_and_the_handler_says_which(flagging_checker, monkeypatch):
     said = []
-    monkeypatch.setattr(ui.gr, "Warning", lambda text, **kwargs: said.append(text))
-    run = ui.user_errors(lambda: run_controlnet(PHOTO, "canny", "a cup", steps=1, seed=1, compare_plain=True))
+    monkeypatch.setattr(handlers.gr, "Warning", lambda text, **kwargs: said.append(text))
+    run = handlers.user_errors(lambda: run_controlnet(PHOTO, "canny", "a cup", steps=1, seed=1, compare_plain=True))
     result = run()
     assert all(is_black(image) for image in result.images + result.plain_images)
     assert len(said) == 1 and "blanked 2 of the 2 generated images" in said[0] and "--safety-checker off" in said[0]

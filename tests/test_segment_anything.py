@@ -7,8 +7,8 @@ import torch
 from segment_anything import SamPredictor
 
 import models
-from demos.click_to_mask import run_click_to_mask
-from demos.segment_anything import (COMPARE_METHODS, colour_overlay, detector_text, palette, phrase, run_grounded_sam,
+from demos.shared.click_to_mask import run_click_to_mask
+from demos.tabs.segment_anything import (COMPARE_METHODS, colour_overlay, detector_text, palette, phrase, run_grounded_sam,
                                     run_segment_everything)
 from models import UserError
 from models.grounding_dino import GROUNDING_DINO_TINY

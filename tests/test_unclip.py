@@ -10,7 +10,7 @@ import torch
 
 import models
 from demos import ASSETS
-from demos.unclip import (COMPARE_METHODS, PRIOR_RESULT, decode, image_embedding, lerp, run_interpolation,
+from demos.tabs.unclip import (COMPARE_METHODS, PRIOR_RESULT, decode, image_embedding, lerp, run_interpolation,
                           run_unclip, run_variations, slerp, text_embedding)
 from models import UserError
 from models.unclip import DECODER, PRIOR, TINY_EMBEDDING

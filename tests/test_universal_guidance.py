@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import models
-from demos.universal_guidance import (IDENTITY, IDENTITY_NETWORKS, JUDGE, SEGMENTATION, STYLE, identity_guide,
+from demos.tabs.universal_guidance import (IDENTITY, IDENTITY_NETWORKS, JUDGE, SEGMENTATION, STYLE, identity_guide,
                                       run_universal_guidance)
 from models import UserError
 from models.arcface import ARCFACE

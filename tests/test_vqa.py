@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import models
-from demos.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, COMPARE_METHODS, INSTRUCTBLIP_MODELS, LLAVA_DECODING,
+from demos.tabs.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, COMPARE_METHODS, INSTRUCTBLIP_MODELS, LLAVA_DECODING,
                        LLAVA_MODELS, Decoding, answer_blip2, ask, blip2_prompt, export_conversation,
                        llava_conversation, run_vqa, stream_llava)
 from models import ModelUnavailable, UserError
@@ -178,7 +178,7 @@ def test_instructblip_answers_side_by_side_on_either_side(left, right):
 
 
 def test_compare_runs_three_vqa_models_from_the_preset():
-    from demos.compare import Plan, compare_grid, load_preset
+    from demos.tabs.compare import Plan, compare_grid, load_preset
 
     plan = load_preset("vqa-three-models")
     assert plan.methods == ["blip2-opt-2.7b", "instructblip-vicuna-7b", "llava-interleave-qwen-0.5b"]

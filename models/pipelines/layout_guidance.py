@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..safety import screened_images
 from ..stable_diffusion import swapped_attention
 
-# Normalised x0, y0, x1, y1 in [0, 1], origin top-left: the coordinates of a `demos.boxes.Box`, which
+# Normalised x0, y0, x1, y1 in [0, 1], origin top-left: the coordinates of a `demos.shared.boxes.Box`, which
 # also carries the phrase; the sampler steers token positions, so it takes the coordinates alone.
 BoxCoordinates = Sequence[float]
 
