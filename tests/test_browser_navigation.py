@@ -86,3 +86,18 @@ def test_a_setup_link_reopens_a_paper_tab_two_levels_down_with_its_inputs(app_se
                                                                                        timeout=30_000)
     expect(student.locator("#mim-info")).to_contain_text("2 of 64 patches masked")
     student.close()
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_formulas_render_as_mathematics(app_server, page, language):
+    """The tabs' formulas are LaTeX, typeset by the page (KaTeX) in both languages."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{app_server.url}?lang={language}", wait_until="load")
+    for tab, at_least in (("How diffusion samples", 3), ("InstructPix2Pix", 4), ("Universal guidance", 2)):
+        open_tab(page, tab)
+        expect(page.locator(".katex-display, .katex").filter(visible=True).first).to_be_visible(timeout=30_000)
+        assert page.locator(".katex").filter(visible=True).count() >= at_least, tab
+        assert not page.get_by_text("$$", exact=False).filter(visible=True).count(), f"{tab}: raw LaTeX shown"
+    open_tab(page, "How diffusion samples")
+    page.screenshot(path=str(ARTIFACTS / f"formulas-{language}.png"))
+    page.goto(f"{app_server.url}?lang=en", wait_until="load")  # the switch is remembered: back to English

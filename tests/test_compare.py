@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import models
-from demos import ASSETS, compare
+from demos import ASSETS
+from demos.tabs import compare
 from demos.tabs.clip_zero_shot import SCORES, run_clip_zero_shot
 from demos.tabs.compare import Plan, compare_grid, export, load_preset, plan_from_json, run_compare
 from demos.shared.generation import read_parameters

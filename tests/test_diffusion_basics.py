@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import models
-from demos import compare
+from demos.tabs import compare
 from demos.shared.comparison import IMAGE
 from demos.tabs.diffusion_basics import (
     CONSISTENCY_TWO_STEP, COMPARE_SAMPLERS, LCM_ADAPTER, alpha_bars, decode_latent, denoise, encode_to_latent,

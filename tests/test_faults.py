@@ -165,7 +165,7 @@ def test_a_diffusion_run_whose_user_left_stops_at_its_next_step_and_the_next_run
     the page, or the connection dropped); its thread must stop within a few steps, not run to 100."""
     from gradio_client import Client
 
-    from demos import diffusion_basics
+    from demos.tabs import diffusion_basics
 
     unet = models.get(diffusion_basics.PIXEL_MODEL).unet
     steps, ended, outcome = [], threading.Event(), {}
@@ -211,7 +211,7 @@ def steps_beside_a_slow_clip_request(clip_seconds: float) -> tuple[list[float], 
     while it runs, and return the run's step times with the CLIP request's start and end."""
     from gradio_client import Client, handle_file
 
-    from demos import diffusion_basics
+    from demos.tabs import diffusion_basics
 
     steps, clip_window = [], []
     unet = models.get(diffusion_basics.PIXEL_MODEL).unet

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models
-from demos import compare
+from demos.tabs import compare
 from demos.tabs.personalisation import (
     METHODS, PLAIN_SUBJECT, UPLOADED, Attachment, active_state, attached, concept_attachment, concept_footprint,
     filled, generate, run_all_methods, run_personalisation, run_training, sampling_pipeline, unet_prefixed,

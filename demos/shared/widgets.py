@@ -4,6 +4,8 @@ from __future__ import annotations
 import gradio as gr
 
 RESULT = "pp-result"  # elem_classes of an image that shows a generated result
+# gr.Markdown(latex_delimiters=MATH): $$...$$ as displayed equations, $...$ inline (KaTeX)
+MATH = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 def scroll_into_view_on(button, elem_id: str) -> None:

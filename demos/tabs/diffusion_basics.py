@@ -496,10 +496,15 @@ def run_consistency(class_label: Any = 145, steps: Any = 1, seed: Any = 0,
 
 # ---- presentation ------------------------------------------------------------------------------
 
-FORMULAS = (
-    "**Forward:** x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, ᾱ_t = Π(1−β_s).  **Conversions** (given x_t): "
-    "x0 = (x_t − √(1−ᾱ)·ε)/√ᾱ · v = √ᾱ·ε − √(1−ᾱ)·x0 · x0 = √ᾱ·x_t − √(1−ᾱ)·v · ε = √ᾱ·v + √(1−ᾱ)·x_t.  "
-    "**DDIM:** x_{t−1} = √ᾱ_{t−1}·x̂0 + √(1−ᾱ_{t−1}−σ_t²)·ε̂ + σ_t·z, σ_t = η·√((1−ᾱ_{t−1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t−1})."
+FORMULAS = (  # rendered by the page's Markdown as mathematics (MATH delimiters)
+    r"**Forward:** $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad \bar\alpha_t = "
+    r"\prod_{s=1}^{t}(1-\beta_s)$$" "\n\n"
+    r"**Conversions** (given $x_t$): $$x_0 = \frac{x_t-\sqrt{1-\bar\alpha}\,\varepsilon}{\sqrt{\bar\alpha}},\quad "
+    r"v = \sqrt{\bar\alpha}\,\varepsilon-\sqrt{1-\bar\alpha}\,x_0,\quad x_0 = \sqrt{\bar\alpha}\,x_t-"
+    r"\sqrt{1-\bar\alpha}\,v,\quad \varepsilon = \sqrt{\bar\alpha}\,v+\sqrt{1-\bar\alpha}\,x_t$$" "\n\n"
+    r"**DDIM:** $$x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\hat x_0+\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\,\hat\varepsilon+"
+    r"\sigma_t z,\qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}"
+    r"{\bar\alpha_{t-1}}}$$"
 )
 
 
@@ -537,7 +542,7 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, seed_controls
+    from demos.shared.widgets import MATH, RESULT, seed_controls
 
     face = str(ASSETS / "astronaut.jpg")
 
@@ -551,7 +556,8 @@ def build_ui() -> None:
         "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
         "**forward process**, sample faces with **DDPM** and **DDIM** (η = 0 deterministic, η = 1 DDPM-like), see "
         "what **ε / x0 / v** predictions mean, move to the **latent** space of Stable Diffusion, and jump there in "
-        "a few steps with **LCM-LoRA** and a **consistency model**. t = 0 is the clean image.\n\n" + FORMULAS)
+        "a few steps with **LCM-LoRA** and a **consistency model**. t = 0 is the clean image.\n\n" + FORMULAS,
+        latex_delimiters=MATH)
     with gr.Tabs():
         with gr.Tab("Forward process"):
             with gr.Row():

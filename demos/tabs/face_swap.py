@@ -39,7 +39,7 @@ DEFAULT_GUIDE = "ArcFace (insightface)"
 MIN_FACE_SIDE = 40  # detection box side in pixels: smaller faces have too little detail to swap
 IDENTITY_VIEWS = 8  # 1 clean + 7 augmented crops per identity-loss evaluation (DiffFace)
 LAMBDA_NOTE = (
-    "Each λ is a step size: every step moves the sample by −λ·β̃_t·∇L. **Too large a λ overshoots**: the loss "
+    "Each λ is a step size: every step moves the sample by $-\\lambda\\,\\tilde\\beta_t\\,\\nabla L$. **Too large a λ overshoots**: the loss "
     "stops falling and rises again, the face breaks into artefacts and the result depends on tiny numerical "
     "differences. Too small a λ leaves the target's identity. DiffFace's 6000 was tuned for its own ArcFace "
     "guide; with FaceNet, sweep λ_id (e.g. 2k–20k) in the Compare tab."
@@ -449,7 +449,7 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, scroll_into_view_on, seed_controls
 
     gr.Markdown(
         "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
@@ -481,7 +481,7 @@ def build_ui() -> None:
                     lambda_id = gr.Number(label="λ_id (identity)", value=defaults.lambda_id, minimum=0)
                     lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
                     lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
-                gr.Markdown(LAMBDA_NOTE)
+                gr.Markdown(LAMBDA_NOTE, latex_delimiters=MATH)
                 identity_guide = gr.Radio(list(GUIDES), value=DEFAULT_GUIDE,
                                           label="Identity guide (DiffFace: ArcFace; the judge is a third network)")
                 with gr.Row():

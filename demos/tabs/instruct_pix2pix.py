@@ -33,7 +33,8 @@ TEXT_CFG = 7.5
 IMAGE_CFG = 1.5
 MAX_CFG = 30.0
 BRANCHES = ("unconditional ε(z, ∅, ∅)", "image only ε(z, c_I, ∅)", "image + text ε(z, c_I, c_T)", "combined ε̃")
-FORMULA = ("ε̃ = ε(z, ∅, ∅) + s_I·[ε(z, c_I, ∅) − ε(z, ∅, ∅)] + s_T·[ε(z, c_I, c_T) − ε(z, c_I, ∅)]")
+FORMULA = (r"$$\tilde\varepsilon = \varepsilon(z,\varnothing,\varnothing) + s_I\,[\varepsilon(z,c_I,\varnothing)-"
+           r"\varepsilon(z,\varnothing,\varnothing)] + s_T\,[\varepsilon(z,c_I,c_T)-\varepsilon(z,c_I,\varnothing)]$$")
 EXAMPLES = [("chelsea.jpg", "turn the cat into a tiger"), ("coffee.jpg", "make it a cup of tea"),
             ("rocket.jpg", "make it snowy")]
 
@@ -163,14 +164,14 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, RESULT, scroll_into_view_on, seed_controls
 
     gr.Markdown(
         "Give a photo and an **instruction**. The UNet was fine-tuned on generated (photo, instruction, edited "
-        "photo) triplets and takes the photo's VAE latent c_I as 4 extra input channels. Each step runs three "
-        f"branches in one batch and combines them:\n\n`{FORMULA}`\n\nThe text scale s_T pushes toward the "
-        "instruction, the image scale s_I toward the input photo: if the edit is too weak, lower s_I or raise s_T. "
-        "Below the result, each branch's predicted clean image at the middle step."
+        "photo) triplets and takes the photo's VAE latent $c_I$ as 4 extra input channels. Each step runs three "
+        f"branches in one batch and combines them:\n\n{FORMULA}\n\nThe text scale $s_T$ pushes toward the "
+        "instruction, the image scale $s_I$ toward the input photo: if the edit is too weak, lower $s_I$ or raise $s_T$. "
+        "Below the result, each branch's predicted clean image at the middle step.", latex_delimiters=MATH
     )
     with gr.Row():
         with gr.Column():

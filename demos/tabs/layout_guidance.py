@@ -217,14 +217,14 @@ def build_ui() -> None:
 
     from demos.shared.boxes import box_editor
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, RESULT, scroll_into_view_on, seed_controls
 
     gr.Markdown(
         "Draw boxes and label each with words **from the prompt**. For the first *guided steps* the latent "
-        "is nudged (*iterations* gradient steps of size loss scale·σ²) so that those words' cross-attention "
+        "is nudged (*iterations* gradient steps of size loss scale $\\cdot\\,\\sigma^2$) so that those words' cross-attention "
         "in the mid and first up block of the UNet falls inside their boxes; the rest is plain Stable "
         "Diffusion 1.5 with an LMS scheduler. Defaults are the paper's. Each guided step costs extra "
-        "UNet forward+backward passes."
+        "UNet forward+backward passes.", latex_delimiters=MATH
     )
     with gr.Row():
         with gr.Column():

@@ -389,14 +389,15 @@ def build_ui() -> None:
     import gradio as gr
 
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, RESULT, scroll_into_view_on, seed_controls
 
     gr.Markdown(
         "Steer Stable Diffusion 1.5 with an **off-the-shelf network** that was never trained on noisy images. At "
-        "each DDIM step the clean-image estimate ẑ0 is decoded by the VAE and scored by the guide: *forward "
-        "guidance* adds s·sqrt(1−ᾱ)·∇ℓ to the noise prediction, *backward guidance* optimises a correction Δ of "
-        "ẑ0 with m Adam steps, and *self-recurrence* re-noises and repeats each step k times. Identity is "
-        f"reported by a second network ({JUDGE}) that is not the guide. " + LICENCE_NOTE
+        "each DDIM step the clean-image estimate $\\hat z_0$ is decoded by the VAE and scored by the guide: *forward "
+        "guidance* adds $s\\,\\sqrt{1-\\bar\\alpha}\\,\\nabla\\ell$ to the noise prediction, *backward guidance* "
+        "optimises a correction Δ of $\\hat z_0$ with m Adam steps, and *self-recurrence* re-noises and repeats each "
+        "step k times. Identity is "
+        f"reported by a second network ({JUDGE}) that is not the guide. " + LICENCE_NOTE, latex_delimiters=MATH
     )
     with gr.Row():
         with gr.Column():
