@@ -5,7 +5,7 @@ real UNet (860M parameters, random weights, no download), as ratios.
     python bench/diffusion_basics_cost.py --device cuda --resolution 512 --timed-calls 10
 
 UNet calls are counted by running each sampler's full schedule through the tab's own loop
-(`demos.tabs.diffusion_basics.denoise`, the diffusers schedulers) on a tiny UNet of the same class: the
+(`models.pipelines.diffusion_maths.denoise`, the diffusers schedulers) on a tiny UNet of the same class: the
 count depends on the schedule, not on the network's width. Seconds per call are timed on the
 real-size UNet: with CFG (DDPM, DDIM) a batch of 2, for LCM a batch of 1 with a rank-64 LoRA on
 LCM-LoRA's layers (unfused, as the tab attaches it). A run's seconds are its calls × seconds per
@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from demos.tabs.diffusion_basics import counting_calls, denoise, make_scheduler  # noqa: E402
+from demos.tabs.diffusion_basics import counting_calls  # noqa: E402
 from models.few_step import LCM_LORA_TARGETS  # noqa: E402
+from models.pipelines.diffusion_maths import denoise, make_scheduler  # noqa: E402
 from models.stable_diffusion import SD15_SCHEDULER, tiny_unet_config  # noqa: E402
 
 SD15_TEXT = (77, 768)  # CLIP ViT-L/14 tokens × width: SD-1.5's cross-attention input

@@ -142,6 +142,10 @@ def browser_context(tmp_path_factory):
 
 @pytest.fixture
 def page(browser_context):
+    """A fresh tab; the page language a test switched to (cookie and localStorage) is forgotten after it."""
     page = browser_context.new_page()
     yield page
+    if page.url.startswith("http"):
+        page.evaluate("() => localStorage.removeItem('pp-lang')")
+    browser_context.clear_cookies()
     page.close()

@@ -8,15 +8,16 @@ import pytest
 from gradio_client import Client, handle_file
 
 from app import build_app, parse_args, parse_auth
-from demos import DEMOS, Demo
-from demos import ASSETS
+from demos import ASSETS, DEMOS, Demo
 from demos.shared.handlers import user_errors
 from models import UserError
+
+CLIP_TAB = next(demo for demo in DEMOS if demo.title == "CLIP zero-shot")  # a light tab
 from tests.conftest import AppServer
 
 
 def test_a_tab_that_fails_to_import_shows_an_error_panel_and_the_rest_still_build():
-    broken = Demo("Broken paper", "nobody, 2099", "demos.does_not_exist")
+    broken = Demo("Broken paper", "nobody, 2099", "demos.does_not_exist", topic="seeing")
     app = build_app([broken, *DEMOS])
     texts = [block.value for block in app.blocks.values() if isinstance(block, gr.Markdown)]
     assert any("Broken paper tab could not be loaded" in str(text) for text in texts)
@@ -25,8 +26,8 @@ def test_a_tab_that_fails_to_import_shows_an_error_panel_and_the_rest_still_buil
 
 
 def test_heavy_tabs_share_one_gpu_queue_and_light_ones_do_not():
-    heavy_clip = Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True)
-    app = build_app([heavy_clip, DEMOS[0]])
+    heavy_clip = Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True, topic="seeing")
+    app = build_app([heavy_clip, CLIP_TAB])
     by_api = {fn.api_name: fn for fn in app.fns.values() if fn.api_name}
     heavy = [fn for name, fn in by_api.items() if name in ("clip_zero_shot", "clip_similarity")]
     private = [fn for fn in app.fns.values() if fn.api_visibility != "public"]
@@ -48,11 +49,11 @@ def test_zero_gpu_wraps_heavy_handlers_only(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True), DEMOS[0]])
+    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True, topic="seeing"), CLIP_TAB])
     assert sorted(fn.__name__ for fn in wrapped) == ["classify_for_ui", "similarity_for_ui"]
     monkeypatch.delenv("SPACES_ZERO_GPU")
     wrapped.clear()
-    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True)])
+    build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True, topic="seeing")])
     assert wrapped == []
 
 
@@ -110,6 +111,26 @@ def test_bad_request_gets_a_clear_error_and_the_server_keeps_serving(app_server)
     top, *_ = client.predict(handle_file(str(ASSETS / "coffee.jpg")), "cup, bowl", "{}",
                              "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
     assert {c["label"] for c in top["confidences"]} == {"cup", "bowl"}
+
+
+def test_a_chinese_reader_gets_errors_and_summaries_in_chinese_and_an_api_client_english(app_server):
+    """The language of the page (its switch's cookie, else the browser's) reaches errors, warnings and the
+    summaries handlers write; a client that asks for no language gets the English the API documents."""
+    chinese = Client(app_server.url, verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    with pytest.raises(Exception, match="请提供要分类的图像") as refused:
+        chinese.predict(None, "cat, dog", "a photo of a {}.", "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+    assert "Please" not in str(refused.value)
+    with pytest.raises(Exception, match="步数: 这个值不在可接受范围内"):  # refused before the handler runs
+        chinese.predict(handle_file(str(ASSETS / "astronaut.jpg")), steps=999, api_name="/controlnet")
+    with pytest.raises(Exception, match=r"种子 必须是整数（收到 1.5）"):  # refused by the handler's check
+        chinese.predict(handle_file(str(ASSETS / "astronaut.jpg")), steps=2, seed=1.5, api_name="/controlnet")
+    *_, summary, _ = chinese.predict(handle_file(str(ASSETS / "chelsea.jpg")), "cat, dog", "{}",
+                                     "clip-vit-base-patch32", 2, api_name="/clip_zero_shot")
+    assert "（不含加载）" in summary and "after loading" not in summary
+    *_, summary, _ = Client(app_server.url, verbose=False).predict(
+        handle_file(str(ASSETS / "chelsea.jpg")), "cat, dog", "{}", "clip-vit-base-patch32", 2,
+        api_name="/clip_zero_shot")
+    assert "(after loading)" in summary
 
 
 def test_space_settings_with_auth_refuse_anonymous_clients_and_env_limits_hold_on_the_api():

@@ -162,3 +162,20 @@ def test_readme_tables_have_no_blank_lines_inside():
     for index in range(2, len(lines)):
         if lines[index].startswith("|"):
             assert not (lines[index - 1] == "" and lines[index - 2].startswith("|")), f"line {index + 1}"
+
+
+def long_functions(folder: Path, most_lines: int) -> list[str]:
+    """Functions in `folder` longer than `most_lines` (a tab's `build_ui` is held to 60: it only wires)."""
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > (60 if node.name == "build_ui" else most_lines):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+@pytest.mark.parametrize("folder", ["demos", "models", "scripts"])
+def test_functions_are_short_enough_to_read_at_once(folder):
+    assert long_functions(ROOT / folder, most_lines=80) == []

@@ -15,7 +15,7 @@ SERVED = re.compile(r"/gradio_api/file=.*\.png")
 def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
     from playwright.sync_api import expect
 
-    panel = page.locator(".tabitem:visible")
+    panel = page.locator(".paper-tab:visible")
     panel.get_by_role("button", name=EXAMPLE_PROMPT).first.click()
     expect(panel.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPT, timeout=15_000)
     expect(panel.locator(".box-text textarea")).to_have_value(
@@ -68,7 +68,7 @@ def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_s
 
     # Bad input is reported, not crashed on: a phrase that is not in the prompt.
     open_tab(page, "Layout guidance")
-    panel = page.locator(".tabitem:visible")
+    panel = page.locator(".paper-tab:visible")
     panel.locator(".box-text textarea").fill("dragon: 0.1, 0.1, 0.5, 0.5")
     panel.get_by_role("button", name="Generate with layout guidance").click()
     expect(page.get_by_text("The phrase 'dragon' is not in the prompt").first).to_be_visible(timeout=30_000)
@@ -80,7 +80,7 @@ def test_the_box_canvas_opens_in_create_mode_and_examples_read_as_prompts(app_se
 
     page.goto(app_server.url, wait_until="load")
     open_tab(page, "Layout guidance")
-    panel = page.locator(".tabitem:visible")
+    panel = page.locator(".paper-tab:visible")
     expect(panel.get_by_role("button", name=EXAMPLE_PROMPT)).to_be_visible()
     expect(panel.get_by_text("`phrase")).to_have_count(1)  # only the text box's own label
     canvas = panel.locator(".box-canvas canvas").first

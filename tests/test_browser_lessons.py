@@ -64,6 +64,8 @@ def test_walk_vision_and_language_with_next_only(server, page):
     assert "CLIP zero-shot" in selected_tabs(page) and "Classify one image" in selected_tabs(page)
     expect(page.get_by_label("Candidate labels (comma or newline separated)")).to_have_value("cat, dog, tiger, lion, fox")
     expect(page.locator("#clip-prompts")).to_contain_text("a photo of a fox.", timeout=60_000)  # the step ran itself
+    for beside in ("#clip-top", "#lesson-text", "#lesson-next"):  # the result in view with the step, no scrolling
+        expect(page.locator(beside)).to_be_in_viewport()
     page.screenshot(path=str(ARTIFACTS / "lesson-step-1.png"))
 
     page.locator("#lesson-next").click()
@@ -108,7 +110,6 @@ def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(serv
     start(student, url)
     expect(student.locator("#lesson-counter")).to_contain_text("3 / 5 · How diffusion samples")
     expect(student.locator("#lesson-text")).to_contain_text("DDIM η")
-    # The tab may sit in gradio's "More tabs" menu (no tab button to read): its sub-tab and widgets show.
     assert "DDPM / DDIM (pixels)" in selected_tabs(student)
     expect(student.locator("#pixel-steps input[type=number]")).to_be_visible()
     expect(student.locator("#pixel-steps input[type=number]")).to_have_value("50")

@@ -101,3 +101,22 @@ def test_formulas_render_as_mathematics(app_server, page, language):
     open_tab(page, "How diffusion samples")
     page.screenshot(path=str(ARTIFACTS / f"formulas-{language}.png"))
     page.goto(f"{app_server.url}?lang=en", wait_until="load")  # the switch is remembered: back to English
+
+
+def test_a_chinese_page_shows_chinese_choices_table_headers_and_errors(app_server, page):
+    """Choices are translated labels over unchanged API values, table headers follow the page's language,
+    and a refused request says why in Chinese."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{app_server.url}?lang=zh", wait_until="load")
+    open_tab(page, "Universal guidance")
+    for choice in ("face identity", "segmentation", "CLIP style"):
+        expect(page.get_by_text(shown(choice, "zh"), exact=True).filter(visible=True).first).to_be_visible(
+            timeout=30_000)
+    open_tab(page, "unCLIP")
+    headers = page.locator("#unclip-results thead span.header")
+    expect(headers.first).to_have_text(shown("embeddings compared", "zh"), timeout=30_000)
+    open_tab(page, "CLIP zero-shot")
+    page.locator("#run-clip_zero_shot").click()  # no image yet
+    expect(page.locator(".toast-body").filter(has_text="请提供").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "chinese-error.png"))
+    page.goto(f"{app_server.url}?lang=en", wait_until="load")  # the switch is remembered: back to English

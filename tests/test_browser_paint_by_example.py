@@ -38,8 +38,9 @@ def test_paint_by_example_click_to_mask_then_generate(app_server, page):
     assert thumbnail.evaluate("img => getComputedStyle(img).objectFit") == "contain"  # a tall scene is not cropped
     expect(page.locator("#pbe-mask img").first).to_be_visible(timeout=30_000)
 
-    page.get_by_text("Settings (the paper's demo defaults)").click()
-    page.get_by_label("number input for Steps").fill("2")
+    panel = page.locator(".paper-tab:visible")  # a tab opened before stays in the page, hidden
+    panel.get_by_text("Settings (the paper's demo defaults)").click()
+    panel.get_by_label("number input for Steps", exact=True).fill("2")
     page.get_by_role("button", name="Paint the object in").click()
     expect(page.get_by_text("the model saw the square")).to_be_visible(timeout=90_000)
     expect(page.locator("#pbe-results img").first).to_be_visible()

@@ -104,7 +104,7 @@ def test_same_seed_same_image_different_seed_different_image():
     saved = read_parameters(path)  # the PNG handed out carries what reproduces it
     assert caption == "ControlNet #1" and pixels(Image.open(path)).tolist() == pixels(first.images[0]).tolist()
     assert saved["seed"] == 11 and saved["prompt"] == "a cat" and saved["conditions"] == ["canny"]
-    randomised = run_controlnet(photo, "canny", "a cat", seed=11, randomize_seed=True, **FAST)
+    randomised = run_controlnet(photo, "canny", "a cat", seed=11, randomize=True, **FAST)
     assert read_parameters(saved_images(randomised)[0][0])["seed"] == randomised.seed  # the seed actually used
 
 

@@ -16,13 +16,16 @@ import models
 from demos.tabs import compare
 from demos.shared.comparison import IMAGE
 from demos.tabs.diffusion_basics import (
-    CONSISTENCY_TWO_STEP, COMPARE_SAMPLERS, LCM_ADAPTER, alpha_bars, decode_latent, denoise, encode_to_latent,
-    epsilon_from_x0, lcm_lora_attached, make_scheduler, noised, parameterisations, run_consistency, run_determinism,
-    run_forward_process, run_latent_sampler, run_parameterisations, run_pixel_sampler, run_vae_roundtrip, velocity,
+    CONSISTENCY_TWO_STEP, COMPARE_SAMPLERS, LCM_ADAPTER, lcm_lora_attached, run_consistency, run_determinism,
+    run_forward_process, run_latent_sampler, run_parameterisations, run_pixel_sampler, run_vae_roundtrip,
 )
 from models import UserError
 from models.ddpm import CELEBAHQ_SCHEDULER
 from models.few_step import LCM_LORA, LCM_LORA_FILE
+from models.pipelines.diffusion_maths import (
+    alpha_bars, decode_latent, denoise, encode_to_latent, epsilon_from_x0, make_scheduler, noised, parameterisations,
+    velocity,
+)
 from tests.conftest import ROOT
 
 ASTRONAUT = ROOT / "assets" / "astronaut.jpg"

@@ -99,8 +99,9 @@ def test_a_step_sets_the_widgets_it_names_in_its_own_tab_and_sub_tab(app, endpoi
     lesson = read_lesson(path.read_text(), path.stem, endpoints)
     step = lesson.steps[2]  # DDIM η: the DDPM / DDIM sub-tab of "How diffusion samples"
     endpoint = endpoints[step.endpoint]
-    (top_bar, top_tab), (sub_bar, sub_tab) = endpoint.tabs
-    assert top_tab.id == "How diffusion samples" and table("en")[sub_tab.label.key] == "DDPM / DDIM (pixels)"
+    (topic_bar, topic_tab), (paper_bar, paper_tab), (sub_bar, sub_tab) = endpoint.tabs
+    assert topic_tab.id == "topic-diffusion" and paper_tab.id == "How diffusion samples"
+    assert table("en")[sub_tab.label.key] == "DDPM / DDIM (pixels)"
     assert sub_bar in [block for block in app.blocks.values() if isinstance(block, gr.Tabs)]
     eta = endpoint.parameters["eta"].component
     assert isinstance(eta, gr.Slider) and widget_value(eta, step.inputs["eta"]) == 0.0

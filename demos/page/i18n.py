@@ -15,8 +15,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from demos.shared.messages import LANGUAGES
+
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
-LANGUAGES = ("en", "zh")
 
 
 def table(language: str) -> dict[str, str]:
@@ -91,9 +92,15 @@ def page_i18n():
     return gr.I18n(**all_tables())
 
 
+def is_name(text: str) -> bool:
+    """A choice or column shown as a name, the same in every language: a checkpoint, a preset's slug, a
+    number, an acronym (`clip-vit-base-patch32`, `DDIM`, `2`). Words (`face identity`, `lerp`) are texts."""
+    return not re.search(r"\s", text) and not re.fullmatch(r"[a-z]{3,}", text)
+
+
 def visible_texts(app: Any) -> Iterator[tuple[Any, str, str]]:
     """(block, where, English text) for every string a user reads on the built page: labels, info,
-    placeholders, button texts, tab and accordion titles, shown choices and static Markdown."""
+    placeholders, button texts, tab and accordion titles, shown choices, table headers and static Markdown."""
     import gradio as gr
 
     for block in app.blocks.values():
@@ -105,8 +112,11 @@ def visible_texts(app: Any) -> Iterator[tuple[Any, str, str]]:
             yield block, "value", block.value
         if isinstance(block, (gr.Radio, gr.Dropdown, gr.CheckboxGroup)):
             for shown, value in block.choices or []:
-                if isinstance(shown, str) and shown != str(value):  # a choice shown as its value is a name
+                if isinstance(shown, str) and (shown != str(value) or not is_name(shown)):
                     yield block, "choices", shown
+        if isinstance(block, gr.Dataframe):  # the page's script shows headers in the reader's language
+            yield from ((block, "headers", header) for header in block.headers or []
+                        if isinstance(header, str) and not is_name(header))
 
 
 def is_citation(text: str) -> bool:
@@ -123,20 +133,9 @@ def translate_page(app: Any) -> None:
     keys = {text: key for key, text in all_tables()["en"].items()}
     for block, where, text in list(visible_texts(app)):
         key = keys.get(text)
-        if key is None:
+        if key is None or where == "headers":  # a header is a plain string in the browser: see panels.JS
             continue
         if where == "choices":
             block.choices = [(I18nData(key) if shown == text else shown, value) for shown, value in block.choices]
         else:
             setattr(block, where, I18nData(key))
-
-
-def request_language(request: Any) -> str:
-    """The language a request's page shows: the language switch's cookie, else the browser's."""
-    if request is None:
-        return "en"
-    cookie = ((getattr(request, "cookies", None) or {}).get("pp_lang") or "").split("-")[0]  # zh-CN -> zh
-    if cookie in LANGUAGES:
-        return cookie
-    accepted = (getattr(request, "headers", None) or {}).get("accept-language", "")
-    return "zh" if accepted.lower().startswith("zh") else "en"

@@ -24,7 +24,9 @@ import gradio as gr
 from PIL import Image
 
 from demos import ASSETS, DEMOS
-from demos.page.i18n import LANGUAGES, lesson_key, request_language, shipped_lesson_files, step_text, text_in, translated
+from demos.page.i18n import LANGUAGES, lesson_key, shipped_lesson_files, step_text, text_in, translated
+from demos.shared.handlers import user_errors
+from demos.shared.messages import request_language
 from models import UserError
 
 log = logging.getLogger(__name__)
@@ -305,98 +307,114 @@ def counter_markdown(lesson: Lesson, index: int) -> str:
     return f"**{index + 1} / {len(lesson.steps)}** · {translated(lesson.steps[index].tab)}"
 
 
-def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
-    """Load the shipped lessons (a bad one stops the page with its step and field named) and wire the panel."""
-    from demos.shared.handlers import user_errors
+class LessonPlayer:
+    """Puts the page into a lesson's step: the page's endpoints, the shipped and imported lessons, the tab bars
+    a step may switch and the inputs it may fill. Its methods are the lesson panel's event handlers."""
 
-    endpoints = page_endpoints(app)
-    lessons = load_shipped(endpoints)
-    imported: dict[str, Lesson] = {}
-    switched = {}  # (Tabs, Tab) pairs a step may select, by the Tabs block id
-    for endpoint in endpoints.values():
-        for tabs, tab in endpoint.tabs:
-            if tab.id is None:
-                tab.id = f"tab-{tab._id}"
-            switched[tabs._id] = tabs
-    targets = {p.component._id: p.component for e in endpoints.values() for p in e.parameters.values()
-               if not isinstance(p.component, (gr.State, gr.Chatbot))}
-    tab_bars, inputs = list(switched.values()), list(targets.values())
-    w = widgets
+    def __init__(self, app: Any, widgets: dict[str, Any]):
+        self.endpoints = page_endpoints(app)
+        self.lessons = load_shipped(self.endpoints)
+        self.imported: dict[str, Lesson] = {}
+        self.tab_bars = self._switchable_tab_bars()
+        self.inputs = list({p.component._id: p.component for e in self.endpoints.values()
+                            for p in e.parameters.values() if not isinstance(p.component, (gr.State, gr.Chatbot))
+                            }.values())
+        for endpoint in self.endpoints.values():  # a button a step may press needs an id in the page
+            if endpoint.button is not None and not endpoint.button.elem_id:
+                endpoint.button.elem_id = f"run-{endpoint.api_name}"
+        self.widgets = widgets
+        self.shown = [widgets["index"], widgets["counter"], widgets["text"], widgets["query"], widgets["run"],
+                      *self.tab_bars, *self.inputs]
 
-    def find(name: str | None) -> Lesson:
-        lesson = lessons.get(name or "") or imported.get(name or "")
+    def _switchable_tab_bars(self) -> list[Any]:
+        """Every gr.Tabs on the way to an endpoint, its tabs given ids so that a step can select them."""
+        bars = {}
+        for endpoint in self.endpoints.values():
+            for tabs, tab in endpoint.tabs:
+                if tab.id is None:
+                    tab.id = f"tab-{tab._id}"
+                bars[tabs._id] = tabs
+        return list(bars.values())
+
+    def find(self, name: str | None) -> Lesson:
+        lesson = self.lessons.get(name or "") or self.imported.get(name or "")
         if lesson is None:
             raise UserError("Pick a lesson first (or import one).")
         return lesson
 
-    def show(name: str | None, index: int, request: gr.Request | None):
-        lesson = find(name)
+    def show(self, name: str | None, index: int, request: gr.Request | None) -> list[Any]:
+        """The updates of `shown` for step `index`: its text and link, its tab selected, its inputs set."""
+        lesson = self.find(name)
         index = max(0, min(int(index), len(lesson.steps) - 1))
         step = lesson.steps[index]
-        endpoint = endpoints[step.endpoint]
+        endpoint = self.endpoints[step.endpoint]
         selected = {tabs._id: tab.id for tabs, tab in endpoint.tabs}
         values = {endpoint.parameters[key].component._id: widget_value(endpoint.parameters[key].component, value)
                   for key, value in step.inputs.items()}
-        language = request_language(request)
         run = endpoint.button.elem_id if step.run and endpoint.button is not None else ""
-        return [index, counter_markdown(lesson, index), step_markdown(lesson, index, language),
+        return [index, counter_markdown(lesson, index), step_markdown(lesson, index, request_language(request)),
                 step_link(lesson, index), run,
-                *[gr.Tabs(selected=selected[bar._id]) if bar._id in selected else gr.skip() for bar in tab_bars],
-                *[values[c._id] if c._id in values else gr.skip() for c in inputs]]
-
-    for endpoint in endpoints.values():  # a button a step may press needs an id in the page
-        if endpoint.button is not None and not endpoint.button.elem_id:
-            endpoint.button.elem_id = f"run-{endpoint.api_name}"
-    shown = [w["index"], w["counter"], w["text"], w["query"], w["run"], *tab_bars, *inputs]
+                *[gr.Tabs(selected=selected[bar._id]) if bar._id in selected else gr.skip() for bar in self.tab_bars],
+                *[values[c._id] if c._id in values else gr.skip() for c in self.inputs]]
 
     @user_errors
-    def pick(name, request: gr.Request):
-        return show(name, 0, request)
-
-    def step_by(offset: int):
-        @user_errors
-        def move(name, index, request: gr.Request):
-            return show(name, index + offset, request)
-        return move
+    def pick(self, name: str, request: gr.Request) -> list[Any]:
+        return self.show(name, 0, request)
 
     @user_errors
-    def on_page_load(request: gr.Request):
+    def following(self, name: str, index: int, request: gr.Request) -> list[Any]:
+        return self.show(name, index + 1, request)
+
+    @user_errors
+    def previous(self, name: str, index: int, request: gr.Request) -> list[Any]:
+        return self.show(name, index - 1, request)
+
+    @user_errors
+    def on_page_load(self, request: gr.Request) -> list[Any]:
+        """A step link (`?lesson=..&step=..`) opens the sidebar onto its step."""
         params = request.query_params
         name = params.get("lesson")
-        if not name or name not in lessons and name not in imported:
-            return [gr.skip()] * (2 + len(shown))
+        if not name or name not in self.lessons and name not in self.imported:
+            return [gr.skip()] * (2 + len(self.shown))
         try:
             index = int(params.get("step", "1")) - 1
         except ValueError:
             index = 0
-        return [name, gr.Sidebar(open=True), *show(name, index, request)]  # a step link opens onto its step
+        return [name, gr.Sidebar(open=True), *self.show(name, index, request)]
 
     @user_errors
-    def export(name):
-        lesson = find(name)
+    def export(self, name: str) -> str:
+        lesson = self.find(name)
         path = Path(tempfile.mkdtemp(prefix="pp-lesson-")) / f"{lesson.name}.json"
         path.write_text(lesson_to_json(lesson))
         return str(path)
 
     @user_errors
-    def import_file(path, request: gr.Request):
+    def import_file(self, path: str | None, request: gr.Request) -> list[Any]:
+        """Add a teacher's lesson file to the picker (the newest MAX_IMPORTED are kept) and show its first step."""
         if not path:
             raise UserError("Choose a lesson .json file.")
         text = Path(path).read_text(errors="replace")
         name = imported_name(text)
-        imported[name] = read_lesson(text, Path(path).stem, endpoints)
-        imported[name] = Lesson(name=name, title=imported[name].title, steps=imported[name].steps)
-        while len(imported) > MAX_IMPORTED:
-            imported.pop(next(iter(imported)))
-        choices = [*w["lesson"].choices, *[(text_in(lesson.title), key) for key, lesson in imported.items()]]
-        return [gr.Dropdown(choices=choices, value=name), *show(name, 0, request)]
+        lesson = read_lesson(text, Path(path).stem, self.endpoints)
+        self.imported[name] = Lesson(name=name, title=lesson.title, steps=lesson.steps)
+        while len(self.imported) > MAX_IMPORTED:
+            self.imported.pop(next(iter(self.imported)))
+        choices = [*self.widgets["lesson"].choices,
+                   *[(text_in(lesson.title), key) for key, lesson in self.imported.items()]]
+        return [gr.Dropdown(choices=choices, value=name), *self.show(name, 0, request)]
 
+
+def wire_lessons(app: Any, widgets: dict[str, Any]) -> dict[str, Lesson]:
+    """Load the shipped lessons (a bad one stops the page with its step and field named) and wire the panel."""
+    player, w = LessonPlayer(app, widgets), widgets
+    shown, steps = player.shown, [w["lesson"], w["index"]]
     link = dict(fn=None, inputs=[w["query"], w["run"]], outputs=w["link"], js=LINK_JS, api_visibility="private")
     private = dict(api_visibility="private", queue=False)
-    w["lesson"].input(pick, w["lesson"], shown, **private).then(**link)
-    w["following"].click(step_by(1), [w["lesson"], w["index"]], shown, **private).then(**link)
-    w["previous"].click(step_by(-1), [w["lesson"], w["index"]], shown, **private).then(**link)
-    app.load(on_page_load, None, [w["lesson"], w["sidebar"], *shown], **private).then(**link)
-    w["upload"].upload(import_file, w["upload"], [w["lesson"], *shown], **private).then(**link)
-    gr.on([w["lesson"].change], export, w["lesson"], w["export"], **private)
-    return lessons
+    w["lesson"].input(player.pick, w["lesson"], shown, **private).then(**link)
+    w["following"].click(player.following, steps, shown, **private).then(**link)
+    w["previous"].click(player.previous, steps, shown, **private).then(**link)
+    app.load(player.on_page_load, None, [w["lesson"], w["sidebar"], *shown], **private).then(**link)
+    w["upload"].upload(player.import_file, w["upload"], [w["lesson"], *shown], **private).then(**link)
+    gr.on([w["lesson"].change], player.export, w["lesson"], w["export"], **private)
+    return player.lessons

@@ -16,27 +16,31 @@ from demos import TOPICS, Demo, Topic
 
 
 def topics_with(demos: list[Demo]) -> list[tuple[Topic, list[Demo]]]:
-    """The topics that hold any of `demos`, in course order, with those demos in theirs."""
+    """The topics that hold any of `demos`, in course order, with those demos in theirs. A demo under no
+    known topic would silently have no tab, so it is an error."""
+    lost = [demo.title for demo in demos if demo.topic not in {topic.key for topic in TOPICS}]
+    if lost:
+        raise ValueError(f"{lost} name no topic of demos.TOPICS ({[topic.key for topic in TOPICS]})")
     return [(topic, members) for topic in TOPICS if (members := [d for d in demos if d.topic == topic.key])]
 
 
 def tab_bar(app: gr.Blocks, demos: list[Demo], start_page: Callable[[], None],
             build_tab: Callable[[Demo], None]) -> None:
     """Build Start and the topic tabs (`build_tab(demo)` fills one paper's tab), and open the paper a
-    link names."""
+    link names. Every paper's own tab carries the class `paper-tab`, nested in a topic or not."""
     where: dict[str, list[tuple[gr.Tabs, str]]] = {}  # paper title -> the (bar, tab id) to select, top first
     with gr.Tabs(elem_id="topics") as bar:
         with gr.Tab("Start", id="start"):
             start_page()
         for topic, members in topics_with(demos):
             if len(members) == 1 and members[0].title == topic.title:
-                with gr.Tab(topic.title, id=members[0].title):
+                with gr.Tab(topic.title, id=members[0].title, elem_classes="paper-tab"):
                     build_tab(members[0])
                 where[members[0].title] = [(bar, members[0].title)]
                 continue
             with gr.Tab(topic.title, id=f"topic-{topic.key}"), gr.Tabs(elem_classes="paper-tabs") as papers:
                 for demo in members:
-                    with gr.Tab(demo.title, id=demo.title):
+                    with gr.Tab(demo.title, id=demo.title, elem_classes="paper-tab"):
                         build_tab(demo)
                     where[demo.title] = [(bar, f"topic-{topic.key}"), (papers, demo.title)]
     _open_linked_tab(app, where)

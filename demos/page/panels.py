@@ -28,18 +28,24 @@ CSS = """
 # `changeLocale` (gradio 6.31 has no public call for it: the module is found among the page's scripts),
 # remembered in localStorage and a cookie (read by the server for error messages); `?lang=zh` in a
 # link sets it. Tab buttons take their title once, when they mount, so after a switch their text is
-# replaced from the page's translation table (the browser's own language needs none of this).
+# replaced from the page's translation table; table headers are plain strings to gradio, so they are
+# shown in the reader's language (the switch's, else the browser's) the same way, whenever a table renders.
 JS = """
 () => {
   const tables = window.gradio_config?.i18n_translations || {};
   const keyOf = new Map();
   for (const table of Object.values(tables)) for (const [key, text] of Object.entries(table)) keyOf.set(text, key);
-  const relabelTabs = () => {
-    const lang = localStorage.getItem('pp-lang'), table = tables[(lang || '').split('-')[0]];
+  const relabel = () => {
+    const lang = localStorage.getItem('pp-lang') || navigator.language, table = tables[(lang || '').split('-')[0]];
     if (!table) return;
     document.querySelectorAll('[role=tab], .tab-container button, .overflow-dropdown button').forEach(button => {
       const text = table[keyOf.get(button.textContent.trim())];
       if (text && button.textContent.trim() !== text) button.textContent = text;
+    });
+    document.querySelectorAll('thead span.header').forEach(header => {
+      const shown = header.firstChild;  // the text node: svelte keeps its own markers beside it
+      const text = shown?.nodeType === Node.TEXT_NODE && table[keyOf.get(shown.nodeValue.trim())];
+      if (text && shown.nodeValue !== text) shown.nodeValue = text;
     });
   };
   // 'zh' is shown as gradio's 'zh-CN' (its own strings: upload boxes, footer); ours fall back from zh-CN to zh.
@@ -50,7 +56,7 @@ JS = """
     await (await import(core)).changeLocale(lang);
     localStorage.setItem('pp-lang', lang);
     document.cookie = `pp_lang=${lang}; path=/; SameSite=Lax`;
-    relabelTabs();
+    relabel();
   };
   const asked = new URLSearchParams(window.location.search).get('lang') || localStorage.getItem('pp-lang');
   if (asked) window.ppSetLocale(asked);
@@ -73,7 +79,7 @@ JS = """
   document.addEventListener('click', event => {
     if (event.target.closest('[role=tab]')) setTimeout(keepTabInAddress, 50);
   });
-  new MutationObserver(() => { createMode(); relabelTabs(); }).observe(document.body, {childList: true, subtree: true});
+  new MutationObserver(() => { createMode(); relabel(); }).observe(document.body, {childList: true, subtree: true, characterData: true});
   createMode();
 }
 """

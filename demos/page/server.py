@@ -1,5 +1,5 @@
-"""What the page hooks into gradio's server: malformed requests answered in one plain line, and the queue
-hook that stops runs whose user left and lets light requests pass heavy ones."""
+"""What the page hooks into gradio's server: malformed requests answered in one plain line in the reader's
+language, and the queue hook that stops runs whose user left and lets light requests pass heavy ones."""
 from __future__ import annotations
 
 import functools
@@ -10,7 +10,9 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image
 
+from demos.page.i18n import table
 from demos.shared.inputs import UNREADABLE_IMAGE
+from demos.shared.messages import reader_language, translate
 from models import JobDropped
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,19 @@ def plain_input_errors(app: gr.Blocks) -> None:
     for block in app.blocks.values():
         if isinstance(block, gr.components.Component):
             block.preprocess = _plain_preprocess(block)
-    preprocess_data = app.preprocess_data
+    preprocess_data, process_api = app.preprocess_data, app.process_api
+
+    @functools.wraps(process_api)
+    async def process_api_knowing_its_reader(*args: Any, **kwargs: Any) -> Any:
+        """gradio tells a handler its request, but not the input checks that run before it: these are
+        told here, so that their messages too are in the reader's language."""
+        from gradio.context import LocalContext
+
+        token = LocalContext.request.set(kwargs.get("request"))
+        try:
+            return await process_api(*args, **kwargs)
+        finally:
+            LocalContext.request.reset(token)
 
     @functools.wraps(preprocess_data)
     async def checked_preprocess_data(*args: Any, **kwargs: Any) -> Any:
@@ -37,26 +51,37 @@ def plain_input_errors(app: gr.Blocks) -> None:
             raise
         except Exception as error:  # a payload of the wrong shape, caught by gradio's data models
             log.info("refused a malformed request: %s: %s", type(error).__name__, error)
-            raise gr.Error(WRONG_KIND_OF_INPUT) from None
+            raise gr.Error(translate(WRONG_KIND_OF_INPUT, reader_language())) from None
 
-    app.preprocess_data = checked_preprocess_data
+    app.preprocess_data, app.process_api = checked_preprocess_data, process_api_knowing_its_reader
+
+
+def _shown_label(component: gr.components.Component, language: str) -> str:
+    """What the reader sees a widget called: its label in their language (the widget's kind if it has none)."""
+    label = getattr(component, "label", None)
+    if label is None:
+        return component.get_block_name()
+    key = getattr(label, "key", None) or {text: key for key, text in table("en").items()}.get(label)
+    return table(language).get(key, str(label))
 
 
 def _plain_preprocess(component: gr.components.Component) -> Callable:
     preprocess = component.preprocess
-    what = getattr(component, "label", None) or component.get_block_name()
 
     @functools.wraps(preprocess)
     def checked(payload: Any) -> Any:
         try:
             return preprocess(payload)
         except Exception as error:
+            language = reader_language()
+            choices = [str(value) for _, value in getattr(component, "choices", None) or []]
             if isinstance(error, (OSError, Image.DecompressionBombError)):
-                reason = UNREADABLE_IMAGE
+                reason = translate(UNREADABLE_IMAGE, language)
+            elif choices:
+                reason = translate(f"This value is not one it accepts. Choose one of: {', '.join(choices)}.", language)
             else:
-                choices = [str(value) for _, value in getattr(component, "choices", None) or []]
-                reason = "this value is not one it accepts." + (f" Choose one of: {', '.join(choices)}." if choices else "")
-            raise gr.Error(f"{what}: {reason}") from None
+                reason = translate("This value is not one it accepts.", language)
+            raise gr.Error(f"{_shown_label(component, language)}: {reason}") from None
     return checked
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from demos.shared.messages import in_reader_language, reader_language, translate
 from models import JobDropped, UserError
 from models.cache import release_memory
 from models.safety import collect_flags, report as safety_report
@@ -28,22 +29,24 @@ def _is_out_of_memory(error: Exception) -> bool:
 def user_errors(function: Callable) -> Callable:
     """Wrap an event handler so bad input shows a `gr.Error` and unexpected failures are logged
     and reported in one line, instead of a stack trace; the app keeps serving either way. Running out
-    of memory frees what it can (the CUDA cache) and tells that user what to lower."""
+    of memory frees what it can (the CUDA cache) and tells that user what to lower. Errors and the texts
+    the handler returns reach the reader in the page's language (`demos.shared.messages`)."""
 
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, gr.Error):
             return error
-        if isinstance(error, UserError):
-            return gr.Error(str(error))
-        if isinstance(error, JobDropped):
-            log.info("stopped %s: %s", function.__name__, error)
-            return gr.Error(str(error))
-        if _is_out_of_memory(error):
+        if isinstance(error, (UserError, JobDropped)):
+            if isinstance(error, JobDropped):
+                log.info("stopped %s: %s", function.__name__, error)
+            message = str(error)
+        elif _is_out_of_memory(error):
             log.warning("out of memory in %s: %s", function.__name__, error)
             release_memory()
-            return gr.Error(OUT_OF_MEMORY)
-        log.exception("unexpected error in %s", function.__name__)
-        return gr.Error(f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log.")
+            message = OUT_OF_MEMORY
+        else:
+            log.exception("unexpected error in %s", function.__name__)
+            message = f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log."
+        return gr.Error(translate(message, reader_language()))
 
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)
@@ -57,7 +60,7 @@ def user_errors(function: Callable) -> Callable:
                             value = next(steps)
                         except StopIteration:
                             return
-                    yield value
+                    yield in_reader_language(value)
             except Exception as error:
                 raise convert(error) from error
             finally:
@@ -69,7 +72,7 @@ def user_errors(function: Callable) -> Callable:
     def wrapped(*args: Any, **kwargs: Any):
         with collect_flags() as flags:
             try:
-                return function(*args, **kwargs)
+                return in_reader_language(function(*args, **kwargs))
             except Exception as error:
                 raise convert(error) from error
             finally:
@@ -82,4 +85,4 @@ def say_what_the_safety_checker_blanked(flags: list[list[bool]]) -> None:
     text = safety_report(flags)
     if text:
         log.info("safety checker: %s", text)
-        gr.Warning(text, duration=None)
+        gr.Warning(translate(text, reader_language()), duration=None)

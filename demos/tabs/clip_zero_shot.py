@@ -247,7 +247,7 @@ def classify_tab() -> None:
                     top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k shown")
                 classify = gr.Button("Classify", variant="primary")
             with gr.Column():
-                top_labels = gr.Label(label="Top labels", num_top_classes=10)
+                top_labels = gr.Label(label="Top labels", num_top_classes=10, elem_id="clip-top")
                 chart = gr.BarPlot(x="label", y="probability", label="All labels", y_lim=[0, 1],
                                    sort="-y", height=260)
                 info = gr.Markdown()

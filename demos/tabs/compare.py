@@ -353,6 +353,46 @@ def layout(families: dict[str, Task]) -> SimpleNamespace:
                            cells=gr.State([]))
 
 
+def _stream_grid(plan: Plan):
+    """Run a plan and yield the tab's outputs as cells finish, so the grid fills in while it runs; the last
+    yield adds the exports and the slider's cell choices."""
+    import gradio as gr
+
+    total = len(plan.methods) * (len(plan.values) if plan.sweep else 1)
+    columns = len(plan.values) if plan.sweep else 1
+    grid: list[list[Cell | None]] = []
+    yield gr.skip(), f"0 / {total} cells done", None, None, [], gr.skip(), gr.skip()  # what will run, at once
+    for grid in filling_grid(plan):
+        tiles = [(render_cell(c), c.caption) for r in grid for c in r if c is not None]
+        yield (gr.Gallery(value=tiles, columns=columns), f"{len(tiles)} / {total} cells done", None, None, [],
+               gr.skip(), gr.skip())
+    png, json_path = export(plan, grid)  # type: ignore[arg-type]
+    flat = [c for r in grid for c in r]
+    captions = [f"{index}: {c.caption}" for index, c in enumerate(flat)]
+    yield (gr.skip(), f"Done: {len(flat)} cells. Download the grid and the JSON below.", png, json_path,
+           [render_cell(c) for c in flat], gr.Dropdown(choices=captions, value=captions[0]),
+           gr.Dropdown(choices=captions, value=captions[-1]))
+
+
+# Unprefixed because gradio names an event's endpoint after its handler.
+def on_methods(task, chosen):
+    """Only a parameter every chosen method takes can be swept."""
+    import gradio as gr
+
+    common = None
+    for method in methods_for(task):
+        if method.name in (chosen or []):
+            common = set(method.parameters) if common is None else common & set(method.parameters)
+    return gr.Dropdown(choices=sorted(common or []), value=None)
+
+
+def show_pair(cells, left, right):
+    """The two cells picked for the before / after slider (their choices start with the cell's index)."""
+    if not cells or not left or not right:
+        return None
+    return cells[int(left.split(":")[0])], cells[int(right.split(":")[0])]
+
+
 def build_ui() -> None:
     import gradio as gr
 
@@ -368,35 +408,12 @@ def build_ui() -> None:
         return [gr.CheckboxGroup(choices=names, value=names[:3])] + [gr.update(visible=key in visible)
                                                                        for key in input_names]
 
-    def on_methods(task, chosen):
-        common = None
-        for method in methods_for(task):
-            if method.name in (chosen or []):
-                common = set(method.parameters) if common is None else common & set(method.parameters)
-        return gr.Dropdown(choices=sorted(common or []), value=None)
-
-    def stream(plan: Plan):
-        total = len(plan.methods) * (len(plan.values) if plan.sweep else 1)
-        columns = len(plan.values) if plan.sweep else 1
-        grid: list[list[Cell | None]] = []
-        yield gr.skip(), f"0 / {total} cells done", None, None, [], gr.skip(), gr.skip()  # what will run, at once
-        for grid in filling_grid(plan):
-            tiles = [(render_cell(c), c.caption) for r in grid for c in r if c is not None]
-            yield (gr.Gallery(value=tiles, columns=columns), f"{len(tiles)} / {total} cells done", None, None, [],
-                   gr.skip(), gr.skip())
-        png, json_path = export(plan, grid)  # type: ignore[arg-type]
-        flat = [c for r in grid for c in r]
-        captions = [f"{index}: {c.caption}" for index, c in enumerate(flat)]
-        yield (gr.skip(), f"Done: {len(flat)} cells. Download the grid and the JSON below.", png, json_path,
-               [render_cell(c) for c in flat], gr.Dropdown(choices=captions, value=captions[0]),
-               gr.Dropdown(choices=captions, value=captions[-1]))
-
     def compare_for_ui(task, chosen, *inputs_sweep_values):
         *inputs, sweep, values = inputs_sweep_values
         defaults = [m.parameters.get(sweep) for m in methods_for(task) if m.name in (chosen or [])] if sweep else []
         plan = Plan(task=task, methods=list(chosen or []), inputs=dict(zip(input_names, inputs)),
                     sweep=sweep or None, values=parse_values(values, defaults[0]) if sweep and defaults else [])
-        yield from stream(plan)
+        yield from _stream_grid(plan)
 
     compare_for_ui = user_errors(named_parameters(compare_for_ui, ["task", "methods"],
                                                       [*input_names, "sweep", "values"]))
@@ -405,7 +422,7 @@ def build_ui() -> None:
     def rerun_for_ui(path):
         if not path:
             raise UserError("Choose a comparison .json exported by this tab.")
-        yield from stream(plan_from_json(Path(path).read_text()))
+        yield from _stream_grid(plan_from_json(Path(path).read_text()))
 
     @user_errors
     def preset_for_ui(name):
@@ -418,11 +435,6 @@ def build_ui() -> None:
         return [plan.task, gr.CheckboxGroup(choices=[m.name for m in methods_for(plan.task)], value=plan.methods),
                 *fields, gr.Dropdown(choices=[plan.sweep] if plan.sweep else [], value=plan.sweep or None),
                 values_text]
-
-    def show_pair(cells, left, right):
-        if not cells or not left or not right:
-            return None
-        return cells[int(left.split(":")[0])], cells[int(right.split(":")[0])]
 
     inputs = [w.task, w.methods, *w.inputs.values(), w.sweep, w.values]
     outputs = [w.gallery, w.status, w.grid_png, w.grid_json, w.cells, w.left, w.right]

@@ -191,7 +191,7 @@ def check_inputs(
     steps: int = 20,
     guidance_scale: float = 7.5,
     seed: Any = 0,
-    randomize_seed: bool = False,
+    randomize: bool = False,
     resolution: int | None = None,
     num_images: int = 1,
     conditioning_scale: float = 1.0,
@@ -233,7 +233,7 @@ def check_inputs(
         pictures.append(second)
     return ControlNetRequest(conditions, pictures, size, prompt, negative_prompt, own_map, map_parameters, steps,
                              guidance_scale, num_images, scales, start, end, guess_mode,
-                             resolve_seed(seed, randomize_seed))
+                             resolve_seed(seed, randomize))
 
 
 def run_controlnet(image: Any, condition: str = "canny", prompt: str = "", negative_prompt: str = "", *,
@@ -366,6 +366,30 @@ def summary(result: ControlNetResult) -> str:
     return "\n\n".join(lines)
 
 
+def _generation_settings() -> dict[str, Any]:
+    """The "Generation" accordion's sliders, by name; a helper of `layout`, which places it in the left column."""
+    import gradio as gr
+
+    with gr.Accordion("Generation", open=False):
+        with gr.Row():
+            steps = gr.Slider(1, LIMITS.max_steps, value=20, step=1, label="Steps")
+            guidance_scale = gr.Slider(0, 20, value=7.5, step=0.5, label="Guidance scale (CFG)")
+        with gr.Row():
+            resolution = gr.Slider(MIN_RESOLUTION, MAX_RESOLUTION, value=default_resolution(), step=8,
+                                   label="Resolution (long side)")
+            num_images = gr.Slider(1, LIMITS.max_images_per_run, value=1, step=1, label="Images")
+        conditioning_scale = gr.Slider(0, MAX_CONDITIONING_SCALE, value=1.0, step=0.05,
+                                       label="Conditioning scale (0 = no control)")
+        with gr.Row():
+            guidance_start = gr.Slider(0, 1, value=0.0, step=0.05, label="Control from (fraction of steps)")
+            guidance_end = gr.Slider(0, 1, value=1.0, step=0.05, label="Control until")
+        guess_mode = gr.Checkbox(label="Guess mode (ControlNet only on the conditional branch; "
+                                       "try an empty prompt and CFG 3-5)", value=False)
+    return dict(steps=steps, guidance_scale=guidance_scale, resolution=resolution, num_images=num_images,
+                conditioning_scale=conditioning_scale, guidance_start=guidance_start, guidance_end=guidance_end,
+                guess_mode=guess_mode)
+
+
 def layout() -> SimpleNamespace:
     """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
@@ -393,21 +417,7 @@ def layout() -> SimpleNamespace:
                     low_threshold = gr.Slider(0, 255, value=100, step=1, label="Canny low threshold")
                     high_threshold = gr.Slider(0, 255, value=200, step=1, label="Canny high threshold")
                 detect_resolution = gr.Slider(64, 1024, value=512, step=64, label="Detect resolution (short side)")
-            with gr.Accordion("Generation", open=False):
-                with gr.Row():
-                    steps = gr.Slider(1, LIMITS.max_steps, value=20, step=1, label="Steps")
-                    guidance_scale = gr.Slider(0, 20, value=7.5, step=0.5, label="Guidance scale (CFG)")
-                with gr.Row():
-                    resolution = gr.Slider(MIN_RESOLUTION, MAX_RESOLUTION, value=default_resolution(), step=8,
-                                           label="Resolution (long side)")
-                    num_images = gr.Slider(1, LIMITS.max_images_per_run, value=1, step=1, label="Images")
-                conditioning_scale = gr.Slider(0, MAX_CONDITIONING_SCALE, value=1.0, step=0.05,
-                                               label="Conditioning scale (0 = no control)")
-                with gr.Row():
-                    guidance_start = gr.Slider(0, 1, value=0.0, step=0.05, label="Control from (fraction of steps)")
-                    guidance_end = gr.Slider(0, 1, value=1.0, step=0.05, label="Control until")
-                guess_mode = gr.Checkbox(label="Guess mode (ControlNet only on the conditional branch; "
-                                               "try an empty prompt and CFG 3-5)", value=False)
+            generation = _generation_settings()
             with gr.Accordion("Multi-ControlNet: a second condition", open=False):
                 second_condition = gr.Dropdown([("None", "")] + choices, value="", label="Second condition")
                 second_image = gr.Image(label="Second image (optional; default: the same photo)", type="pil",
@@ -442,12 +452,10 @@ def layout() -> SimpleNamespace:
     )
     return SimpleNamespace(
         image=image, condition=condition, own_map=own_map, prompt=prompt, negative_prompt=negative_prompt,
-        low_threshold=low_threshold, high_threshold=high_threshold, detect_resolution=detect_resolution, steps=steps,
-        guidance_scale=guidance_scale, resolution=resolution, num_images=num_images,
-        conditioning_scale=conditioning_scale, guidance_start=guidance_start, guidance_end=guidance_end,
-        guess_mode=guess_mode, second_condition=second_condition, second_image=second_image,
-        second_scale=second_scale, compare_adapter=compare_adapter, compare_plain=compare_plain, seed=seed,
-        randomize=randomize, preview=preview, generate=generate, maps=maps, results=results, info=info)
+        low_threshold=low_threshold, high_threshold=high_threshold, detect_resolution=detect_resolution,
+        **generation, second_condition=second_condition, second_image=second_image, second_scale=second_scale,
+        compare_adapter=compare_adapter, compare_plain=compare_plain, seed=seed, randomize=randomize,
+        preview=preview, generate=generate, maps=maps, results=results, info=info)
 
 
 def build_ui() -> None:

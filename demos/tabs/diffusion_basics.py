@@ -9,16 +9,16 @@ predict ε, x0 or v = √ᾱ ε − √(1−ᾱ) x0; each converts to the others
 (Song et al. 2023) and LCM-LoRA (Luo et al. 2023) jump from any x_t to x0 in one to a few steps.
 
 Time steps follow the papers: t = 0 is the clean image and t = 1..1000 are noise levels, which
-diffusers indexes as t − 1.
+diffusers indexes as t − 1. The formulas themselves are in `models.pipelines.diffusion_maths`; this tab
+checks inputs, runs them on the models and lays out the page.
 """
 from __future__ import annotations
 
-import functools
 import io
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,18 +30,21 @@ from demos.shared.comparison import IMAGE, Method, Output
 from demos.shared.generation import MAX_SEED, generator_for, resolve_seed
 from demos.shared.inputs import number_in_range, one_of, prompt_text, rgb_image
 from demos.shared.limits import LIMITS
-from models import UserError
-from models import ProgressFn
-from models.ddpm import CELEBAHQ_SCHEDULER
+from models import ProgressFn, UserError
 from models.few_step import CONSISTENCY, LCM_LORA
+from models.pipelines.diffusion_maths import (
+    SCHEDULER_CLASSES, TRAIN_STEPS, alpha_bars, decode_latent, denoise, encode_to_latent, make_scheduler, noised,
+    parameterisations, velocity,
+)
 from models.safety import screened_images
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
+if TYPE_CHECKING:
+    import gradio as gr
+
 PIXEL_MODEL = "ddpm-celebahq-256"  # shared with the face swap tab
 SCHEDULES = {"linear": "linear (DDPM)", "squaredcos_cap_v2": "cosine (iDDPM)"}
-SCHEDULER_CLASSES = {"DDPM": "DDPMScheduler", "DDIM": "DDIMScheduler", "LCM": "LCMScheduler"}
 PIXEL_SAMPLERS = ("DDPM", "DDIM")
-TRAIN_STEPS = 1000
 FORWARD_SIDE = 256
 MAX_LCM_STEPS = 8
 MAX_SNAPSHOTS = 12
@@ -55,72 +58,7 @@ def default_resolution() -> int:
     return TINY_IMAGE_SIDE if models.model_settings.profile == "tiny" else 512
 
 
-# ---- the maths, on tensors -----------------------------------------------------------------
-
-@functools.lru_cache(maxsize=None)
-def alpha_bars(schedule: str) -> torch.Tensor:
-    """ᾱ for t = 0..1000 (ᾱ_0 = 1: the clean image), from diffusers' own scheduler for `schedule`."""
-    from diffusers import DDPMScheduler
-
-    scheduler = DDPMScheduler(**{**CELEBAHQ_SCHEDULER, "beta_schedule": _schedule(schedule)})
-    return torch.cat([torch.ones(1, dtype=torch.float64), scheduler.alphas_cumprod.double()])
-
-
-def noised(x0: torch.Tensor, noise: torch.Tensor, t: int, schedule: str = "linear") -> torch.Tensor:
-    """q(x_t | x0) with the given ε, through the scheduler's `add_noise`; t = 0 is x0 itself."""
-    from diffusers import DDPMScheduler
-
-    if t == 0:
-        return x0
-    scheduler = DDPMScheduler(**{**CELEBAHQ_SCHEDULER, "beta_schedule": _schedule(schedule)})
-    return scheduler.add_noise(x0, noise, torch.tensor([t - 1]))
-
-
-def x0_from_epsilon(x_t: torch.Tensor, epsilon: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    return (x_t - (1 - alpha_bar) ** 0.5 * epsilon) / alpha_bar ** 0.5
-
-
-def epsilon_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    return (x_t - alpha_bar ** 0.5 * x0) / (1 - alpha_bar) ** 0.5
-
-
-def velocity(epsilon: torch.Tensor, x0: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    """v = √ᾱ ε − √(1−ᾱ) x0 (Salimans & Ho 2022); diffusers' `get_velocity`."""
-    return alpha_bar ** 0.5 * epsilon - (1 - alpha_bar) ** 0.5 * x0
-
-
-def x0_from_velocity(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    return alpha_bar ** 0.5 * x_t - (1 - alpha_bar) ** 0.5 * v
-
-
-def epsilon_from_velocity(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-    return alpha_bar ** 0.5 * v + (1 - alpha_bar) ** 0.5 * x_t
-
-
-def parameterisations(prediction: torch.Tensor, x_t: torch.Tensor, alpha_bar: float,
-                      prediction_type: str) -> dict[str, torch.Tensor]:
-    """What a network's output means as ε, x0 and v, whichever of the three it was trained to predict."""
-    if prediction_type == "epsilon":
-        epsilon, x0 = prediction, x0_from_epsilon(x_t, prediction, alpha_bar)
-    elif prediction_type == "sample":
-        epsilon, x0 = epsilon_from_x0(x_t, prediction, alpha_bar), prediction
-    elif prediction_type == "v_prediction":
-        epsilon, x0 = epsilon_from_velocity(x_t, prediction, alpha_bar), x0_from_velocity(x_t, prediction, alpha_bar)
-    else:
-        raise UserError(f"Unknown prediction type {prediction_type!r}; expected epsilon, sample or v_prediction.")
-    return {"epsilon": epsilon, "x0": x0, "v": velocity(epsilon, x0, alpha_bar)}
-
-
-def encode_to_latent(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] → the latent diffusion runs in: the VAE posterior's mode times `scaling_factor`,
-    which brings the latent to about unit variance, the noise level the schedule assumes."""
-    return vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
-
-
-def decode_latent(vae: Any, latent: torch.Tensor) -> torch.Tensor:
-    """A diffusion latent → pixels in about [-1, 1]: undo `scaling_factor` before the VAE decoder."""
-    return vae.decode(latent / vae.config.scaling_factor).sample
-
+# ---- images and tensors, counting UNet calls -----------------------------------------------
 
 def to_tensor(image: Image.Image, like: torch.nn.Module) -> torch.Tensor:
     """RGB image → [1, 3, H, W] in [-1, 1] on the module's device and dtype."""
@@ -260,38 +198,6 @@ class SamplerResult:
     def caption(self) -> str:
         eta = f", η = {self.eta:g}" if self.sampler == "DDIM" else ""
         return f"{self.sampler}-{self.steps}{eta}: {self.unet_calls} UNet calls, {self.seconds:.2f} s"
-
-
-def make_scheduler(config: Any, sampler: str, **overrides: Any) -> Any:
-    """A fresh scheduler of the sampler's class from a model's scheduler config; the model's own is never changed."""
-    import diffusers
-
-    return getattr(diffusers, SCHEDULER_CLASSES[sampler]).from_config(config, **overrides)
-
-
-def snapshot_steps(steps: int, snapshots: int) -> set[int]:
-    """`snapshots` step indices spread evenly from the first to the last."""
-    count = min(snapshots, steps)
-    return {round(i * (steps - 1) / max(count - 1, 1)) for i in range(count)}
-
-
-def denoise(predict: Callable[[torch.Tensor, Any], torch.Tensor], scheduler: Any, x: torch.Tensor,
-            step_options: dict[str, Any], snapshots: int, decode: Callable[[torch.Tensor], Image.Image],
-            progress: ProgressFn | None, label: str) -> tuple[torch.Tensor, list, list]:
-    """The reverse chain: predict with the network, let the scheduler step, keep x_t and x0 at snapshots."""
-    trajectory, predicted = [], []
-    shown = snapshot_steps(len(scheduler.timesteps), snapshots)
-    for index, t in enumerate(scheduler.timesteps):
-        output = scheduler.step(predict(scheduler.scale_model_input(x, t), t), t, x, **step_options)
-        x = output.prev_sample
-        if index in shown:
-            x0 = output.pred_original_sample if hasattr(output, "pred_original_sample") else output.denoised
-            caption = f"step {index + 1}/{len(scheduler.timesteps)}, t = {int(t) + 1}"
-            trajectory.append((decode(x), caption))
-            predicted.append((decode(x0), caption))
-        if progress is not None:
-            progress((index + 1) / len(scheduler.timesteps), desc=f"{label}: step {index + 1}")
-    return x, trajectory, predicted
 
 
 def _step_options(sampler: str, eta: float, noise_seed: int) -> dict[str, Any]:
@@ -538,122 +444,84 @@ def latent_summary(result: LatentResult) -> str:
             f"{result.mean_abs_error:.1f} / 255 per pixel.")
 
 
-def build_ui() -> None:
+EXAMPLE_FACE = str(ASSETS / "astronaut.jpg")  # the starting image of the forward, ε/x0/v and VAE sub-tabs
+
+
+def _image_pair(first: str, second: str) -> tuple[gr.Image, gr.Image, gr.Markdown]:
+    """Two results side by side and a line that compares them: the pixel and few-step sub-tabs set them
+    against each other (two noise seeds, two samplers, one and two steps)."""
+    import gradio as gr
+
+    from demos.shared.widgets import RESULT
+
+    with gr.Row():
+        images = tuple(gr.Image(label=label, format="png", height=200, elem_classes=RESULT)
+                       for label in (first, second))
+    return *images, gr.Markdown()
+
+
+def forward_process_tab() -> None:
+    """Scrub t and the schedule: x_t, ᾱ_t and SNR update on every change, no network and no button."""
     import gradio as gr
 
     from demos.shared.handlers import user_errors
-    from demos.shared.widgets import MATH, RESULT, seed_controls
+    from demos.shared.widgets import RESULT
 
-    face = str(ASSETS / "astronaut.jpg")
-
-    def image_pair(first: str, second: str) -> tuple[gr.Image, gr.Image, gr.Markdown]:
-        """Two results side by side and a line that compares them."""
+    with gr.Tab("Forward process"):
         with gr.Row():
-            images = tuple(gr.Image(label=label, format="png", height=200, elem_classes=RESULT)
-                           for label in (first, second))
-        return *images, gr.Markdown()
-    gr.Markdown(
-        "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
-        "**forward process**, sample faces with **DDPM** and **DDIM** (η = 0 deterministic, η = 1 DDPM-like), see "
-        "what **ε / x0 / v** predictions mean, move to the **latent** space of Stable Diffusion, and jump there in "
-        "a few steps with **LCM-LoRA** and a **consistency model**. t = 0 is the clean image.\n\n" + FORMULAS,
-        latex_delimiters=MATH)
-    with gr.Tabs():
-        with gr.Tab("Forward process"):
-            with gr.Row():
-                with gr.Column():
-                    forward_image = gr.Image(face, label="Image x0", type="pil", image_mode=None, height=240)
-                    forward_t = gr.Slider(0, TRAIN_STEPS, value=250, step=1, label="t", elem_id="forward-t")
-                    schedule = gr.Radio([(label, name) for name, label in SCHEDULES.items()], value="linear",
-                                        label="Noise schedule")
-                    forward_seed = gr.Number(0, label="Noise seed (one ε for every t)", precision=0, minimum=0)
-                with gr.Column():
-                    with gr.Row():
-                        forward_clean = gr.Image(label="x0", format="png", height=200, elem_classes=RESULT)
-                        forward_noise = gr.Image(label="ε (shown ÷3)", format="png", height=200, elem_classes=RESULT)
-                        forward_noisy = gr.Image(label="x_t", format="png", height=200, elem_id="forward-noisy")
-                    forward_info = gr.Markdown(elem_id="forward-info")
-                    forward_plot = gr.Image(label="ᾱ_t and SNR: linear vs cosine", format="png")
-        with gr.Tab("DDPM / DDIM (pixels)"):
-            gr.Markdown(f"Unconditional faces from `{models.REGISTRY[PIXEL_MODEL].checkpoint}` (pixel space, "
-                        "the face swap's prior). DDIM re-uses the DDPM network with another update; the seed draws x_T, "
-                        "the noise seed the noise each stochastic step adds.")
-            with gr.Row():
-                with gr.Column():
-                    sampler = gr.Radio(list(PIXEL_SAMPLERS), value="DDIM", label="Sampler")
-                    pixel_steps = gr.Slider(1, TRAIN_STEPS, value=50, step=1, label="Steps", elem_id="pixel-steps")
-                    eta = gr.Slider(0, 1, value=0.0, step=0.05, label="η (DDIM only)")
-                    snapshots = gr.Slider(2, MAX_SNAPSHOTS, value=6, step=1, label="Filmstrip frames")
-                    pixel_seed, pixel_randomize = seed_controls()
-                    sample = gr.Button("Sample", variant="primary")
-                    determinism = gr.Button("Same seed twice, different step noise")
-                    race = gr.Button("DDIM-50 vs DDPM-1000")
-                with gr.Column():
-                    pixel_image = gr.Image(label="Sample", format="png", height=200, elem_classes=RESULT)
-                    pixel_info = gr.Markdown(elem_id="pixel-info")
-                    pixel_trajectory = gr.Gallery(label="x_t along the chain", columns=6, height=160, format="png",
-                                                  elem_id="pixel-trajectory")
-                    pixel_x0 = gr.Gallery(label="Predicted x0 at the same steps", columns=6, height=160, format="png")
-                    left_image, right_image, pair_info = image_pair("First", "Second")
-        with gr.Tab("ε / x0 / v"):
-            with gr.Row():
-                with gr.Column():
-                    parameter_image = gr.Image(face, label="A face x0", type="pil", image_mode=None, height=240)
-                    parameter_t = gr.Slider(1, TRAIN_STEPS, value=500, step=1, label="t")
-                    parameter_seed = gr.Number(0, label="Noise seed", precision=0, minimum=0)
-                    predict = gr.Button("Noise it and predict", variant="primary")
-                with gr.Column():
-                    parameter_noisy = gr.Image(label="x_t", format="png", height=200, elem_classes=RESULT)
-                    parameter_gallery = gr.Gallery(label="True (top) and predicted (bottom) ε, x0, v", columns=3,
-                                                   height=320, format="png")
-                    parameter_info = gr.Markdown()
-        with gr.Tab("Latent vs pixel (LDM)"):
-            with gr.Row():
-                with gr.Column():
-                    vae_image = gr.Image(face, label="Image", type="pil", image_mode=None, height=240)
-                    resolution = gr.Slider(64, 1024, value=default_resolution(), step=8, label="Resolution (VAE and generation)")
-                    roundtrip = gr.Button("Encode and decode with SD-1.5's VAE", variant="primary")
-                with gr.Column():
-                    with gr.Row():
-                        vae_original = gr.Image(label="Input", format="png", height=200, elem_classes=RESULT)
-                        vae_reconstruction = gr.Image(label="decode(encode(x))", format="png", height=200, elem_classes=RESULT)
-                    vae_channels = gr.Gallery(label="The 4 latent channels", columns=4, height=160, format="png")
-                    vae_info = gr.Markdown()
-            with gr.Row():
-                with gr.Column():
-                    latent_prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
-                    latent_sampler = gr.Radio(list(SCHEDULER_CLASSES)[:2], value="DDIM", label="Sampler")
-                    latent_steps = gr.Slider(1, LIMITS.max_steps, value=25, step=1, label="Steps")
-                    guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
-                    latent_seed, latent_randomize = seed_controls()
-                    generate = gr.Button("Generate in latent space", variant="primary")
-                with gr.Column():
-                    latent_image = gr.Image(label="Decoded sample", format="png", height=200, elem_classes=RESULT)
-                    latent_info = gr.Markdown()
-                    latent_trajectory = gr.Gallery(label="Decoded x_t", columns=4, height=160, format="png")
-                    latent_x0 = gr.Gallery(label="Decoded predicted x0", columns=4, height=160, format="png")
-        with gr.Tab("Few-step: LCM-LoRA, consistency"):
-            with gr.Row():
-                with gr.Column():
-                    few_prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
-                    lcm_steps = gr.Radio([1, 2, 4, 8], value=4, label="LCM steps")
-                    ddim_steps = gr.Slider(25, 50, value=25, step=1, label="DDIM steps (base, CFG 7.5)")
-                    few_seed, few_randomize = seed_controls()
-                    few = gr.Button("LCM-LoRA vs DDIM, same prompt and seed", variant="primary")
-                with gr.Column():
-                    lcm_image, ddim_image, few_info = image_pair("LCM-LoRA", "DDIM on the base")
-            with gr.Row():
-                with gr.Column():
-                    class_label = gr.Dropdown(list(IMAGENET_CLASSES.items()), value=145, label="ImageNet class")
-                    cm_seed, cm_randomize = seed_controls()
-                    consistency = gr.Button("Consistency model: 1 and 2 steps", variant="primary")
-                with gr.Column():
-                    cm_one, cm_two, cm_info = image_pair("1 step", "2 steps")
+            with gr.Column():
+                image = gr.Image(EXAMPLE_FACE, label="Image x0", type="pil", image_mode=None, height=240)
+                t = gr.Slider(0, TRAIN_STEPS, value=250, step=1, label="t", elem_id="forward-t")
+                schedule = gr.Radio([(label, name) for name, label in SCHEDULES.items()], value="linear",
+                                    label="Noise schedule")
+                seed = gr.Number(0, label="Noise seed (one ε for every t)", precision=0, minimum=0)
+            with gr.Column():
+                with gr.Row():
+                    clean = gr.Image(label="x0", format="png", height=200, elem_classes=RESULT)
+                    noise = gr.Image(label="ε (shown ÷3)", format="png", height=200, elem_classes=RESULT)
+                    noisy = gr.Image(label="x_t", format="png", height=200, elem_id="forward-noisy")
+                info = gr.Markdown(elem_id="forward-info")
+                plot = gr.Image(label="ᾱ_t and SNR: linear vs cosine", format="png")
 
     @user_errors
     def forward_for_ui(image, t, schedule, seed):
         result = run_forward_process(image, t, schedule, seed)
         return result.clean, result.noise, result.noisy, forward_summary(result), result.plot
+
+    gr.on([image.change, t.change, schedule.change, seed.change], forward_for_ui,
+          inputs=[image, t, schedule, seed], outputs=[clean, noise, noisy, info, plot],
+          api_name="diffusion_forward", trigger_mode="always_last")
+
+
+def pixel_sampler_tab() -> None:
+    """Unconditional faces with DDPM's or DDIM's update, and two comparisons on the same x_T:
+    η = 0 against η > 0 (determinism) and DDIM-50 against DDPM-1000 (speed)."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT, seed_controls
+
+    with gr.Tab("DDPM / DDIM (pixels)"):
+        gr.Markdown(f"Unconditional faces from `{models.REGISTRY[PIXEL_MODEL].checkpoint}` (pixel space, "
+                    "the face swap's prior). DDIM re-uses the DDPM network with another update; the seed draws x_T, "
+                    "the noise seed the noise each stochastic step adds.")
+        with gr.Row():
+            with gr.Column():
+                sampler = gr.Radio(list(PIXEL_SAMPLERS), value="DDIM", label="Sampler")
+                steps = gr.Slider(1, TRAIN_STEPS, value=50, step=1, label="Steps", elem_id="pixel-steps")
+                eta = gr.Slider(0, 1, value=0.0, step=0.05, label="η (DDIM only)")
+                snapshots = gr.Slider(2, MAX_SNAPSHOTS, value=6, step=1, label="Filmstrip frames")
+                seed, randomize = seed_controls()
+                sample = gr.Button("Sample", variant="primary")
+                determinism = gr.Button("Same seed twice, different step noise")
+                race = gr.Button("DDIM-50 vs DDPM-1000")
+            with gr.Column():
+                image = gr.Image(label="Sample", format="png", height=200, elem_classes=RESULT)
+                info = gr.Markdown(elem_id="pixel-info")
+                trajectory = gr.Gallery(label="x_t along the chain", columns=6, height=160, format="png",
+                                        elem_id="pixel-trajectory")
+                x0 = gr.Gallery(label="Predicted x0 at the same steps", columns=6, height=160, format="png")
+                first_image, second_image, pair_info = _image_pair("First", "Second")
 
     @user_errors
     def sample_for_ui(sampler, steps, eta, snapshots, seed, randomize, progress=gr.Progress()):
@@ -678,6 +546,34 @@ def build_ui() -> None:
                 "faster here.")
         return ddim.image, ddpm.image, text, seed
 
+    sample.click(sample_for_ui, inputs=[sampler, steps, eta, snapshots, seed, randomize],
+                 outputs=[image, info, trajectory, x0, seed], api_name="pixel_sampler")
+    determinism.click(determinism_for_ui, inputs=[steps, eta, seed, randomize],
+                      outputs=[first_image, second_image, pair_info, seed], api_name="ddim_determinism")
+    race.click(race_for_ui, inputs=[seed, randomize], outputs=[first_image, second_image, pair_info, seed],
+               api_name="ddim_vs_ddpm")
+
+
+def parameterisation_tab() -> None:
+    """Noise a face and show the network's one prediction as ε, x0 and v next to the true ones."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT
+
+    with gr.Tab("ε / x0 / v"):
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(EXAMPLE_FACE, label="A face x0", type="pil", image_mode=None, height=240)
+                t = gr.Slider(1, TRAIN_STEPS, value=500, step=1, label="t")
+                seed = gr.Number(0, label="Noise seed", precision=0, minimum=0)
+                predict = gr.Button("Noise it and predict", variant="primary")
+            with gr.Column():
+                noisy = gr.Image(label="x_t", format="png", height=200, elem_classes=RESULT)
+                gallery = gr.Gallery(label="True (top) and predicted (bottom) ε, x0, v", columns=3,
+                                     height=320, format="png")
+                info = gr.Markdown()
+
     @user_errors
     def parameterisations_for_ui(image, t, seed, progress=gr.Progress()):
         result = run_parameterisations(image, t, seed, progress)
@@ -685,6 +581,44 @@ def build_ui() -> None:
         gallery = [(result.true[key], f"true {name}") for key, name in names.items()]
         gallery += [(result.predicted[key], f"predicted {name}") for key, name in names.items()]
         return result.noisy, gallery, parameterisation_summary(result)
+
+    predict.click(parameterisations_for_ui, inputs=[image, t, seed], outputs=[noisy, gallery, info],
+                  api_name="parameterisations")
+
+
+def latent_tab() -> gr.Slider:
+    """SD-1.5's VAE round trip and text-to-image in its latent. Returns the resolution slider, which
+    the few-step sub-tab shares."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT, seed_controls
+
+    with gr.Tab("Latent vs pixel (LDM)"):
+        with gr.Row():
+            with gr.Column():
+                vae_image = gr.Image(EXAMPLE_FACE, label="Image", type="pil", image_mode=None, height=240)
+                resolution = gr.Slider(64, 1024, value=default_resolution(), step=8, label="Resolution (VAE and generation)")
+                roundtrip = gr.Button("Encode and decode with SD-1.5's VAE", variant="primary")
+            with gr.Column():
+                with gr.Row():
+                    vae_original = gr.Image(label="Input", format="png", height=200, elem_classes=RESULT)
+                    vae_reconstruction = gr.Image(label="decode(encode(x))", format="png", height=200, elem_classes=RESULT)
+                vae_channels = gr.Gallery(label="The 4 latent channels", columns=4, height=160, format="png")
+                vae_info = gr.Markdown()
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
+                sampler = gr.Radio(list(SCHEDULER_CLASSES)[:2], value="DDIM", label="Sampler")
+                steps = gr.Slider(1, LIMITS.max_steps, value=25, step=1, label="Steps")
+                guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
+                seed, randomize = seed_controls()
+                generate = gr.Button("Generate in latent space", variant="primary")
+            with gr.Column():
+                image = gr.Image(label="Decoded sample", format="png", height=200, elem_classes=RESULT)
+                info = gr.Markdown()
+                trajectory = gr.Gallery(label="Decoded x_t", columns=4, height=160, format="png")
+                x0 = gr.Gallery(label="Decoded predicted x0", columns=4, height=160, format="png")
 
     @user_errors
     def roundtrip_for_ui(image, resolution, progress=gr.Progress()):
@@ -697,6 +631,39 @@ def build_ui() -> None:
         result = run_latent_sampler(prompt, sampler, steps, guidance_scale=guidance, seed=resolve_seed(seed, randomize),
                                     resolution=resolution, progress=progress)
         return result.image, sampler_summary(result), result.trajectory, result.predicted_x0, result.seed
+
+    roundtrip.click(roundtrip_for_ui, inputs=[vae_image, resolution],
+                    outputs=[vae_original, vae_reconstruction, vae_channels, vae_info], api_name="vae_roundtrip")
+    generate.click(latent_for_ui, inputs=[prompt, sampler, steps, guidance, resolution, seed, randomize],
+                   outputs=[image, info, trajectory, x0, seed], api_name="latent_sampler")
+    return resolution
+
+
+def few_step_tab(resolution: gr.Slider) -> None:
+    """LCM-LoRA against DDIM on the same prompt and seed (at the latent sub-tab's `resolution`), and a
+    consistency model in one and two steps."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import seed_controls
+
+    with gr.Tab("Few-step: LCM-LoRA, consistency"):
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox("a photo of an astronaut riding a horse", label="Prompt")
+                lcm_steps = gr.Radio([1, 2, 4, 8], value=4, label="LCM steps")
+                ddim_steps = gr.Slider(25, 50, value=25, step=1, label="DDIM steps (base, CFG 7.5)")
+                few_seed, few_randomize = seed_controls()
+                few = gr.Button("LCM-LoRA vs DDIM, same prompt and seed", variant="primary")
+            with gr.Column():
+                lcm_image, ddim_image, few_info = _image_pair("LCM-LoRA", "DDIM on the base")
+        with gr.Row():
+            with gr.Column():
+                class_label = gr.Dropdown(list(IMAGENET_CLASSES.items()), value=145, label="ImageNet class")
+                cm_seed, cm_randomize = seed_controls()
+                consistency = gr.Button("Consistency model: 1 and 2 steps", variant="primary")
+            with gr.Column():
+                cm_one, cm_two, cm_info = _image_pair("1 step", "2 steps")
 
     @user_errors
     def few_step_for_ui(prompt, lcm_steps, ddim_steps, resolution, seed, randomize, progress=gr.Progress()):
@@ -717,28 +684,30 @@ def build_ui() -> None:
                 f"call ({one.seconds:.2f} s), 2 steps = {two.unet_calls} calls ({two.seconds:.2f} s).")
         return one.image, two.image, text, seed
 
-    gr.on([forward_image.change, forward_t.change, schedule.change, forward_seed.change], forward_for_ui,
-          inputs=[forward_image, forward_t, schedule, forward_seed],
-          outputs=[forward_clean, forward_noise, forward_noisy, forward_info, forward_plot],
-          api_name="diffusion_forward", trigger_mode="always_last")
-    sample.click(sample_for_ui, inputs=[sampler, pixel_steps, eta, snapshots, pixel_seed, pixel_randomize],
-                 outputs=[pixel_image, pixel_info, pixel_trajectory, pixel_x0, pixel_seed], api_name="pixel_sampler")
-    determinism.click(determinism_for_ui, inputs=[pixel_steps, eta, pixel_seed, pixel_randomize],
-                      outputs=[left_image, right_image, pair_info, pixel_seed], api_name="ddim_determinism")
-    race.click(race_for_ui, inputs=[pixel_seed, pixel_randomize], outputs=[left_image, right_image, pair_info, pixel_seed],
-               api_name="ddim_vs_ddpm")
-    predict.click(parameterisations_for_ui, inputs=[parameter_image, parameter_t, parameter_seed],
-                  outputs=[parameter_noisy, parameter_gallery, parameter_info], api_name="parameterisations")
-    roundtrip.click(roundtrip_for_ui, inputs=[vae_image, resolution],
-                    outputs=[vae_original, vae_reconstruction, vae_channels, vae_info], api_name="vae_roundtrip")
-    generate.click(latent_for_ui, inputs=[latent_prompt, latent_sampler, latent_steps, guidance, resolution, latent_seed,
-                                          latent_randomize],
-                   outputs=[latent_image, latent_info, latent_trajectory, latent_x0, latent_seed],
-                   api_name="latent_sampler")
-    few.click(few_step_for_ui, inputs=[few_prompt, lcm_steps, ddim_steps, resolution, few_seed, few_randomize],
+    few.click(few_step_for_ui, inputs=[prompt, lcm_steps, ddim_steps, resolution, few_seed, few_randomize],
               outputs=[lcm_image, ddim_image, few_info, few_seed], api_name="lcm_vs_ddim")
     consistency.click(consistency_for_ui, inputs=[class_label, cm_seed, cm_randomize], outputs=[cm_one, cm_two, cm_info, cm_seed],
                       api_name="consistency_model")
+
+
+def build_ui() -> None:
+    """The lecture's introduction and formulas, then one sub-tab per step of the story, in teaching order."""
+    import gradio as gr
+
+    from demos.shared.widgets import MATH
+
+    gr.Markdown(
+        "The lecture before every other tab: how a diffusion model turns noise into an image. Scrub the "
+        "**forward process**, sample faces with **DDPM** and **DDIM** (η = 0 deterministic, η = 1 DDPM-like), see "
+        "what **ε / x0 / v** predictions mean, move to the **latent** space of Stable Diffusion, and jump there in "
+        "a few steps with **LCM-LoRA** and a **consistency model**. t = 0 is the clean image.\n\n" + FORMULAS,
+        latex_delimiters=MATH)
+    with gr.Tabs():
+        forward_process_tab()
+        pixel_sampler_tab()
+        parameterisation_tab()
+        resolution = latent_tab()
+        few_step_tab(resolution)
 
 
 # ---- Compare -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,8 @@ from demos.shared.limits import LIMITS
 from models import ProgressFn, UserError
 from models.arcface import ARCFACE, LICENCE_NOTE, template_matrix
 from models.faces import FACE_CLASSES, AlignedFace, Face, align_face, invert
-from models.pipelines.face_swap import (face_swap_sample, face_views, identity_loss, parsing_loss,
-                                        reconstruction_loss)
+from models.pipelines.face_swap import (LossFn, SwapTrace, face_swap_sample, face_views, identity_loss,
+                                        parsing_loss, reconstruction_loss)
 
 PRIOR, JUDGE, PARSER, DETECTOR = ("ddpm-celebahq-256", "facenet-casia-webface", "face-parser-segformer",
                                    "face-detector-mtcnn")
@@ -142,7 +143,7 @@ class SwapRequest:
 
 def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 100, start_noise: Any = 0.75,
                  lambda_id: Any = 6000.0, lambda_seg: Any = 200.0, lambda_rec: Any = 50.0, mask_threshold: Any = 30,
-                 candidates: Any = 4, seed: Any = 404, randomize_seed: bool = False,
+                 candidates: Any = 4, seed: Any = 404, randomize: bool = False,
                  identity_guide: Any = DEFAULT_GUIDE) -> SwapRequest:
     """Every input checked (a `UserError` saying what to change) before any model loads."""
     source_image = rgb_image(source, "a source face photo")
@@ -164,7 +165,7 @@ def check_inputs(source: Any, target: Any, target_face: Any = 1, steps: Any = 10
     face_index = number_in_range(target_face, "The target face (1 = leftmost)", 1, MAX_FACES, whole=True)
     if identity_guide not in GUIDES:
         raise UserError(f"Choose an identity guide: {', '.join(GUIDES)}.")
-    return SwapRequest(source_image, target_image, face_index, settings, resolve_seed(seed, randomize_seed),
+    return SwapRequest(source_image, target_image, face_index, settings, resolve_seed(seed, randomize),
                        GUIDES[identity_guide])
 
 
@@ -256,6 +257,146 @@ def _judge_similarity(judge: Any, first: torch.Tensor, first_box: torch.Tensor, 
     return float(torch.nn.functional.cosine_similarity(a.float(), b.float()).item())
 
 
+@dataclass
+class PreparedFaces:
+    """Both faces aligned to the prior's frame, with what the guidance, the judge and the paste-back read of
+    them: computed once, before the N candidates, because every candidate starts from the same faces."""
+
+    size: int  # the prior's side in pixels
+    target_photo: np.ndarray  # the target photo's pixels, where the swap is pasted back
+    aligned_source: AlignedFace
+    aligned_target: AlignedFace
+    x_source: torch.Tensor  # [1,3,H,W] in [-1,1]
+    x_target: torch.Tensor
+    source_box: torch.Tensor  # the judge's crop of each face
+    target_box: torch.Tensor
+    target_region: torch.Tensor  # where the identity guide reads the sample
+    target_logits: torch.Tensor  # the target's face parse: the shape and expression to keep
+    mask: torch.Tensor  # M [1,1,H,W]: the face region the swap may change
+    source_embedding: torch.Tensor  # the identity to put there, by the guide
+
+
+def _choose_faces(request: SwapRequest, progress: ProgressFn | None) -> tuple[Face, Face, int]:
+    """The largest face of the source, the requested face of the target, and how many faces the target has."""
+    source_faces = detect_faces(request.source, "source image", progress)
+    target_faces = detect_faces(request.target, "target image", progress)
+    source_face = _pick(source_faces, 1 + int(np.argmax([face.side for face in source_faces])), "source image")
+    return source_face, _pick(target_faces, request.target_face, "target image"), len(target_faces)
+
+
+def _prepare_faces(request: SwapRequest, source_face: Face, target_face: Face, prior: Any, guide: Any,
+                   parser: Any) -> PreparedFaces:
+    """Align both faces to the prior's size and read the target's parse, its face mask M and the source's
+    identity; a `UserError` if the parser finds no face to swap."""
+    size = prior.unet.config.sample_size
+    target_photo = np.asarray(request.target)
+    aligned_source = align_face(np.asarray(request.source), source_face, size)
+    aligned_target = align_face(target_photo, target_face, size)
+    x_source = _tensor(aligned_source.image, prior.unet)
+    x_target = _tensor(aligned_target.image, prior.unet)
+    source_box, target_box = _box(aligned_source), _box(aligned_target)
+    source_region, target_region = (guide_region(request.guide, aligned)
+                                    for aligned in (aligned_source, aligned_target))
+
+    with torch.no_grad():
+        target_logits = parser.logits(x_target)
+        mask = parser.face_mask(target_logits).to(x_target.dtype)
+        source_embedding = guide.embed(face_views(x_source, source_region, guide.image_size))
+    if not mask.any():
+        raise UserError("The face parser found no skin, eyes, nose or mouth in the target face; try another photo.")
+    return PreparedFaces(size, target_photo, aligned_source, aligned_target, x_source, x_target, source_box,
+                         target_box, target_region, target_logits, mask, source_embedding)
+
+
+def _guidance_losses(settings: SwapSettings, guide: Any, parser: Any, faces: PreparedFaces,
+                     augment: torch.Generator) -> dict[str, tuple[float, LossFn]]:
+    """DiffFace's three guidance terms, each with its λ: the source's identity, the target's face parse
+    (shape and expression) and the target's colours."""
+    return {
+        "identity": (settings.lambda_id, identity_loss(guide.embed, faces.source_embedding, faces.mask,
+                                                       faces.target_region, guide.image_size, IDENTITY_VIEWS,
+                                                       augment)),
+        "parsing": (settings.lambda_seg, parsing_loss(parser.logits, faces.target_logits, FACE_CLASSES)),
+        "reconstruction": (settings.lambda_rec, reconstruction_loss(faces.x_target)),
+    }
+
+
+def _candidate_progress(progress: ProgressFn | None, candidate: int, candidates: int):
+    """The sampler's per-step callback: progress over the steps of all candidates, not of this one only."""
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress((candidate * total + done) / (candidates * total),
+                     desc=f"candidate {candidate + 1}/{candidates}, step {done}/{total}")
+    return report
+
+
+def _best_candidate(prior: Any, guide: Any, judge: Any, parser: Any, faces: PreparedFaces, settings: SwapSettings,
+                    seed: int, progress: ProgressFn | None) -> tuple[int, SwapTrace, list[float]]:
+    """DiffFace's best of N: sample N guided trajectories (candidate k seeded with seed + k) and keep the one
+    the judge finds closest to the source. The judge is not the guide, so a candidate that merely fooled
+    the guide's loss does not win. Returns the kept index, its trajectory and every candidate's score."""
+    best = None
+    scores = []
+    for candidate in range(settings.candidates):
+        augment = torch.Generator().manual_seed(seed + candidate)
+        trace = face_swap_sample(prior.unet, prior.scheduler, faces.x_target, faces.mask,
+                                 _guidance_losses(settings, guide, parser, faces, augment), steps=settings.steps,
+                                 skip=settings.skip, threshold=settings.mask_threshold,
+                                 generator=generator_for(seed + candidate, faces.x_target.device),
+                                 callback=_candidate_progress(progress, candidate, settings.candidates))
+        scores.append(_judge_similarity(judge, faces.x_source, faces.source_box, trace.image, faces.target_box))
+        if best is None or scores[-1] > scores[best[0]]:
+            best = (candidate, trace)
+    chosen, trace = best
+    return chosen, trace, scores
+
+
+def _swap_parameters(request: SwapRequest, chosen: int) -> dict[str, Any]:
+    """What the saved PNG records of the run, starting with the statement that it is generated."""
+    settings = request.settings
+    return {
+        "generated": "AI-generated face swap (DiffFace-style diffusion), not a real photograph",
+        "seed": request.seed, "steps": settings.steps, "start_noise": settings.start_noise, "skip": settings.skip,
+        "lambda_id": settings.lambda_id, "lambda_seg": settings.lambda_seg, "lambda_rec": settings.lambda_rec,
+        "mask_threshold": settings.mask_threshold, "candidates": settings.candidates, "chosen_candidate": chosen + 1,
+        "target_face": request.target_face, "identity_guide": request.guide,
+        "models": [PRIOR, request.guide, JUDGE, PARSER, DETECTOR], "profile": models.model_settings.profile,
+    }
+
+
+def _swap_result(request: SwapRequest, faces: PreparedFaces, judge: Any, chosen: int, trace: SwapTrace,
+                 scores: list[float], faces_found: int, started: float) -> FaceSwapResult:
+    """Paste the kept candidate back into the target photo under a feathered mask, and gather what the tab
+    shows of the run: the aligned crops, the trajectory, the masks and the judge's similarities."""
+    result_aligned = _uint8(trace.image)
+    face_mask = faces.mask[0, 0].float().cpu().numpy()
+    paste_mask_aligned = feathered_face_mask(face_mask, grow=max(1, faces.size // 64), blur=max(1, faces.size // 32))
+    composite, paste_mask = paste_face_back(faces.target_photo, result_aligned, faces.aligned_target,
+                                            paste_mask_aligned)
+    similarity = {
+        "source↔result": scores[chosen],
+        "target↔result": _judge_similarity(judge, faces.x_target, faces.target_box, trace.image, faces.target_box),
+        "source↔target": _judge_similarity(judge, faces.x_source, faces.source_box, faces.x_target, faces.target_box),
+    }
+    return FaceSwapResult(
+        image=Image.fromarray(composite),
+        target=request.target,
+        aligned={"source": Image.fromarray(faces.aligned_source.image),
+                 "target": Image.fromarray(faces.aligned_target.image), "result": Image.fromarray(result_aligned)},
+        trajectory=[(Image.fromarray(_uint8(x0)), f"x0 at t={t}") for t, x0 in trace.x0],
+        mask=Image.fromarray((face_mask * 255).astype(np.uint8)),
+        paste_mask=Image.fromarray((paste_mask * 255).round().astype(np.uint8)),
+        schedule=trace.weights,
+        similarity=similarity,
+        candidate_scores=scores,
+        losses=trace.losses,
+        faces_found=faces_found,
+        seed=request.seed,
+        parameters=_swap_parameters(request, chosen),
+        seconds=time.perf_counter() - started,
+    )
+
+
 def run_face_swap(
     source: Any,
     target: Any,
@@ -268,99 +409,21 @@ def run_face_swap(
     mask_threshold: int = 30,
     candidates: int = 4,
     seed: Any = 404,
-    randomize_seed: bool = False,
+    randomize: bool = False,
     identity_guide: str = DEFAULT_GUIDE,
     progress: ProgressFn | None = None,
 ) -> FaceSwapResult:
     """Put the identity of the face in `source` onto face `target_face` (1 = leftmost) of `target`."""
     request = check_inputs(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                           mask_threshold, candidates, seed, randomize_seed, identity_guide)
-    source_image, target_image, face_index = request.source, request.target, request.target_face
-    settings, seed = request.settings, request.seed
-    source_faces = detect_faces(source_image, "source image", progress)
-    target_faces = detect_faces(target_image, "target image", progress)
-    source_face = _pick(source_faces, 1 + int(np.argmax([face.side for face in source_faces])), "source image")
-    target_face_found = _pick(target_faces, face_index, "target image")
-
+                           mask_threshold, candidates, seed, randomize, identity_guide)
+    source_face, swapped_face, faces_found = _choose_faces(request, progress)
     prior = models.get(PRIOR, progress)
     guide, judge, parser = (models.get(name, progress) for name in (request.guide, JUDGE, PARSER))
-    started = time.perf_counter()
-    size = prior.unet.config.sample_size
-    target_photo = np.asarray(target_image)
-    aligned_source = align_face(np.asarray(source_image), source_face, size)
-    aligned_target = align_face(target_photo, target_face_found, size)
-    x_source = _tensor(aligned_source.image, prior.unet)
-    x_target = _tensor(aligned_target.image, prior.unet)
-    source_box, target_box = _box(aligned_source), _box(aligned_target)
-    source_region, target_region = (guide_region(request.guide, aligned) for aligned in (aligned_source, aligned_target))
-
-    with torch.no_grad():
-        target_logits = parser.logits(x_target)
-        mask = parser.face_mask(target_logits).to(x_target.dtype)
-        source_embedding = guide.embed(face_views(x_source, source_region, guide.image_size))
-    if not mask.any():
-        raise UserError("The face parser found no skin, eyes, nose or mouth in the target face; try another photo.")
-
-    device = x_target.device
-    best = None
-    scores = []
-    for candidate in range(settings.candidates):
-        augment = torch.Generator().manual_seed(seed + candidate)
-        losses = {
-            "identity": (settings.lambda_id, identity_loss(guide.embed, source_embedding, mask, target_region,
-                                                           guide.image_size, IDENTITY_VIEWS, augment)),
-            "parsing": (settings.lambda_seg, parsing_loss(parser.logits, target_logits, FACE_CLASSES)),
-            "reconstruction": (settings.lambda_rec, reconstruction_loss(x_target)),
-        }
-
-        def report(done: int, total: int, candidate: int = candidate) -> None:
-            if progress is not None:
-                progress((candidate * total + done) / (settings.candidates * total),
-                         desc=f"candidate {candidate + 1}/{settings.candidates}, step {done}/{total}")
-
-        trace = face_swap_sample(prior.unet, prior.scheduler, x_target, mask, losses, steps=settings.steps,
-                                 skip=settings.skip, threshold=settings.mask_threshold,
-                                 generator=generator_for(seed + candidate, device), callback=report)
-        scores.append(_judge_similarity(judge, x_source, source_box, trace.image, target_box))
-        if best is None or scores[-1] > scores[best[0]]:
-            best = (candidate, trace)
-    chosen, trace = best
-
-    result_aligned = _uint8(trace.image)
-    face_mask = mask[0, 0].float().cpu().numpy()
-    paste_mask_aligned = feathered_face_mask(face_mask, grow=max(1, size // 64), blur=max(1, size // 32))
-    composite, paste_mask = paste_face_back(target_photo, result_aligned, aligned_target, paste_mask_aligned)
-    similarity = {
-        "source↔result": scores[chosen],
-        "target↔result": _judge_similarity(judge, x_target, target_box, trace.image, target_box),
-        "source↔target": _judge_similarity(judge, x_source, source_box, x_target, target_box),
-    }
-    parameters = {
-        "generated": "AI-generated face swap (DiffFace-style diffusion), not a real photograph",
-        "seed": seed, "steps": settings.steps, "start_noise": settings.start_noise, "skip": settings.skip,
-        "lambda_id": settings.lambda_id, "lambda_seg": settings.lambda_seg, "lambda_rec": settings.lambda_rec,
-        "mask_threshold": settings.mask_threshold, "candidates": settings.candidates, "chosen_candidate": chosen + 1,
-        "target_face": face_index, "identity_guide": request.guide, "models": [PRIOR, request.guide, JUDGE, PARSER, DETECTOR],
-        "profile": models.model_settings.profile,
-    }
-    image = Image.fromarray(composite)
-    return FaceSwapResult(
-        image=image,
-        target=target_image,
-        aligned={"source": Image.fromarray(aligned_source.image), "target": Image.fromarray(aligned_target.image),
-                 "result": Image.fromarray(result_aligned)},
-        trajectory=[(Image.fromarray(_uint8(x0)), f"x0 at t={t}") for t, x0 in trace.x0],
-        mask=Image.fromarray((face_mask * 255).astype(np.uint8)),
-        paste_mask=Image.fromarray((paste_mask * 255).round().astype(np.uint8)),
-        schedule=trace.weights,
-        similarity=similarity,
-        candidate_scores=scores,
-        losses=trace.losses,
-        faces_found=len(target_faces),
-        seed=seed,
-        parameters=parameters,
-        seconds=time.perf_counter() - started,
-    )
+    started = time.perf_counter()  # after loading: the time shown is the swap's own
+    faces = _prepare_faces(request, source_face, swapped_face, prior, guide, parser)
+    chosen, trace, scores = _best_candidate(prior, guide, judge, parser, faces, request.settings, request.seed,
+                                            progress)
+    return _swap_result(request, faces, judge, chosen, trace, scores, faces_found, started)
 
 
 def preview_faces(target: Any, progress: ProgressFn | None = None) -> tuple[Image.Image, int]:
@@ -445,11 +508,33 @@ COMPARE_METHODS = [Method(SWAP, f"Face swap, {guide} guide", _compare_swap(guide
                           {"seed": 404, "steps": QUICK.steps, "lambda_id": QUICK.lambda_id}) for guide in GUIDES]
 
 
-def build_ui() -> None:
+def _example_row(source_name: str, target_name: str, settings: SwapSettings) -> list:
+    """One row of the examples table: the two photos, face 1 and the sampler `settings`."""
+    return [str(ASSETS / source_name), str(ASSETS / target_name), 1, settings.steps, settings.start_noise,
+            settings.lambda_id, settings.lambda_seg, settings.lambda_rec, settings.mask_threshold,
+            settings.candidates]
+
+
+def _examples(inputs: list) -> None:
+    """The quick class-demo settings and the paper's full ones, on public-domain photos."""
     import gradio as gr
 
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import MATH, scroll_into_view_on, seed_controls
+    full = SwapSettings()
+    gr.Examples(  # labelled rows: a ten-column table ran off the side of the page
+        examples=[_example_row("astronaut.jpg", "camera.jpg", QUICK),
+                  _example_row("camera.jpg", "astronaut.jpg", full)],
+        example_labels=[f"Quick: {QUICK.steps} steps × {QUICK.candidates} candidates",
+                        f"Full quality (DiffFace): {full.steps} steps × {full.candidates} candidates"],
+        inputs=inputs,
+        label="Examples (public-domain photos from scikit-image)",
+    )
+
+
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
+    import gradio as gr
+
+    from demos.shared.widgets import MATH, seed_controls
 
     gr.Markdown(
         "Swap the **identity** of the source face onto a face of the target photo, keeping the target's pose, "
@@ -460,7 +545,6 @@ def build_ui() -> None:
     )
     gr.Markdown(ETHICS_NOTE, elem_id="face-swap-ethics")
     gr.Markdown(LICENCE_NOTE)
-    defaults = QUICK
     with gr.Row():
         with gr.Column():
             with gr.Row():
@@ -474,23 +558,23 @@ def build_ui() -> None:
                 target_face = gr.Number(label="Target face number", value=1, precision=0, minimum=1)
             with gr.Accordion("Sampler", open=True):
                 with gr.Row():
-                    steps = gr.Slider(2, LIMITS.max_steps, value=defaults.steps, step=1, label="Steps (respaced)")
-                    start_noise = gr.Slider(0.05, 1.0, value=defaults.start_noise, step=0.05,
+                    steps = gr.Slider(2, LIMITS.max_steps, value=QUICK.steps, step=1, label="Steps (respaced)")
+                    start_noise = gr.Slider(0.05, 1.0, value=QUICK.start_noise, step=0.05,
                                             label="Start noise (fraction of the steps run)")
                 with gr.Row():
-                    lambda_id = gr.Number(label="λ_id (identity)", value=defaults.lambda_id, minimum=0)
-                    lambda_seg = gr.Number(label="λ_seg (face parse)", value=defaults.lambda_seg, minimum=0)
-                    lambda_rec = gr.Number(label="λ_rec (colours)", value=defaults.lambda_rec, minimum=0)
+                    lambda_id = gr.Number(label="λ_id (identity)", value=QUICK.lambda_id, minimum=0)
+                    lambda_seg = gr.Number(label="λ_seg (face parse)", value=QUICK.lambda_seg, minimum=0)
+                    lambda_rec = gr.Number(label="λ_rec (colours)", value=QUICK.lambda_rec, minimum=0)
                 gr.Markdown(LAMBDA_NOTE, latex_delimiters=MATH)
                 identity_guide = gr.Radio(list(GUIDES), value=DEFAULT_GUIDE,
                                           label="Identity guide (DiffFace: ArcFace; the judge is a third network)")
                 with gr.Row():
-                    mask_threshold = gr.Slider(0, LIMITS.max_steps - 1, value=defaults.mask_threshold, step=1,
+                    mask_threshold = gr.Slider(0, LIMITS.max_steps - 1, value=QUICK.mask_threshold, step=1,
                                                label="Mask-schedule λ (step index where M_t = M)")
-                    candidates = gr.Slider(1, MAX_CANDIDATES, value=defaults.candidates, step=1,
+                    candidates = gr.Slider(1, MAX_CANDIDATES, value=QUICK.candidates, step=1,
                                            label="N candidates (best by identity)")
                 seed, randomize = seed_controls(default=404)
-            estimate = gr.Markdown(expected_time(defaults.steps, defaults.start_noise, defaults.candidates),
+            estimate = gr.Markdown(expected_time(QUICK.steps, QUICK.start_noise, QUICK.candidates),
                                    elem_id="face-swap-estimate")
             swap = gr.Button("Swap faces", variant="primary")
         with gr.Column():
@@ -507,20 +591,32 @@ def build_ui() -> None:
         masks = gr.Gallery(label="Face mask M (aligned) and feathered paste-back mask", columns=2, height=220,
                            format="png")
         plot = gr.Plot(label="M_t schedule")
-    def example(source_name: str, target_name: str, settings: SwapSettings) -> list:
-        return [str(ASSETS / source_name), str(ASSETS / target_name), 1, settings.steps, settings.start_noise,
-                settings.lambda_id, settings.lambda_seg, settings.lambda_rec, settings.mask_threshold,
-                settings.candidates]
+    _examples([source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec, mask_threshold,
+               candidates])
+    return SimpleNamespace(
+        source=source, target=target, faces=faces, target_face=target_face, steps=steps, start_noise=start_noise,
+        lambda_id=lambda_id, lambda_seg=lambda_seg, lambda_rec=lambda_rec, identity_guide=identity_guide,
+        mask_threshold=mask_threshold, candidates=candidates, seed=seed, randomize=randomize, estimate=estimate,
+        swap=swap, result=result, summary=summary, slider=slider, aligned=aligned, trajectory=trajectory,
+        masks=masks, plot=plot)
 
-    full = SwapSettings()
-    gr.Examples(  # labelled rows: a ten-column table ran off the side of the page
-        examples=[example("astronaut.jpg", "camera.jpg", QUICK), example("camera.jpg", "astronaut.jpg", full)],
-        example_labels=[f"Quick: {QUICK.steps} steps × {QUICK.candidates} candidates",
-                        f"Full quality (DiffFace): {full.steps} steps × {full.candidates} candidates"],
-        inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                mask_threshold, candidates],
-        label="Examples (public-domain photos from scikit-image)",
-    )
+
+def _swap_outputs(out: FaceSwapResult) -> tuple:
+    """A run as the tab shows it: the PNG with its metadata, the summary, before/after, the aligned crops,
+    the trajectory, both masks, the schedule plot and the seed used."""
+    aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
+    masks = [(out.mask, "M (aligned)"), (out.paste_mask, "paste-back mask")]
+    return (png_with_parameters(out.image, out.parameters, stem="face-swap"), _summary(out), (out.target, out.image),
+            aligned_items, out.trajectory, masks, schedule_plot(out), out.seed)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on
+
+    w = layout()
 
     @user_errors
     def find_faces(target, progress=gr.Progress(track_tqdm=True)):
@@ -535,17 +631,17 @@ def build_ui() -> None:
         out = run_face_swap(source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
                             mask_threshold, candidates, seed, randomize, identity_guide, progress)
         STEP_COST.record(out.seconds, out.parameters["candidates"] * (out.parameters["steps"] - out.parameters["skip"]))
-        aligned_items = [(out.aligned[key], key) for key in ("source", "target", "result")]
-        return (png_with_parameters(out.image, out.parameters, stem="face-swap"), _summary(out), (out.target, out.image), aligned_items, out.trajectory,
-                [(out.mask, "M (aligned)"), (out.paste_mask, "paste-back mask")], schedule_plot(out), out.seed)
+        return _swap_outputs(out)
 
-    target.change(find_faces, inputs=target, outputs=[faces, target_face], api_name="face_swap_faces")
-    swap_done = swap.click(swap_for_ui,
-               inputs=[source, target, target_face, steps, start_noise, lambda_id, lambda_seg, lambda_rec,
-                       mask_threshold, candidates, seed, randomize, identity_guide],
-               outputs=[result, summary, slider, aligned, trajectory, masks, plot, seed], api_name="face_swap")
-    scroll_into_view_on(swap, "face-swap-result")
-    sampler_size = [steps, start_noise, candidates]
-    gr.on([steps.change, start_noise.change, candidates.change], expected_time, inputs=sampler_size, outputs=estimate,
-          api_visibility="private")
-    swap_done.success(expected_time, inputs=sampler_size, outputs=estimate, api_visibility="private")
+    w.target.change(find_faces, inputs=w.target, outputs=[w.faces, w.target_face], api_name="face_swap_faces")
+    swap_done = w.swap.click(
+        swap_for_ui,
+        inputs=[w.source, w.target, w.target_face, w.steps, w.start_noise, w.lambda_id, w.lambda_seg, w.lambda_rec,
+                w.mask_threshold, w.candidates, w.seed, w.randomize, w.identity_guide],
+        outputs=[w.result, w.summary, w.slider, w.aligned, w.trajectory, w.masks, w.plot, w.seed],
+        api_name="face_swap")
+    scroll_into_view_on(w.swap, "face-swap-result")
+    sampler_size = [w.steps, w.start_noise, w.candidates]
+    gr.on([w.steps.change, w.start_noise.change, w.candidates.change], expected_time, inputs=sampler_size,
+          outputs=w.estimate, api_visibility="private")
+    swap_done.success(expected_time, inputs=sampler_size, outputs=w.estimate, api_visibility="private")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -212,12 +213,12 @@ COMPARE_METHODS = [Method(IMAGE, "Layout guidance (Chen et al.)", _compare_layou
                           {"seed": lg.SEED, "steps": lg.STEPS, "guidance_scale": lg.CFG_SCALE})]
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
     from demos.shared.boxes import box_editor
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import MATH, RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, RESULT, seed_controls
 
     gr.Markdown(
         "Draw boxes and label each with words **from the prompt**. For the first *guided steps* the latent "
@@ -228,7 +229,7 @@ def build_ui() -> None:
     )
     with gr.Row():
         with gr.Column():
-            prompt, layout = box_editor()
+            prompt, boxes = box_editor()
         with gr.Column():
             with gr.Accordion("Guidance settings (paper defaults)", open=False):
                 with gr.Row():
@@ -258,7 +259,20 @@ def build_ui() -> None:
     gr.Markdown("**Cross-attention per phrase, without guidance**")
     plain_maps = gr.Image(label="Cross-attention per phrase, without guidance", show_label=False, format="png")
     energy = gr.Plot(label="Energy and attention inside the boxes")
-    state = gr.State()
+    return SimpleNamespace(
+        prompt=prompt, boxes=boxes, steps=steps, guided_steps=guided_steps, iterations=iterations,
+        loss_scale=loss_scale, threshold=threshold, cfg=cfg, forward=forward, compare=compare, seed=seed,
+        randomize=randomize, generate=generate, info=info, boxed=boxed, image=image, plain=plain, map_step=map_step,
+        guided_maps=guided_maps, plain_maps=plain_maps, energy=energy, state=gr.State())
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on
+
+    w = layout()
 
     @user_errors
     def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold, guidance_scale,
@@ -278,11 +292,12 @@ def build_ui() -> None:
             return None, None
         return attention_views(result, step)
 
-    generate.click(generate_for_ui,
-                   inputs=[prompt, layout, steps, guided_steps, iterations, loss_scale, threshold, cfg, seed,
-                           randomize, compare, forward, map_step],
-                   outputs=[boxed, image, plain, info, guided_maps, plain_maps, energy, seed, state],
-                   api_name="layout_guidance")
-    scroll_into_view_on(generate, "lg-results")
-    map_step.release(maps_at, inputs=[state, map_step], outputs=[guided_maps, plain_maps],
-                     api_visibility="private")
+    w.generate.click(generate_for_ui,
+                     inputs=[w.prompt, w.boxes, w.steps, w.guided_steps, w.iterations, w.loss_scale, w.threshold, w.cfg,
+                             w.seed, w.randomize, w.compare, w.forward, w.map_step],
+                     outputs=[w.boxed, w.image, w.plain, w.info, w.guided_maps, w.plain_maps, w.energy, w.seed,
+                              w.state],
+                     api_name="layout_guidance")
+    scroll_into_view_on(w.generate, "lg-results")
+    w.map_step.release(maps_at, inputs=[w.state, w.map_step], outputs=[w.guided_maps, w.plain_maps],
+                       api_visibility="private")

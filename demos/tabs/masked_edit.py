@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -102,12 +103,11 @@ COMPARE_METHODS = [Method(EDIT, "Masked edit (SDEdit in a mask)", _compare,
                           {"strength": STRENGTH, "steps": STEPS, "guidance_scale": GUIDANCE_SCALE})]
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.shared.click_to_mask import segment_on_click
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import RESULT, seed_controls
 
     gr.Markdown(
         "Mark a region (click the object for Segment Anything, upload a mask, or brush) and say what it should "
@@ -152,6 +152,21 @@ def build_ui() -> None:
     gr.Examples([[str(ASSETS / photo), str(ASSETS / photo), str(ASSETS / region), text]
                  for photo, region, text in EXAMPLES], inputs=[scene, editor, mask, prompt],
                 label="Examples (public-domain photos from scikit-image)")
+    return SimpleNamespace(
+        scene=scene, click_mode=click_mode, sam_model=sam_model, choice=choice, clicks=clicks, segment=segment,
+        mask=mask, editor=editor, prompt=prompt, strength=strength, steps=steps, guidance=guidance, grow=grow,
+        feather=feather, seed=seed, randomize=randomize, run=run, slider=slider, download=download, info=info,
+        steps_view=steps_view)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.shared.click_to_mask import segment_on_click
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on
+
+    w = layout()
 
     @user_errors
     def segment_for_ui(scene, clicks_text, model, choice, progress=gr.Progress(track_tqdm=True)):
@@ -171,12 +186,12 @@ def build_ui() -> None:
         return ((scene_image(scene), result.image), png_with_parameters(result.image, result.parameters, "masked-edit"),
                 summary, views, result.seed)
 
-    gr.on([scene.upload, scene.clear], lambda picture: ("", None, picture), inputs=scene,
-          outputs=[clicks, mask, editor], api_visibility="private")
-    segment_on_click(scene, clicks, click_mode, sam_model, choice, [mask], segment_for_ui)
-    segment.click(segment_for_ui, inputs=[scene, clicks, sam_model, choice], outputs=mask,
-                  api_name="masked_edit_click_to_mask")
-    run.click(edit_for_ui, inputs=[scene, prompt, strength, steps, guidance, seed, randomize, grow, feather, mask,
-                                   editor],
-              outputs=[slider, download, info, steps_view, seed], api_name="masked_edit")
-    scroll_into_view_on(run, "me-results")
+    gr.on([w.scene.upload, w.scene.clear], lambda picture: ("", None, picture), inputs=w.scene,
+          outputs=[w.clicks, w.mask, w.editor], api_visibility="private")
+    segment_on_click(w.scene, w.clicks, w.click_mode, w.sam_model, w.choice, [w.mask], segment_for_ui)
+    w.segment.click(segment_for_ui, inputs=[w.scene, w.clicks, w.sam_model, w.choice], outputs=w.mask,
+                    api_name="masked_edit_click_to_mask")
+    w.run.click(edit_for_ui, inputs=[w.scene, w.prompt, w.strength, w.steps, w.guidance, w.seed, w.randomize, w.grow,
+                                     w.feather, w.mask, w.editor],
+                outputs=[w.slider, w.download, w.info, w.steps_view, w.seed], api_name="masked_edit")
+    scroll_into_view_on(w.run, "me-results")

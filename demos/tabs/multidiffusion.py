@@ -264,6 +264,13 @@ def panorama_summary(result: PanoramaResult) -> str:
             + (" · circular: the two ends meet" if p["circular"] else ""))
 
 
+def regions_summary(result: RegionResult) -> str:
+    """What a region run cost: prompts × windows × steps, and how many of the steps bootstrapped."""
+    p = result.parameters
+    return (f"**seed {p['seed']}** · {result.seconds:.1f} s · {1 + len(p['boxes'])} prompts × {p['views']} "
+            f"windows × {p['steps']} steps · bootstrapping {p['bootstrap_steps']} steps")
+
+
 # ---- Compare ------------------------------------------------------------------------------------
 
 def _compare_panorama(prompt: str, seed: int = 0, steps: int | None = None, width: int | None = None,
@@ -293,12 +300,110 @@ COMPARE_METHODS = [
 
 # ---- UI -----------------------------------------------------------------------------------------
 
-def build_ui() -> None:
+def _captioned(previews: list[tuple[int, Image.Image]]) -> list[tuple[Image.Image, str]]:
+    """The fused x0 previews as gallery items, each captioned with its step."""
+    return [(img, f"step {step}") for step, img in previews]
+
+
+def panorama_tab(side: int) -> None:
+    """One prompt over a wide latent, with the windows, the fused x0 along the way and the naive baselines."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+
+    with gr.Tab("Panorama"):
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
+                gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
+                with gr.Row():
+                    width = gr.Slider(side, LIMITS.max_panorama_side, value=default_width(), step=8, label="Width (px)")
+                    height = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Height (px)")
+            with gr.Column():
+                with gr.Row():
+                    steps = gr.Slider(1, LIMITS.max_steps, value=default_steps(), step=1, label="Steps")
+                    cfg = gr.Slider(1, 20, value=md.GUIDANCE_SCALE, step=0.5, label="CFG scale")
+                    stride = gr.Slider(1, side // 8, value=md.WINDOW_STRIDE, step=1,
+                                       label="Window stride (latent px; ×8 in pixels)")
+                with gr.Row():
+                    circular = gr.Checkbox(value=False, label="Circular padding (a 360° panorama)")
+                    baselines = gr.Checkbox(value=True, label="Also run the naive baselines (one pass, tiles)")
+                seed, randomize = seed_controls(0)
+                generate = gr.Button("Generate panorama", variant="primary")
+                info = gr.Markdown(elem_id="md-summary")
+        with gr.Column(elem_id="md-results"):
+            image = gr.Image(label="MultiDiffusion panorama (PNG)", type="filepath", format="png",
+                             elem_id="md-panorama", elem_classes=RESULT)
+            grid = gr.Image(label="The windows it fused", format="png", elem_id="md-grid")
+            previews = gr.Gallery(label="Fused x0 prediction during sampling (step)", columns=PREVIEWS, height=220)
+            one_pass = gr.Image(label="Baseline: the whole size in one pass (same noise)", format="png")
+            tiles = gr.Image(label="Baseline: independent tiles stitched, no fusion (same noise)", format="png",
+                             elem_id="md-tiles")
+
+        @user_errors
+        def panorama_for_ui(prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines,
+                            progress=gr.Progress()):
+            result = run_panorama(prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines,
+                                  progress)
+            return (png_with_parameters(result.image, result.parameters, "multidiffusion"), result.grid,
+                    _captioned(result.previews), result.one_pass, result.tiles, panorama_summary(result),
+                    result.parameters["seed"])
+
+        generate.click(panorama_for_ui,
+                       inputs=[prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines],
+                       outputs=[image, grid, previews, one_pass, tiles, info, seed], api_name="multidiffusion_panorama")
+        scroll_into_view_on(generate, "md-results")
+
+
+def regions_tab(side: int) -> None:
+    """A background prompt plus one prompt per drawn box, with the mask each prompt owns."""
     import gradio as gr
 
     from demos.shared.boxes import box_editor
     from demos.shared.handlers import user_errors
     from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+
+    with gr.Tab("Region prompts"):
+        gr.Markdown("The **prompt** describes the background; each box's label is **its own prompt**. During "
+                    "the first *bootstrapping* steps each box's view sees a random flat colour outside the box, "
+                    "so its object forms inside it.")
+        with gr.Row():
+            with gr.Column():
+                prompt, layout = box_editor()
+            with gr.Column():
+                with gr.Row():
+                    width = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Width (px)")
+                    height = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Height (px)")
+                with gr.Row():
+                    steps = gr.Slider(1, LIMITS.max_steps, value=default_steps(), step=1, label="Steps")
+                    cfg = gr.Slider(1, 20, value=md.GUIDANCE_SCALE, step=0.5, label="CFG scale")
+                    bootstrap = gr.Slider(0, LIMITS.max_steps, value=round(md.BOOTSTRAP_FRACTION * default_steps()),
+                                          step=1, label="Bootstrapping steps")
+                seed, randomize = seed_controls(0)
+                generate = gr.Button("Generate with region prompts", variant="primary")
+                info = gr.Markdown()
+        with gr.Row(elem_id="md-region-results"):
+            boxed = gr.Image(label="Result, boxes drawn", format="png", elem_id="md-region-boxed", elem_classes=RESULT)
+            image = gr.Image(label="Result (PNG)", type="filepath", format="png", elem_classes=RESULT)
+            masks = gr.Image(label="Which prompt owns each latent pixel", format="png", elem_classes=RESULT)
+        previews = gr.Gallery(label="Fused x0 prediction during sampling (step)", columns=PREVIEWS, height=220)
+
+        @user_errors
+        def regions_for_ui(prompt, layout, width, height, steps, cfg, bootstrap, seed, randomize,
+                           progress=gr.Progress()):
+            result = run_regions(prompt, layout, width, height, steps, cfg, bootstrap, seed, randomize, progress)
+            return (result.boxed, png_with_parameters(result.image, result.parameters, "multidiffusion-regions"),
+                    result.masks, _captioned(result.previews), regions_summary(result), result.parameters["seed"])
+
+        generate.click(regions_for_ui,
+                       inputs=[prompt, layout, width, height, steps, cfg, bootstrap, seed, randomize],
+                       outputs=[boxed, image, masks, previews, info, seed], api_name="multidiffusion_regions")
+        scroll_into_view_on(generate, "md-region-results")
+
+
+def build_ui() -> None:
+    import gradio as gr
 
     side = native_side()
     gr.Markdown(
@@ -309,88 +414,5 @@ def build_ui() -> None:
         "masks as weights. Cost: windows × prompts × steps UNet passes."
     )
     with gr.Tabs():
-        with gr.Tab("Panorama"):
-            with gr.Row():
-                with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
-                    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
-                    with gr.Row():
-                        width = gr.Slider(side, LIMITS.max_panorama_side, value=default_width(), step=8, label="Width (px)")
-                        height = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Height (px)")
-                with gr.Column():
-                    with gr.Row():
-                        steps = gr.Slider(1, LIMITS.max_steps, value=default_steps(), step=1, label="Steps")
-                        cfg = gr.Slider(1, 20, value=md.GUIDANCE_SCALE, step=0.5, label="CFG scale")
-                        stride = gr.Slider(1, side // 8, value=md.WINDOW_STRIDE, step=1,
-                                           label="Window stride (latent px; ×8 in pixels)")
-                    with gr.Row():
-                        circular = gr.Checkbox(value=False, label="Circular padding (a 360° panorama)")
-                        baselines = gr.Checkbox(value=True, label="Also run the naive baselines (one pass, tiles)")
-                    seed, randomize = seed_controls(0)
-                    generate = gr.Button("Generate panorama", variant="primary")
-                    info = gr.Markdown(elem_id="md-summary")
-            with gr.Column(elem_id="md-results"):
-                image = gr.Image(label="MultiDiffusion panorama (PNG)", type="filepath", format="png",
-                                 elem_id="md-panorama", elem_classes=RESULT)
-                grid = gr.Image(label="The windows it fused", format="png", elem_id="md-grid")
-                previews = gr.Gallery(label="Fused x0 prediction during sampling (step)", columns=PREVIEWS, height=220)
-                one_pass = gr.Image(label="Baseline: the whole size in one pass (same noise)", format="png")
-                tiles = gr.Image(label="Baseline: independent tiles stitched, no fusion (same noise)", format="png",
-                                 elem_id="md-tiles")
-
-            @user_errors
-            def panorama_for_ui(prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines,
-                                progress=gr.Progress()):
-                result = run_panorama(prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines,
-                                      progress)
-                return (png_with_parameters(result.image, result.parameters, "multidiffusion"), result.grid,
-                        [(img, f"step {step}") for step, img in result.previews], result.one_pass, result.tiles,
-                        panorama_summary(result), result.parameters["seed"])
-
-            generate.click(panorama_for_ui,
-                           inputs=[prompt, width, height, steps, cfg, stride, circular, seed, randomize, baselines],
-                           outputs=[image, grid, previews, one_pass, tiles, info, seed], api_name="multidiffusion_panorama")
-            scroll_into_view_on(generate, "md-results")
-
-        with gr.Tab("Region prompts"):
-            gr.Markdown("The **prompt** describes the background; each box's label is **its own prompt**. During "
-                        "the first *bootstrapping* steps each box's view sees a random flat colour outside the box, "
-                        "so its object forms inside it.")
-            with gr.Row():
-                with gr.Column():
-                    region_prompt, layout = box_editor()
-                with gr.Column():
-                    with gr.Row():
-                        region_width = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Width (px)")
-                        region_height = gr.Slider(side, LIMITS.max_panorama_side, value=side, step=8, label="Height (px)")
-                    with gr.Row():
-                        region_steps = gr.Slider(1, LIMITS.max_steps, value=default_steps(), step=1, label="Steps")
-                        region_cfg = gr.Slider(1, 20, value=md.GUIDANCE_SCALE, step=0.5, label="CFG scale")
-                        bootstrap = gr.Slider(0, LIMITS.max_steps, value=round(md.BOOTSTRAP_FRACTION * default_steps()), step=1,
-                                              label="Bootstrapping steps")
-                    region_seed, region_randomize = seed_controls(0)
-                    region_generate = gr.Button("Generate with region prompts", variant="primary")
-                    region_info = gr.Markdown()
-            with gr.Row(elem_id="md-region-results"):
-                region_boxed = gr.Image(label="Result, boxes drawn", format="png", elem_id="md-region-boxed",
-                                        elem_classes=RESULT)
-                region_image = gr.Image(label="Result (PNG)", type="filepath", format="png", elem_classes=RESULT)
-                region_masks = gr.Image(label="Which prompt owns each latent pixel", format="png", elem_classes=RESULT)
-            region_previews = gr.Gallery(label="Fused x0 prediction during sampling (step)", columns=PREVIEWS, height=220)
-
-            @user_errors
-            def regions_for_ui(prompt, layout, width, height, steps, cfg, bootstrap, seed, randomize,
-                               progress=gr.Progress()):
-                result = run_regions(prompt, layout, width, height, steps, cfg, bootstrap, seed, randomize, progress)
-                p = result.parameters
-                info = (f"**seed {p['seed']}** · {result.seconds:.1f} s · {1 + len(p['boxes'])} prompts × {p['views']} "
-                        f"windows × {p['steps']} steps · bootstrapping {p['bootstrap_steps']} steps")
-                return (result.boxed, png_with_parameters(result.image, p, "multidiffusion-regions"), result.masks,
-                        [(img, f"step {step}") for step, img in result.previews], info, p["seed"])
-
-            region_generate.click(regions_for_ui,
-                                  inputs=[region_prompt, layout, region_width, region_height, region_steps, region_cfg,
-                                          bootstrap, region_seed, region_randomize],
-                                  outputs=[region_boxed, region_image, region_masks, region_previews, region_info,
-                                           region_seed], api_name="multidiffusion_regions")
-            scroll_into_view_on(region_generate, "md-region-results")
+        panorama_tab(side)
+        regions_tab(side)

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import numpy as np
@@ -423,6 +424,9 @@ def human_bytes(count: int) -> str:
     return ""
 
 
+FOOTPRINT_HEADERS = ["method", "parameters added/changed", "file size", "touches"]  # footprint_rows' columns
+
+
 def footprint_rows(footprints: list[Footprint]) -> list[list[Any]]:
     return [[f.method, f"{f.parameters:,}", human_bytes(f.file_bytes), f.touches] for f in footprints]
 
@@ -558,11 +562,6 @@ def training_summary(result: TrainingProgress) -> str:
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, seed_controls
-
-    tiny = models.model_settings.profile == "tiny"
-
     gr.Markdown(
         "Four ways to teach SD a concept, told apart by **what they change**: textual inversion learns one token "
         "embedding (KB), LoRA a low-rank update of the attention weights (MB), DreamBooth the whole UNet (GB; shipped "
@@ -570,80 +569,60 @@ def build_ui() -> None:
         "by each method's concept (plain SD: *a cat*). Everything is attached for the run and removed after it.")
     with gr.Tabs():
         with gr.Tab("One method"):
-            with gr.Row():
-                with gr.Column():
-                    prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt template ({} = the concept)")
-                    method = gr.Radio([*METHODS, UPLOADED], value="LoRA", label="Method", elem_id="pers-method")
-                    lora_weight = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA weight (0 = plain SD)",
-                                            elem_id="pers-lora-weight")
-                    dreambooth_weight = gr.Slider(0, 1.5, value=0.0, step=0.05,
-                                                  label="Mix in the DreamBooth-LoRA (weight; LoRA only)")
-                    with gr.Accordion("Your own file (.safetensors from the training tab)", open=False):
-                        uploaded = gr.File(label="LoRA or textual inversion", file_types=[".safetensors"],
-                                           type="filepath")
-                        uploaded_token = gr.Textbox("", label="Subject for {} (default: the file's token)")
-                    steps = gr.Slider(1, LIMITS.max_steps, value=4 if models.model_settings.profile == "tiny" else 30,
-                                      step=1, label="Steps (DDIM)")
-                    guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
-                    resolution = gr.Slider(64, 768, value=default_resolution(), step=8, label="Resolution")
-                    seed, randomize = seed_controls()
-                    run = gr.Button("Generate", variant="primary")
-                with gr.Column():
-                    with gr.Row():
-                        plain_image = gr.Image(label="Plain SD", format="png", height=220, elem_classes=RESULT)
-                        method_image = gr.Image(label="With the method", format="png", height=220,
-                                                elem_classes=RESULT)
-                    info = gr.Markdown(elem_id="pers-info")
-                    table = gr.Dataframe(headers=["method", "parameters added/changed", "file size", "touches"],
-                                         label="What it changes", interactive=False)
-            gr.Examples([[DEFAULT_PROMPT, "textual inversion"], ["a watercolor of {}", "Custom Diffusion"],
-                         ["{} in a bucket", "DreamBooth-LoRA"]], inputs=[prompt, method])
+            one = _one_method_tab()
         with gr.Tab("All methods, one prompt"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    all_prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt template ({} = the concept)")
-                    all_seed, all_randomize = seed_controls()
-                    run_all = gr.Button("Run every method", variant="primary")
-                with gr.Column(scale=3):
-                    gallery = gr.Gallery(label="Plain SD · TI · LoRA 0 / 0.5 / 1 · DreamBooth-LoRA · Custom Diffusion",
-                                         columns=7, height=200, format="png")
-                    chart = gr.Image(label="Parameters changed per block (log scale)", format="png")
-                    all_table = gr.Dataframe(headers=["method", "parameters added/changed", "file size", "touches"],
-                                             interactive=False)
+            every = _all_methods_tab()
         with gr.Tab("Train your own"):
-            gr.Markdown(
-                "Upload 3–10 photos of one object or style. **Textual inversion** learns one new word's vector; "
-                "**LoRA** learns rank-r updates of the UNet's attention, bound to *trigger word + class*. The loss is "
-                "the noise-prediction error of a random noise level. **Prior preservation** (DreamBooth) is off by "
-                "default: it first makes the frozen model draw the class (*a photo of a toy*) and adds that loss "
-                "times λ, so the class does not drift toward your photos — it doubles the cost per step, and a "
-                "few hundred LoRA steps rarely need it. On a CPU the tiny profile trains in seconds; on a GPU the real base.")
+            own = _train_tab()
+    # Wired once every sub-tab is built, so the page's events keep their order: the Examples' first.
+    _wire_one_method(one)
+    _wire_all_methods(every, one)
+    _wire_training(own, one)
+
+
+def _one_method_tab() -> SimpleNamespace:
+    """Plain SD beside SD with one method (or an uploaded file) attached; its steps, guidance and resolution
+    serve the other sub-tabs too."""
+    import gradio as gr
+
+    from demos.shared.widgets import RESULT, seed_controls
+
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt template ({} = the concept)")
+            method = gr.Radio([*METHODS, UPLOADED], value="LoRA", label="Method", elem_id="pers-method")
+            lora_weight = gr.Slider(0, 1.5, value=1.0, step=0.05, label="LoRA weight (0 = plain SD)",
+                                    elem_id="pers-lora-weight")
+            dreambooth_weight = gr.Slider(0, 1.5, value=0.0, step=0.05,
+                                          label="Mix in the DreamBooth-LoRA (weight; LoRA only)")
+            with gr.Accordion("Your own file (.safetensors from the training tab)", open=False):
+                uploaded = gr.File(label="LoRA or textual inversion", file_types=[".safetensors"], type="filepath")
+                uploaded_token = gr.Textbox("", label="Subject for {} (default: the file's token)")
+            steps = gr.Slider(1, LIMITS.max_steps, value=4 if models.model_settings.profile == "tiny" else 30,
+                              step=1, label="Steps (DDIM)")
+            guidance = gr.Slider(0, 15, value=7.5, step=0.5, label="Guidance scale (CFG)")
+            resolution = gr.Slider(64, 768, value=default_resolution(), step=8, label="Resolution")
+            seed, randomize = seed_controls()
+            run = gr.Button("Generate", variant="primary")
+        with gr.Column():
             with gr.Row():
-                with gr.Column():
-                    photos = gr.File(label="Photos (3–10)", file_count="multiple", file_types=["image"],
-                                     type="filepath")
-                    train_method = gr.Radio(list(TRAIN_METHODS), value=TI, label="What to train")
-                    with gr.Row():
-                        token = gr.Textbox("<my-concept>", label="Trigger word")
-                        class_word = gr.Textbox("toy", label="Class (TI starts from it)")
-                    train_steps = gr.Slider(1, LIMITS.max_training_steps, value=40 if tiny else 400, step=1,
-                                            label="Step budget")
-                    with gr.Row():
-                        learning_rate = gr.Number(0, label="Learning rate (0 = TI 5e-3, LoRA 1e-3)", minimum=0)
-                        rank = gr.Slider(1, 64, value=4, step=1, label="LoRA rank")
-                    with gr.Row():
-                        prior_weight = gr.Slider(0, 2, value=0, step=0.1, label="Prior preservation λ (0 = off)")
-                        sample_every = gr.Slider(1, LIMITS.max_training_steps, value=20 if tiny else 100, step=1,
-                                                 label="Sample every N steps")
-                    train_seed, train_randomize = seed_controls()
-                    train = gr.Button("Train", variant="primary")
-                with gr.Column():
-                    loss_image = gr.Image(label="Loss", format="png", elem_id="pers-loss")
-                    train_info = gr.Markdown(elem_id="pers-train-info")
-                    train_samples = gr.Gallery(label="Samples while training", columns=5, height=160, format="png")
-                    trained_file = gr.File(label="Trained weights (.safetensors): load them back under One method")
-            gr.Examples([[[str(ASSETS / name) for name in ("chelsea.jpg", "reference_cat.jpg", "coffee.jpg")]]],
-                        inputs=[photos], label="Example photos")
+                plain_image = gr.Image(label="Plain SD", format="png", height=220, elem_classes=RESULT)
+                method_image = gr.Image(label="With the method", format="png", height=220, elem_classes=RESULT)
+            info = gr.Markdown(elem_id="pers-info")
+            table = gr.Dataframe(headers=FOOTPRINT_HEADERS, label="What it changes", interactive=False)
+    gr.Examples([[DEFAULT_PROMPT, "textual inversion"], ["a watercolor of {}", "Custom Diffusion"],
+                 ["{} in a bucket", "DreamBooth-LoRA"]], inputs=[prompt, method])
+    return SimpleNamespace(
+        prompt=prompt, method=method, lora_weight=lora_weight, dreambooth_weight=dreambooth_weight, uploaded=uploaded,
+        uploaded_token=uploaded_token, steps=steps, guidance=guidance, resolution=resolution, seed=seed,
+        randomize=randomize, run=run, plain_image=plain_image, method_image=method_image, info=info, table=table)
+
+
+def _wire_one_method(one: SimpleNamespace) -> None:
+    """Generate: the /personalise endpoint."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
 
     @user_errors
     def one_for_ui(prompt, method, lora_weight, dreambooth_weight, uploaded, uploaded_token, steps, guidance,
@@ -652,10 +631,97 @@ def build_ui() -> None:
                                      steps, guidance, resolution, uploaded, uploaded_token, progress)
         return result.plain, result.image, summary(result), footprint_rows([result.footprint]), result.seed
 
+    one.run.click(one_for_ui, inputs=[one.prompt, one.method, one.lora_weight, one.dreambooth_weight, one.uploaded,
+                                      one.uploaded_token, one.steps, one.guidance, one.resolution, one.seed,
+                                      one.randomize],
+                  outputs=[one.plain_image, one.method_image, one.info, one.table, one.seed], api_name="personalise")
+
+
+def _all_methods_tab() -> SimpleNamespace:
+    """Every method on one prompt and seed, with a chart of the parameters each changes per block."""
+    import gradio as gr
+
+    from demos.shared.widgets import seed_controls
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt template ({} = the concept)")
+            seed, randomize = seed_controls()
+            run = gr.Button("Run every method", variant="primary")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Plain SD · TI · LoRA 0 / 0.5 / 1 · DreamBooth-LoRA · Custom Diffusion",
+                                 columns=7, height=200, format="png")
+            chart = gr.Image(label="Parameters changed per block (log scale)", format="png")
+            table = gr.Dataframe(headers=FOOTPRINT_HEADERS, interactive=False)
+    return SimpleNamespace(prompt=prompt, seed=seed, randomize=randomize, run=run, gallery=gallery, chart=chart,
+                           table=table)
+
+
+def _wire_all_methods(every: SimpleNamespace, one: SimpleNamespace) -> None:
+    """Run every method: the /personalise_all endpoint, with One method's steps, guidance and resolution."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+
     @user_errors
     def all_for_ui(prompt, steps, guidance, resolution, seed, randomize, progress=gr.Progress()):
         result = run_all_methods(prompt, resolve_seed(seed, randomize), steps, guidance, resolution, progress)
         return result.images, result.chart, footprint_rows(result.footprints), result.seed
+
+    every.run.click(all_for_ui, inputs=[every.prompt, one.steps, one.guidance, one.resolution, every.seed,
+                                        every.randomize],
+                    outputs=[every.gallery, every.chart, every.table, every.seed], api_name="personalise_all")
+
+
+def _train_tab() -> SimpleNamespace:
+    """Textual inversion or LoRA trained on the user's photos, watched step by step."""
+    import gradio as gr
+
+    from demos.shared.widgets import seed_controls
+
+    tiny = models.model_settings.profile == "tiny"
+    gr.Markdown(
+        "Upload 3–10 photos of one object or style. **Textual inversion** learns one new word's vector; "
+        "**LoRA** learns rank-r updates of the UNet's attention, bound to *trigger word + class*. The loss is "
+        "the noise-prediction error of a random noise level. **Prior preservation** (DreamBooth) is off by "
+        "default: it first makes the frozen model draw the class (*a photo of a toy*) and adds that loss "
+        "times λ, so the class does not drift toward your photos — it doubles the cost per step, and a "
+        "few hundred LoRA steps rarely need it. On a CPU the tiny profile trains in seconds; on a GPU the real base.")
+    with gr.Row():
+        with gr.Column():
+            photos = gr.File(label="Photos (3–10)", file_count="multiple", file_types=["image"], type="filepath")
+            method = gr.Radio(list(TRAIN_METHODS), value=TI, label="What to train")
+            with gr.Row():
+                token = gr.Textbox("<my-concept>", label="Trigger word")
+                class_word = gr.Textbox("toy", label="Class (TI starts from it)")
+            steps = gr.Slider(1, LIMITS.max_training_steps, value=40 if tiny else 400, step=1, label="Step budget")
+            with gr.Row():
+                learning_rate = gr.Number(0, label="Learning rate (0 = TI 5e-3, LoRA 1e-3)", minimum=0)
+                rank = gr.Slider(1, 64, value=4, step=1, label="LoRA rank")
+            with gr.Row():
+                prior_weight = gr.Slider(0, 2, value=0, step=0.1, label="Prior preservation λ (0 = off)")
+                sample_every = gr.Slider(1, LIMITS.max_training_steps, value=20 if tiny else 100, step=1,
+                                         label="Sample every N steps")
+            seed, randomize = seed_controls()
+            train = gr.Button("Train", variant="primary")
+        with gr.Column():
+            loss_image = gr.Image(label="Loss", format="png", elem_id="pers-loss")
+            info = gr.Markdown(elem_id="pers-train-info")
+            samples = gr.Gallery(label="Samples while training", columns=5, height=160, format="png")
+            trained_file = gr.File(label="Trained weights (.safetensors): load them back under One method")
+    gr.Examples([[[str(ASSETS / name) for name in ("chelsea.jpg", "reference_cat.jpg", "coffee.jpg")]]],
+                inputs=[photos], label="Example photos")
+    return SimpleNamespace(
+        photos=photos, method=method, token=token, class_word=class_word, steps=steps, learning_rate=learning_rate,
+        rank=rank, prior_weight=prior_weight, sample_every=sample_every, seed=seed, randomize=randomize, train=train,
+        loss_image=loss_image, info=info, samples=samples, trained_file=trained_file)
+
+
+def _wire_training(own: SimpleNamespace, one: SimpleNamespace) -> None:
+    """Train: the /train_concept endpoint, streaming the loss and samples; trains at One method's resolution."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
 
     @user_errors
     def train_for_ui(photos, method, token, class_word, steps, learning_rate, rank, prior_weight, sample_every, resolution,
@@ -667,14 +733,11 @@ def build_ui() -> None:
             path = str(save_weights(method, result.weights, tempfile.mkdtemp(dir=OUTPUT_DIR))) if result.done else None
             yield result.plot, training_summary(result), result.samples, path, seed
 
-    run.click(one_for_ui, inputs=[prompt, method, lora_weight, dreambooth_weight, uploaded, uploaded_token, steps,
-                                  guidance, resolution, seed, randomize],
-              outputs=[plain_image, method_image, info, table, seed], api_name="personalise")
-    run_all.click(all_for_ui, inputs=[all_prompt, steps, guidance, resolution, all_seed, all_randomize],
-                  outputs=[gallery, chart, all_table, all_seed], api_name="personalise_all")
-    train.click(train_for_ui, inputs=[photos, train_method, token, class_word, train_steps, learning_rate, rank,
-                                      prior_weight, sample_every, resolution, train_seed, train_randomize],
-                outputs=[loss_image, train_info, train_samples, trained_file, train_seed], api_name="train_concept")
+    own.train.click(train_for_ui, inputs=[own.photos, own.method, own.token, own.class_word, own.steps,
+                                          own.learning_rate, own.rank, own.prior_weight, own.sample_every,
+                                          one.resolution, own.seed, own.randomize],
+                    outputs=[own.loss_image, own.info, own.samples, own.trained_file, own.seed],
+                    api_name="train_concept")
 
 
 # ---- Compare ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -182,11 +183,11 @@ COMPARE_METHODS = [Method(EDIT, "Prompt-to-prompt + null-text inversion", _compa
                            "self_replace_steps": p2p.SELF_REPLACE_STEPS})]
 
 
-def build_ui() -> None:
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import RESULT, seed_controls
 
     gr.Markdown(
         "Write a prompt, then edit it. Both prompts are denoised together from the same noise; for the first "
@@ -231,6 +232,20 @@ def build_ui() -> None:
     edited_maps = gr.Image(label="Edited prompt's cross-attention", show_label=False, format="png")
     gr.Examples([[str(ASSETS / name) if name else None, *rest] for name, *rest in EXAMPLES],
                 inputs=[photo, source, edited, edit, word, weight], label="Examples")
+    return SimpleNamespace(
+        source=source, edited=edited, edit=edit, word=word, weight=weight, cross=cross, self_steps=self_steps,
+        photo=photo, steps=steps, guidance=guidance, inner=inner, seed=seed, randomize=randomize, run=run,
+        source_image=source_image, edited_image=edited_image, info=info, reconstructions=reconstructions,
+        source_maps=source_maps, edited_maps=edited_maps)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on
+
+    w = layout()
 
     @user_errors
     def edit_for_ui(source, edited, edit, photo, word, weight, cross, self_steps, steps, guidance, seed, randomize,
@@ -247,9 +262,10 @@ def build_ui() -> None:
                 png_with_parameters(result.edited_image, p, "p2p-edit"), summary(result), gallery,
                 result.source_maps, result.edited_maps, p["seed"] if p["seed"] is not None else seed)
 
-    run.click(edit_for_ui,
-              inputs=[source, edited, edit, photo, word, weight, cross, self_steps, steps, guidance, seed, randomize,
-                      inner],
-              outputs=[source_image, edited_image, info, reconstructions, source_maps, edited_maps, seed],
-              api_name="prompt_to_prompt")
-    scroll_into_view_on(run, "p2p-results")
+    w.run.click(edit_for_ui,
+                inputs=[w.source, w.edited, w.edit, w.photo, w.word, w.weight, w.cross, w.self_steps, w.steps,
+                        w.guidance, w.seed, w.randomize, w.inner],
+                outputs=[w.source_image, w.edited_image, w.info, w.reconstructions, w.source_maps, w.edited_maps,
+                         w.seed],
+                api_name="prompt_to_prompt")
+    scroll_into_view_on(w.run, "p2p-results")

@@ -251,9 +251,6 @@ COMPARE_METHODS = [Method(IMAGE, "unCLIP (Kandinsky 2.2)", _compare_unclip,
 def build_ui() -> None:
     import gradio as gr
 
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
-
     gr.Markdown(
         "unCLIP in two stages: a **prior** maps the caption to a CLIP **image** embedding, and a **decoder** "
         "paints an image from that embedding alone — it never sees the text. Kandinsky 2.2 (prior: CLIP ViT-bigG "
@@ -262,106 +259,133 @@ def build_ui() -> None:
     )
     with gr.Tabs():
         with gr.Tab("Text → image"):
-            with gr.Row():
-                with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
-                    gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
-                    with gr.Row():
-                        prior_steps = gr.Slider(MIN_PRIOR_STEPS, LIMITS.max_steps, value=PRIOR_STEPS, step=1,
-                                                label="Prior steps")
-                        decoder_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1,
-                                                  label="Decoder steps")
-                    with gr.Row():
-                        prior_guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Prior guidance")
-                        decoder_guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Decoder guidance")
-                    seed, randomize = seed_controls(0)
-                    generate = gr.Button("Generate (prior → decoder)", variant="primary")
-                with gr.Column(elem_id="unclip-results"):
-                    image = gr.Image(label="unCLIP result (PNG)", type="filepath", format="png", elem_id="unclip-image",
-                                     elem_classes=RESULT)
-                    info = gr.Markdown()
-                    table = gr.Dataframe(headers=["embeddings compared", "cosine similarity"], interactive=False,
-                                         label="The gap the prior closes")
-
-            @user_errors
-            def text_for_ui(prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance, seed, randomize,
-                            progress=gr.Progress()):
-                result = run_unclip(prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance, seed, randomize,
-                                    progress)
-                return (png_with_parameters(result.image, result.parameters, "unclip"), text_summary(result),
-                        similarity_table(result), result.parameters["seed"])
-
-            generate.click(text_for_ui, inputs=[prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance,
-                                                seed, randomize],
-                           outputs=[image, info, table, seed], api_name="unclip_text")
-            scroll_into_view_on(generate, "unclip-results")
-
+            _text_to_image_tab()
         with gr.Tab("Variations"):
-            with gr.Row():
-                with gr.Column():
-                    source = gr.Image(label="Image to vary", type="pil", value=str(ASSETS / "chelsea.jpg"), height=300)
-                    gr.Examples([[str(ASSETS / n)] for n in ("chelsea.jpg", "coffee.jpg", "rocket.jpg")], inputs=source,
-                                label="Example images")
-                    with gr.Row():
-                        count = gr.Slider(1, LIMITS.max_images_per_run, value=2, step=1, label="Variations")
-                        var_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1,
-                                              label="Decoder steps")
-                        var_guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Decoder guidance")
-                    var_seed, var_randomize = seed_controls(0)
-                    vary = gr.Button("Make variations", variant="primary")
-                with gr.Column(elem_id="unclip-variation-results"):
-                    variations = gr.Gallery(label="Variations (its CLIP image embedding, decoded with other seeds)",
-                                            columns=2, format="png", elem_id="unclip-variations")
-                    var_info = gr.Markdown(elem_id="unclip-variation-info")
-
-            @user_errors
-            def variations_for_ui(image, count, steps, guidance, seed, randomize, progress=gr.Progress()):
-                result = run_variations(image, count, steps, guidance, seed, randomize, progress)
-                return (list(zip(result.images, result.captions)),
-                        f"**seed {result.parameters['seed']}** · {result.seconds:.1f} s · no prior, no text",
-                        result.parameters["seed"])
-
-            vary.click(variations_for_ui, inputs=[source, count, var_steps, var_guidance, var_seed, var_randomize],
-                       outputs=[variations, var_info, var_seed], api_name="unclip_variations")
-            scroll_into_view_on(vary, "unclip-variation-results")
-
+            _variations_tab()
         with gr.Tab("Interpolation"):
+            _interpolation_tab()
+
+
+def _text_to_image_tab() -> None:
+    """The whole pipeline from a caption, with the cosine similarities that show what the prior does."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT, scroll_into_view_on, seed_controls
+
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2)
+            gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
             with gr.Row():
-                image_a = gr.Image(label="A", type="pil", value=str(ASSETS / "chelsea.jpg"), height=240)
-                image_b = gr.Image(label="B (or clear it and give a text)", type="pil", value=str(ASSETS / "coffee.jpg"),
-                                   height=240)
-                with gr.Column():
-                    text_b = gr.Textbox(label="Text for B (used when B has no image)", value="")
-                    with gr.Row():
-                        frames = gr.Slider(2, MAX_FRAMES, value=5, step=1, label="Frames")
-                        mode = gr.Radio(list(MODES), value="slerp", label="Path")
-                    int_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1, label="Decoder steps")
-                    int_seed, int_randomize = seed_controls(0)
-                    interpolate = gr.Button("Interpolate", variant="primary")
-            strip = gr.Gallery(label="A → B (one seed; only the embedding moves)", columns=MAX_FRAMES, format="png",
-                               elem_id="unclip-strip", height=260)
-            pick = gr.Slider(0, 1, value=0.5, step=0.01, label="Show the frame nearest to t")
-            frame = gr.Image(label="Frame", format="png", height=300)
-            int_info = gr.Markdown()
-            frames_state = gr.State()
+                prior_steps = gr.Slider(MIN_PRIOR_STEPS, LIMITS.max_steps, value=PRIOR_STEPS, step=1,
+                                        label="Prior steps")
+                decoder_steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1,
+                                          label="Decoder steps")
+            with gr.Row():
+                prior_guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Prior guidance")
+                decoder_guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Decoder guidance")
+            seed, randomize = seed_controls(0)
+            generate = gr.Button("Generate (prior → decoder)", variant="primary")
+        with gr.Column(elem_id="unclip-results"):
+            image = gr.Image(label="unCLIP result (PNG)", type="filepath", format="png", elem_id="unclip-image",
+                             elem_classes=RESULT)
+            info = gr.Markdown()
+            table = gr.Dataframe(headers=["embeddings compared", "cosine similarity"], interactive=False,
+                                 label="The gap the prior closes")
 
-            @user_errors
-            def interpolation_for_ui(image_a, image_b, text_b, frames, mode, steps, seed, randomize, pick,
-                                     progress=gr.Progress()):
-                result = run_interpolation(image_a, image_b, text_b, frames, mode, steps, seed, randomize, progress)
-                info = (f"**seed {result.parameters['seed']}** · {result.seconds:.1f} s · cosine(A, B) = "
-                        f"{result.parameters['cosine_a_b']:.2f}")
-                return (list(zip(result.images, result.captions)), nearest_frame(result.images, pick), info,
-                        result.parameters["seed"], result.images)
+    @user_errors
+    def text_for_ui(prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance, seed, randomize,
+                    progress=gr.Progress()):
+        result = run_unclip(prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance, seed, randomize,
+                            progress)
+        return (png_with_parameters(result.image, result.parameters, "unclip"), text_summary(result),
+                similarity_table(result), result.parameters["seed"])
 
-            @user_errors
-            def frame_at(images, t):
-                return nearest_frame(images, t) if images else None
+    generate.click(text_for_ui, inputs=[prompt, prior_steps, decoder_steps, prior_guidance, decoder_guidance,
+                                        seed, randomize],
+                   outputs=[image, info, table, seed], api_name="unclip_text")
+    scroll_into_view_on(generate, "unclip-results")
 
-            interpolate.click(interpolation_for_ui,
-                              inputs=[image_a, image_b, text_b, frames, mode, int_steps, int_seed, int_randomize, pick],
-                              outputs=[strip, frame, int_info, int_seed, frames_state], api_name="unclip_interpolation")
-            pick.release(frame_at, inputs=[frames_state, pick], outputs=frame, api_visibility="private")
+
+def _variations_tab() -> None:
+    """The decoder alone on an upload's own embedding: no prior, no text, only other seeds."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on, seed_controls
+
+    with gr.Row():
+        with gr.Column():
+            source = gr.Image(label="Image to vary", type="pil", value=str(ASSETS / "chelsea.jpg"), height=300)
+            gr.Examples([[str(ASSETS / n)] for n in ("chelsea.jpg", "coffee.jpg", "rocket.jpg")], inputs=source,
+                        label="Example images")
+            with gr.Row():
+                count = gr.Slider(1, LIMITS.max_images_per_run, value=2, step=1, label="Variations")
+                steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1, label="Decoder steps")
+                guidance = gr.Slider(1, 20, value=GUIDANCE, step=0.5, label="Decoder guidance")
+            seed, randomize = seed_controls(0)
+            vary = gr.Button("Make variations", variant="primary")
+        with gr.Column(elem_id="unclip-variation-results"):
+            variations = gr.Gallery(label="Variations (its CLIP image embedding, decoded with other seeds)",
+                                    columns=2, format="png", elem_id="unclip-variations")
+            info = gr.Markdown(elem_id="unclip-variation-info")
+
+    @user_errors
+    def variations_for_ui(image, count, steps, guidance, seed, randomize, progress=gr.Progress()):
+        result = run_variations(image, count, steps, guidance, seed, randomize, progress)
+        return (list(zip(result.images, result.captions)),
+                f"**seed {result.parameters['seed']}** · {result.seconds:.1f} s · no prior, no text",
+                result.parameters["seed"])
+
+    vary.click(variations_for_ui, inputs=[source, count, steps, guidance, seed, randomize],
+               outputs=[variations, info, seed], api_name="unclip_variations")
+    scroll_into_view_on(vary, "unclip-variation-results")
+
+
+def _interpolation_tab() -> None:
+    """A strip between two embeddings decoded with one seed, and a slider to look at one frame of it."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import seed_controls
+
+    with gr.Row():
+        image_a = gr.Image(label="A", type="pil", value=str(ASSETS / "chelsea.jpg"), height=240)
+        image_b = gr.Image(label="B (or clear it and give a text)", type="pil", value=str(ASSETS / "coffee.jpg"),
+                           height=240)
+        with gr.Column():
+            text_b = gr.Textbox(label="Text for B (used when B has no image)", value="")
+            with gr.Row():
+                frames = gr.Slider(2, MAX_FRAMES, value=5, step=1, label="Frames")
+                mode = gr.Radio(list(MODES), value="slerp", label="Path")
+            steps = gr.Slider(1, LIMITS.max_steps, value=default_decoder_steps(), step=1, label="Decoder steps")
+            seed, randomize = seed_controls(0)
+            interpolate = gr.Button("Interpolate", variant="primary")
+    strip = gr.Gallery(label="A → B (one seed; only the embedding moves)", columns=MAX_FRAMES, format="png",
+                       elem_id="unclip-strip", height=260)
+    pick = gr.Slider(0, 1, value=0.5, step=0.01, label="Show the frame nearest to t")
+    frame = gr.Image(label="Frame", format="png", height=300)
+    info = gr.Markdown()
+    frames_state = gr.State()
+
+    @user_errors
+    def interpolation_for_ui(image_a, image_b, text_b, frames, mode, steps, seed, randomize, pick,
+                             progress=gr.Progress()):
+        result = run_interpolation(image_a, image_b, text_b, frames, mode, steps, seed, randomize, progress)
+        info = (f"**seed {result.parameters['seed']}** · {result.seconds:.1f} s · cosine(A, B) = "
+                f"{result.parameters['cosine_a_b']:.2f}")
+        return (list(zip(result.images, result.captions)), nearest_frame(result.images, pick), info,
+                result.parameters["seed"], result.images)
+
+    @user_errors
+    def frame_at(images, t):
+        return nearest_frame(images, t) if images else None
+
+    interpolate.click(interpolation_for_ui,
+                      inputs=[image_a, image_b, text_b, frames, mode, steps, seed, randomize, pick],
+                      outputs=[strip, frame, info, seed, frames_state], api_name="unclip_interpolation")
+    pick.release(frame_at, inputs=[frames_state, pick], outputs=frame, api_visibility="private")
 
 
 def nearest_frame(images: list[Image.Image], t: Any) -> Image.Image:

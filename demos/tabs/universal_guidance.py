@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -385,11 +386,19 @@ COMPARE_METHODS = [
 ]
 
 
-def build_ui() -> None:
+def _paper_example(which: str) -> list:
+    """One example row that loads the paper's settings for a guide, so a click reproduces its figure."""
+    settings = PAPER[which]
+    picture = {IDENTITY: "astronaut.jpg", SEGMENTATION: "astronaut.jpg", STYLE: "chelsea.jpg"}[which]
+    return [DEFAULT_PROMPT, which, str(ASSETS / picture), True, settings.forward_strength, settings.recurrence,
+            settings.steps]
+
+
+def layout() -> SimpleNamespace:
+    """The tab's widgets, placed; `build_ui` wires them."""
     import gradio as gr
 
-    from demos.shared.handlers import user_errors
-    from demos.shared.widgets import MATH, RESULT, scroll_into_view_on, seed_controls
+    from demos.shared.widgets import MATH, RESULT, seed_controls
 
     gr.Markdown(
         "Steer Stable Diffusion 1.5 with an **off-the-shelf network** that was never trained on noisy images. At "
@@ -440,19 +449,28 @@ def build_ui() -> None:
     filmstrip = gr.Gallery(label="Predicted x0 (decoded ẑ0) along the guided trajectory", columns=6, height=200,
                            format="png", elem_id="ug-filmstrip")
 
-    def paper_example(which: str) -> list:
-        settings = PAPER[which]
-        picture = {IDENTITY: "astronaut.jpg", SEGMENTATION: "astronaut.jpg", STYLE: "chelsea.jpg"}[which]
-        return [DEFAULT_PROMPT, which, str(ASSETS / picture), True, settings.forward_strength, settings.recurrence,
-                settings.steps]
-
     gr.Examples(
-        examples=[paper_example(which) for which in GUIDES],
+        examples=[_paper_example(which) for which in GUIDES],
         example_labels=[f"Paper settings: {which} (s = {PAPER[which].forward_strength:g}, k = {PAPER[which].recurrence}, "
                         f"{PAPER[which].steps} steps)" for which in GUIDES],
         inputs=[prompt, guide, reference, forward, strength, recurrence, steps],
         label="Examples (public-domain photos from scikit-image)",
     )
+    return SimpleNamespace(
+        prompt=prompt, guide=guide, reference=reference, mask=mask, network=network, forward=forward,
+        strength=strength, decay=decay, backward=backward, backward_steps=backward_steps, recurrence=recurrence,
+        steps=steps, fraction=fraction, cfg=cfg, resolution=resolution, compare=compare, seed=seed,
+        randomize=randomize, generate=generate, image=image, plain=plain, target_view=target_view, info=info,
+        plot=plot, filmstrip=filmstrip)
+
+
+def build_ui() -> None:
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import scroll_into_view_on
+
+    w = layout()
 
     @user_errors
     def generate_for_ui(prompt, guide, reference, mask, network, steps, cfg, forward, strength, backward, backward_steps,
@@ -467,8 +485,10 @@ def build_ui() -> None:
         return (png_with_parameters(result.image, result.parameters, "universal-guidance"), plain_png,
                 result.target_view, summary(result), loss_figure(result), result.filmstrip, result.parameters["seed"])
 
-    generate.click(generate_for_ui,
-                   inputs=[prompt, guide, reference, mask, network, steps, cfg, forward, strength, backward,
-                           backward_steps, recurrence, fraction, decay, resolution, seed, randomize, compare],
-                   outputs=[image, plain, target_view, info, plot, filmstrip, seed], api_name="universal_guidance")
-    scroll_into_view_on(generate, "ug-results")
+    w.generate.click(generate_for_ui,
+                     inputs=[w.prompt, w.guide, w.reference, w.mask, w.network, w.steps, w.cfg, w.forward, w.strength,
+                             w.backward, w.backward_steps, w.recurrence, w.fraction, w.decay, w.resolution, w.seed,
+                             w.randomize, w.compare],
+                     outputs=[w.image, w.plain, w.target_view, w.info, w.plot, w.filmstrip, w.seed],
+                     api_name="universal_guidance")
+    scroll_into_view_on(w.generate, "ug-results")
