@@ -29,8 +29,11 @@ if os.environ.get("PP_TORCH_THREADS"):  # CI reruns the mechanism tests on one t
 
 
 def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "mechanism: a property of a paper's mechanism; CI reruns these on one "
-                                       "thread with freshly built tiny models")
+    config.addinivalue_line("markers", "mechanism: a property of a paper's mechanism that floating-point "
+                                       "summation order could flip (a margin over seeds, an optimisation lowering "
+                                       "a loss, two computation paths compared); CI reruns these on one thread. "
+                                       "Traces, exact blends and made-up inputs "
+                                       "are not marked: thread count cannot change them.")
     config.addinivalue_line("markers", "hub: acceptance on the published checkpoints (network); run with -m hub")
 
 

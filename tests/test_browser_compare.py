@@ -8,7 +8,7 @@ import re
 import pytest
 
 from demos.tabs.compare import load_preset, preset_names
-from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -40,14 +40,10 @@ def test_compare_preset_runs_and_exports(app_server, page):
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(page, name):
-    """On a server of its own: the diffusion presets run for minutes here, and must not hold up other tests."""
-    plan = load_preset(name)
-    server = AppServer()
-    try:
-        check_preset(page, server.url, name, plan)
-    finally:
-        server.stop()
+def test_a_preset_keeps_its_methods_and_sweep_and_runs_its_cells(app_server, page, name):
+    """The diffusion presets would run for minutes here: the test leaves once the cells are announced, and
+    closing its page stops the run at its next step (`demos/page/server.py`), so it holds up no other test."""
+    check_preset(page, app_server.url, name, load_preset(name))
 
 
 def check_preset(page, url: str, name: str, plan) -> None:

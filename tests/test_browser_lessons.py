@@ -7,7 +7,7 @@ import re
 import pytest
 
 from demos.page.i18n import table
-from tests.conftest import ARTIFACTS, AppServer, open_tab, require_browser
+from tests.conftest import ARTIFACTS, open_tab, require_browser
 
 require_browser()
 
@@ -19,13 +19,6 @@ EN, ZH = table("en"), table("zh")
 UNCHANGED = {text for key, text in EN.items() if ZH[key] == text}  # names: GLIGEN, LCM-LoRA, x_t, ...
 
 
-@pytest.fixture(scope="module")
-def server():
-    """Its own server: the language switch is remembered per address (localStorage), and the other
-    browser tests, on the shared server, expect English."""
-    server = AppServer()
-    yield server
-    server.stop()
 
 
 def start(page, url: str) -> None:
@@ -56,8 +49,8 @@ def selected_tabs(page) -> list[str]:
     return [tab.inner_text().strip() for tab in page.locator("[role=tab][aria-selected=true]").all() if tab.is_visible()]
 
 
-def test_walk_vision_and_language_with_next_only(server, page):
-    start(page, server.url)
+def test_walk_vision_and_language_with_next_only(app_server, page):
+    start(page, app_server.url)
     pick(page, "Vision and language")
     counter, text = page.locator("#lesson-counter"), page.locator("#lesson-text")
     expect(counter).to_contain_text("1 / 4 · CLIP zero-shot")
@@ -94,9 +87,9 @@ def test_walk_vision_and_language_with_next_only(server, page):
     expect(counter).to_contain_text("3 / 4")
 
 
-def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(server, browser_context):
+def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(app_server, browser_context):
     teacher = browser_context.new_page()
-    start(teacher, server.url)
+    start(teacher, app_server.url)
     pick(teacher, "How diffusion samples: DDPM → DDIM η → LDM → LCM")
     for step in (2, 3):  # one click at a time: gradio drops a click made while the last one is pending
         teacher.locator("#lesson-next").click()
@@ -136,8 +129,8 @@ def eventually(condition, seconds: float = 30) -> bool:
 
 
 @pytest.mark.parametrize("tab", ["CLIP zero-shot", "ControlNet", "Paint-by-Example", "How diffusion samples"])
-def test_switching_to_chinese_changes_every_visible_label_of_a_tab(server, page, tab):
-    start(page, server.url)
+def test_switching_to_chinese_changes_every_visible_label_of_a_tab(app_server, page, tab):
+    start(page, app_server.url)
     open_tab(page, tab)
     assert eventually(lambda: len(visible_english(page)) >= 20), visible_english(page)  # the tab's labels are there
     english = visible_english(page)
@@ -152,9 +145,9 @@ def test_switching_to_chinese_changes_every_visible_label_of_a_tab(server, page,
     assert eventually(lambda: set(visible_english(page)) >= set(english)), set(english) - set(visible_english(page))
 
 
-def test_a_lesson_in_chinese(server, page):
+def test_a_lesson_in_chinese(app_server, page):
     """The closing note's screenshots: one lesson's steps with the page in Chinese."""
-    start(page, server.url + "?lang=zh")
+    start(page, app_server.url + "?lang=zh")
     pick(page, "视觉与语言")
     expect(page.locator("#lesson-counter")).to_contain_text("1 / 4 · CLIP 零样本分类")
     expect(page.locator("#lesson-text")).to_contain_text("CLIP 把照片和每个标签")

@@ -2,6 +2,7 @@
 the greedy chain's rules, the caption, the reconstructed prompt, the Compare plan, and bad input."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from PIL import Image
 
 import models
+from demos.tabs import clip_interrogator as interrogator
 from demos.tabs.clip_interrogator import (ASSETS, BANKS, CAPTION_MODELS, CLIP_CONTEXT, CLIP_MODELS, SD_METHOD,
                                      bank_embeddings, bank_rows, caption_image, classic_prompt, compare_plan,
                                      greedy_chain, image_embedding, load_bank, rank, run_clip_interrogator)
@@ -43,7 +45,6 @@ def _stub(table: dict[str, float]):
     return similarity
 
 
-@pytest.mark.mechanism
 def test_greedy_chain_picks_the_argmax_each_round_and_stops_without_gain():
     table = {"a": 0.3, "b": 0.5, "c": 0.1, "d": -0.2, "e": -0.4}
     prompt, steps = greedy_chain("cap", list(table), _stub(table), lambda text: True, min_flavors=0, max_flavors=10)
@@ -154,3 +155,88 @@ def test_interrogates_through_the_api(app_server):
     assert prompt and "Greedy chain" in info and len(table["data"]) == 3 * len(BANKS)
     plan = client.predict(prompt, api_name="/clip_interrogator_plan")
     assert json.loads(open(plan).read())["inputs"]["prompt"] == prompt
+
+
+# ---- every setting reaches its stage, and moves only that ------------------------------------------------
+
+BASE = dict(caption_model=CAPTION_MODELS[0], clip_model=CLIP_MODELS[1], mode="best", top_k=2, min_flavors=1,
+            max_flavors=2, caption_tokens=4)
+
+
+def picture_of(model: str, pixels: torch.Tensor) -> int | None:
+    """Which of PHOTOS these pixels are, by the checkpoint's own image processor."""
+    processor = models.get(model).processor.image_processor
+    return next((index for index, photo in enumerate(PHOTOS) if torch.equal(
+        pixels, processor(images=photo, return_tensors="pt")["pixel_values"].to(pixels.dtype))), None)
+
+
+def loaded_name(network) -> str | None:
+    """The registry name of the loaded checkpoint this network belongs to."""
+    return next((entry.name for entry in models.model_cache.loaded()
+                 if getattr(entry.handle, "model", None) is network), None)
+
+
+def interrogation_trace(image=PHOTOS[0], **changes) -> dict:
+    """What each stage of one interrogation got: the captioner that ran and its token budget, the CLIP model
+    that embedded the image, the picture each saw, the greedy chain's bounds; and what came out of the
+    settings that only shape the result (rows shown per bank, the candidates built). The networks are spied
+    on their classes, so a checkpoint the model cache evicts and loads again on the way is still seen."""
+    seen = {"captioner": [], "clip": [], "chain": []}
+    captioner_class = type(models.get(BASE["caption_model"]).model)  # every captioner, every CLIP is of these
+    clip_class = type(models.get(BASE["clip_model"]).model)
+
+    def generate(self, *args, _real=captioner_class.generate, **kwargs):
+        seen["captioner"].append((loaded_name(self), kwargs["max_new_tokens"], kwargs["pixel_values"]))
+        return _real(self, *args, **kwargs)
+
+    def image_features(self, *args, _real=clip_class.get_image_features, **kwargs):
+        seen["clip"].append((loaded_name(self), kwargs["pixel_values"]))
+        return _real(self, *args, **kwargs)
+
+    def chain(*args, _real=interrogator.greedy_chain, **kwargs):
+        bound = inspect.signature(_real).bind(*args, **kwargs).arguments
+        seen["chain"].append((bound["min_flavors"], bound["max_flavors"]))
+        return _real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(captioner_class, "generate", generate)
+        patch.setattr(clip_class, "get_image_features", image_features)
+        patch.setattr(interrogator, "greedy_chain", chain)
+        result = run_clip_interrogator(image, **{**BASE, **changes})
+    (captioner, caption_tokens, caption_pixels), = seen["captioner"]
+    (clip, clip_pixels), = seen["clip"]
+    return {"image": (picture_of(captioner, caption_pixels), picture_of(clip, clip_pixels)),
+            "caption_model": captioner, "caption_tokens": caption_tokens, "clip_model": clip, "chain": seen["chain"],
+            "top_k": {len(rows) for rows in result.banks.values()}, "mode": set(result.candidates)}
+
+
+BASELINE = {"image": (0, 0), "caption_model": BASE["caption_model"], "caption_tokens": BASE["caption_tokens"],
+            "clip_model": BASE["clip_model"], "chain": [(BASE["min_flavors"], BASE["max_flavors"])],
+            "top_k": {BASE["top_k"]}, "mode": {"caption", "classic", "chain"}}
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return interrogation_trace()
+
+
+@pytest.mark.parametrize("control, value, moved", [
+    ("image", PHOTOS[1], {"image": (1, 1)}),
+    ("caption_model", CAPTION_MODELS[1], {"caption_model": CAPTION_MODELS[1]}),
+    ("clip_model", CLIP_MODELS[2], {"clip_model": CLIP_MODELS[2]}),
+    ("mode", "chain", {"mode": {"caption", "chain"}}),
+    ("mode", "classic", {"mode": {"caption", "classic"}, "chain": []}),  # classic never runs the chain
+    ("top_k", 3, {"top_k": {3}}),
+    ("min_flavors", 2, {"chain": [(2, 2)]}),
+    ("max_flavors", 3, {"chain": [(1, 3)]}),
+    ("caption_tokens", 6, {"caption_tokens": 6}),
+], ids=["image", "caption_model", "clip_model", "mode=chain", "mode=classic", "top_k", "min_flavors", "max_flavors",
+        "caption_tokens"])
+def test_each_setting_reaches_its_stage_and_moves_only_that(baseline, control, value, moved):
+    """One widget changed at a time: the picture reaches both the captioner and CLIP, each model picker loads
+    and runs that model, the caption length is the captioner's budget, the chain bounds reach the greedy chain,
+    top-k and mode shape the result; every other stage gets what it got before."""
+    assert baseline == BASELINE
+    trace = interrogation_trace(**{control: value})
+    assert {part for part in trace if trace[part] != baseline[part]} == set(moved)
+    assert trace == {**BASELINE, **moved}

@@ -8,8 +8,8 @@ from PIL import Image
 
 import models
 from demos import ASSETS
-from demos.tabs.clip_zero_shot import (PAPER_ENSEMBLE, parse_templates, run_clip_similarity,
-                                  run_clip_zero_shot, similarity_heatmap)
+from demos.tabs.clip_zero_shot import (CLIP_MODELS, DEFAULT_TEMPLATE, PAPER_ENSEMBLE, parse_templates,
+                                  run_clip_similarity, run_clip_zero_shot, similarity_heatmap)
 from models import UserError
 
 MODEL = "clip-vit-base-patch32"
@@ -148,3 +148,137 @@ def test_hub_checkpoint_that_cannot_be_fetched_names_itself_and_the_offline_way(
     assert "openai/clip-vit-large-patch14 is not fully in this machine's cache (1.71 GB missing" in message
     assert "python app.py --download --model clip-vit-large-patch14" in message
     assert "python app.py --models tiny" in message
+
+
+# ---- every control of the two sub-tabs reaches CLIP, and moves only its own input ---------------------
+
+COFFEE = Image.open(ASSETS / "coffee.jpg")
+
+
+def loaded_name(network) -> str | None:
+    """The registry name of the loaded checkpoint this network belongs to."""
+    return next((entry.name for entry in models.model_cache.loaded()
+                 if getattr(entry.handle, "model", None) is network), None)
+
+
+def clip_trace(run) -> dict:
+    """What reached CLIP while `run()` ran: the checkpoints whose encoders ran, the pixels the image encoder
+    got and the token ids the text encoder got, call by call (patched on the class: any checkpoint is seen)."""
+    seen = {"model": set(), "pixels": [], "input_ids": []}
+    cls = type(models.get(CLIP_MODELS[0]).model)
+    with pytest.MonkeyPatch.context() as patch:
+        for method, part, key in (("get_image_features", "pixels", "pixel_values"),
+                                  ("get_text_features", "input_ids", "input_ids")):
+            def spy(self, *args, _real=getattr(cls, method), _part=part, _key=key, **kwargs):
+                seen["model"].add(loaded_name(self))
+                seen[_part].append(kwargs[_key].clone())
+                return _real(self, *args, **kwargs)
+
+            patch.setattr(cls, method, spy)
+        run()
+    return seen
+
+
+def expected_trace(model: str, images: list, prompts: list[str]) -> dict:
+    """The same, computed from the settings with the checkpoint's own processor: one image batch, one
+    batch of prompts (label-major), both encoders of `model` only."""
+    processor = models.get(model).processor
+    return {"model": {model},
+            "pixels": [processor.image_processor(images=images, return_tensors="pt")["pixel_values"]],
+            "input_ids": [processor.tokenizer(prompts, padding=True, return_tensors="pt").input_ids]}
+
+
+def same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return a.shape == b.shape and torch.equal(a, b)
+    return a == b
+
+
+def changed_parts(trace: dict, baseline: dict) -> set[str]:
+    return {part for part in trace if not same(trace[part], baseline[part])}
+
+
+PART = {"image": "pixels", "images": "pixels", "labels": "input_ids", "texts": "input_ids",
+        "templates": "input_ids", "template": "input_ids", "model": "model"}
+CLASSIFY = dict(image=CAT, labels="cat, dog", templates="a photo of a {}.", model=CLIP_MODELS[0])
+CLASSIFY_PROMPTS = ["a photo of a cat.", "a photo of a dog."]
+
+
+@pytest.mark.parametrize("control, value, prompts", [
+    ("image", COFFEE, CLASSIFY_PROMPTS),
+    ("labels", "cup of coffee, rocket", ["a photo of a cup of coffee.", "a photo of a rocket."]),
+    ("templates", "art of the {}.\na {} in a video game.",
+     ["art of the cat.", "a cat in a video game.", "art of the dog.", "a dog in a video game."]),
+    ("model", CLIP_MODELS[1], CLASSIFY_PROMPTS),
+], ids=["image", "labels", "templates", "model"])
+def test_each_classify_control_reaches_clip_and_moves_only_its_own_input(control, value, prompts):
+    """Classify's inputs one at a time: the picture reaches the image encoder, labels and templates the text
+    encoder as label × template prompts, the model picks whose encoders run; the other inputs stay put."""
+    baseline = clip_trace(lambda: run_clip_zero_shot(**CLASSIFY))
+    assert same(baseline, expected_trace(CLIP_MODELS[0], [CAT], CLASSIFY_PROMPTS))
+    settings = {**CLASSIFY, control: value}
+    trace = clip_trace(lambda: run_clip_zero_shot(**settings))
+    assert changed_parts(trace, baseline) == {PART[control]}
+    assert same(trace, expected_trace(settings["model"], [settings["image"]], prompts))
+
+
+SIMILARITY = dict(images=[str(ASSETS / "chelsea.jpg")], texts="a cat\na dog", template="{}", model=CLIP_MODELS[0])
+
+
+@pytest.mark.parametrize("control, value, prompts", [
+    ("images", [str(ASSETS / "coffee.jpg"), str(ASSETS / "chelsea.jpg")], ["a cat", "a dog"]),
+    ("texts", "a rocket\na cup of tea", ["a rocket", "a cup of tea"]),
+    ("template", "a sketch of {}", ["a sketch of a cat", "a sketch of a dog"]),
+    ("model", CLIP_MODELS[1], ["a cat", "a dog"]),
+], ids=["images", "texts", "template", "model"])
+def test_each_similarity_control_reaches_clip_and_moves_only_its_own_input(control, value, prompts):
+    """The same for the image × text matrix: every uploaded image in one batch, each text through the
+    template, the chosen checkpoint."""
+    baseline = clip_trace(lambda: run_clip_similarity(**SIMILARITY))
+    settings = {**SIMILARITY, control: value}
+    trace = clip_trace(lambda: run_clip_similarity(**settings))
+    assert changed_parts(trace, baseline) == {PART[control]}
+    images = [Image.open(path).convert("RGB") for path in settings["images"]]
+    assert same(trace, expected_trace(settings["model"], images, prompts))
+
+
+@pytest.fixture(scope="module")
+def tab():
+    """The tab as the app builds it (its widgets wired to its handlers), without a server."""
+    import gradio as gr
+
+    from demos.tabs import clip_zero_shot
+
+    with gr.Blocks() as blocks:
+        clip_zero_shot.build_ui()
+    return blocks
+
+
+def handler(blocks, api_name: str):
+    return next(fn.fn for fn in blocks.fns.values() if fn.api_name == api_name)
+
+
+@pytest.mark.parametrize("top_k", [2, 4])
+def test_top_k_shows_that_many_labels_the_most_probable_first(tab, top_k):
+    """Top-k is applied by the handler (the run scores every label): the Label widget gets exactly the k
+    most probable labels of the table beside it."""
+    top, table, _, _ = handler(tab, "clip_zero_shot")(CAT, ", ".join(LABELS), "a photo of a {}.", MODEL, top_k)
+    probabilities = dict(zip(table["label"], table["probability"]))
+    assert len(probabilities) == len(LABELS)
+    assert list(top) == sorted(probabilities, key=lambda label: -probabilities[label])[:top_k]
+    assert top == {label: probabilities[label] for label in top}
+
+
+def test_template_buttons_fill_the_templates_box_with_the_papers_ensemble_or_one_template(tab):
+    """The two buttons only write the templates box, which the run reads: seven prompts per label, or one."""
+    templates = next(block for block in tab.blocks.values()
+                     if str(getattr(block, "label", "")).startswith("Prompt templates"))
+    fills = sorted((fn.fn() for fn in tab.fns.values() if list(fn.outputs) == [templates]), key=len)
+    assert fills == [DEFAULT_TEMPLATE, "\n".join(PAPER_ENSEMBLE)]
+    for fill in fills:
+        prompts = run_clip_zero_shot(CAT, "cat", fill, MODEL).prompts
+        assert prompts == [[template.replace("{}", "cat") for template in fill.splitlines()]]

@@ -1,6 +1,7 @@
 """The Compare tab: cells equal each tab's own run_*, exports re-run, failures stay in their cell."""
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -141,3 +142,98 @@ def test_box_cells_equal_the_layout_guidance_and_gligen_tabs_own_images():
     gligen = run_gligen(prompt, boxes, steps=3, seed=445)
     assert np.array_equal(np.asarray(grid[0][0].output.image), np.asarray(guided.image))
     assert np.array_equal(np.asarray(grid[1][0].output.image), np.asarray(gligen.image))
+
+
+# ---- the tab's controls reach the comparison ---------------------------------------------------
+
+def test_the_sweep_menu_offers_only_what_every_ticked_method_takes():
+    """Ticking methods changes what can be swept: the parameters every ticked method takes, nothing else."""
+    task, narrow, wide = next((task, a, b) for task in compare.tasks() for methods in [compare.methods_for(task)]
+                              for a in methods for b in methods if set(a.parameters) < set(b.parameters))
+
+    def offered(chosen):
+        return {choice[1] if isinstance(choice, tuple) else choice
+                for choice in compare.on_methods(task, [method.name for method in chosen]).choices}
+
+    assert offered([wide]) == set(wide.parameters) and offered([narrow]) == set(narrow.parameters)
+    assert offered([narrow, wide]) == set(narrow.parameters) != set(wide.parameters)
+    assert offered([]) == set()
+
+
+def test_the_slider_shows_the_two_cells_picked():
+    tiles = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
+    captions = [f"{index}: cell {index}" for index in range(len(tiles))]
+    assert compare.show_pair(tiles, captions[0], captions[2]) == (tiles[0], tiles[2])
+    assert compare.show_pair(tiles, captions[2], captions[1]) == (tiles[2], tiles[1])
+    assert compare.show_pair(tiles, None, captions[1]) is None
+    assert compare.show_pair([], captions[0], captions[1]) is None
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    """The tab's event handlers by endpoint, as the page wires them."""
+    import app
+    from demos import DEMOS
+
+    demo = next(d for d in DEMOS if d.module == "demos.tabs.compare")
+    return {fn.api_name: fn.fn for fn in app.build_app([demo]).fns.values() if fn.api_name}
+
+
+def widget_value(update):
+    """What a widget holds after a handler returned `update` for it (a value, a component, or gr.update)."""
+    if isinstance(update, dict):
+        return update.get("value")
+    return getattr(update, "value", update)
+
+
+def tiles(images) -> list[np.ndarray]:
+    return [np.asarray(image) for image in images]
+
+
+PRESET = "clip-three-models-two-templates"
+
+
+@pytest.mark.parametrize("name", [PRESET, "one-prompt-four-personalisations"])
+def test_loading_a_preset_fills_every_widget_with_that_presets_plan(handlers, name):
+    """The preset box names the plan that fills task, methods, the shared inputs, sweep and values."""
+    loaded = [widget_value(update) for update in handlers["compare_preset"](name)]
+    widgets = dict(zip(inspect.signature(handlers["compare"]).parameters, loaded))
+    preset = load_preset(name)
+    assert (widgets["task"], widgets["methods"], widgets["sweep"]) == (preset.task, preset.methods, preset.sweep)
+    assert widgets["values"].splitlines() == [str(value) for value in preset.values]
+    for field, value in preset.inputs.items():
+        if isinstance(value, Image.Image):
+            assert np.array_equal(np.asarray(widgets[field]), np.asarray(value))
+        else:
+            assert widgets[field] == value
+
+
+@pytest.mark.parametrize("change", [
+    {},
+    {"methods": THREE[:1]},
+    {"labels": "cat, dog"},
+    {"values": "a photo of a {}."},
+])
+def test_preset_then_compare_runs_exactly_the_plan_the_widgets_hold(handlers, change):
+    """Load a preset (task, methods, inputs, sweep and values fill their widgets), change one widget, press
+    Compare: the grid is the one `compare_grid` gives for that plan, the exported JSON records it and the
+    re-run of that JSON gives the same grid again."""
+    loaded = [widget_value(update) for update in handlers["compare_preset"](PRESET)]
+    compare_for_ui = handlers["compare"]
+    names = list(inspect.signature(compare_for_ui).parameters)  # task, methods, one per shared input, sweep, values
+    widgets = dict(zip(names, loaded))
+    widgets.update(change)
+    *_, (_, status, png, json_path, cells, left, right) = compare_for_ui(*[widgets[name] for name in names])
+    preset = load_preset(PRESET)
+    expected = Plan(task=widgets["task"], methods=widgets["methods"],
+                    inputs={name: widgets[name] for name in preset.inputs}, sweep=widgets["sweep"],
+                    values=compare.parse_values(widgets["values"], ""))
+    reference = [compare.render_cell(cell) for row in compare_grid(expected) for cell in row]
+    assert len(cells) == len(expected.methods) * len(expected.values) and status.startswith("Done")
+    for got, want in zip(tiles(cells), tiles(reference)):
+        assert np.array_equal(got, want)
+    exported = json.loads(open(json_path).read())
+    assert exported["methods"] == expected.methods and exported["values"] == expected.values
+    assert exported["inputs"]["labels"] == widgets["labels"]
+    *_, (_, _, _, _, rerun, _, _) = handlers["compare_rerun"](json_path)
+    assert all(np.array_equal(got, want) for got, want in zip(tiles(rerun), tiles(reference)))

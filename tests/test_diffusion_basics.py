@@ -210,6 +210,35 @@ def test_lcm_lora_changes_the_unet_while_attached():
     assert (adapted - plain).abs().mean() > 1e-3
 
 
+def unet_batches(pipe, run) -> list[tuple[int, int]]:
+    """(latent batch, text batch) of every UNet call `run()` makes."""
+    seen = []
+
+    def record(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        seen.append((sample.shape[0], kwargs["encoder_hidden_states"].shape[0]))
+
+    hook = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        run()
+    finally:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 7.5])
+def test_lcm_samples_without_cfg_whatever_the_scale_and_ddim_with_it(guidance_scale):
+    """LCM-LoRA's distillation folded guidance in: one conditional branch per call, never the ∅ half;
+    DDIM at the same scale batches ∅ and the prompt (batch 2) when the scale is above 1."""
+    pipe = models.get("sd15")
+    lcm = unet_batches(pipe, lambda: run_latent_sampler("a red cube", "LCM", 2, guidance_scale=guidance_scale,
+                                                        seed=0, resolution=64, snapshots=1))
+    ddim = unet_batches(pipe, lambda: run_latent_sampler("a red cube", "DDIM", 2, guidance_scale=guidance_scale,
+                                                         seed=0, resolution=64, snapshots=1))
+    assert lcm == [(1, 1)] * 2
+    assert ddim == [(2, 2) if guidance_scale > 1 else (1, 1)] * 2
+
+
 def test_ddim_on_sd15_runs_cfg_in_one_batched_unet_call_per_step_and_previews_x0():
     result = run_latent_sampler("a red cube", "DDIM", 3, guidance_scale=7.5, seed=1, resolution=64, snapshots=3)
     assert result.unet_calls == 3 and result.adapters == []

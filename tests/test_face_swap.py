@@ -9,9 +9,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 import models
-from demos.tabs.face_swap import GUIDES, MIN_FACE_SIDE, feathered_face_mask, guide_region, paste_face_back, run_face_swap
+from demos.tabs.face_swap import (GUIDES, IDENTITY_VIEWS, JUDGE, MIN_FACE_SIDE, feathered_face_mask, guide_region,
+                                  paste_face_back, preview_faces, run_face_swap)
 from models import UserError
 from models.faces import align_face, invert, transform_points
+from models.pipelines import face_swap as face_swap_pipeline
 from models.pipelines.face_swap import (face_swap_sample, face_views, guided_step, identity_loss, mask_weights,
                                         reconstruction_loss, unclamped_scheduler)
 
@@ -341,3 +343,154 @@ def test_the_schedule_plot_marks_lambda_where_the_mask_becomes_full():
         line = [line for line in schedule_plot(result).axes[0].lines if line.get_label().startswith("λ")][0]
         x = line.get_xdata()[0]  # steps are numbered from 1
         assert weights[x - 1] == 1.0 and weights[x - 2] < 1.0
+
+
+# ---- every control of the tab reaches the sampler ------------------------------------------------
+# The tab's controls, each varied with everything else fixed, traced where it acts: the timesteps and
+# inputs the face prior's UNet receives, the weights each guided step applies, the networks that embed.
+
+CAMERA = "assets/camera.jpg"
+SAMPLER = dict(steps=2, start_noise=1.0, mask_threshold=0, candidates=1, seed=3)  # the smallest swap
+
+
+@pytest.fixture
+def resident(monkeypatch):
+    """No model is unloaded during the test (the cache keeps 4 by default, a swap uses 5): the handles a test
+    hooks or spies on are the ones the run uses."""
+    monkeypatch.setattr(models.model_settings, "max_loaded_models", 0)
+
+
+@pytest.fixture
+def unet_inputs(resident):
+    """(timestep, x_t) of every call of the face prior's UNet during the test."""
+    calls: list[tuple[int, torch.Tensor]] = []
+    unet = models.get("ddpm-celebahq-256").unet
+    hook = unet.register_forward_hook(lambda module, args, output: calls.append((int(args[1]),
+                                                                                 args[0].detach().clone())))
+    yield calls
+    hook.remove()
+
+
+@pytest.mark.parametrize("change, steps, steps_run, candidates", [  # each row changes one control of SAMPLER
+    ({"steps": 3}, 3, 3, 1),
+    ({"start_noise": 0.5}, 2, 1, 1),  # half the schedule: only its last (least noisy) step runs
+    ({"candidates": 2}, 2, 2, 2),  # SAMPLER's own trajectory, once per candidate
+])
+def test_steps_start_noise_and_candidates_set_the_timesteps_the_prior_runs(astronaut, prior, unet_inputs, change,
+                                                                           steps, steps_run, candidates):
+    """Steps respace the schedule, start noise says where on it sampling starts (SDEdit's skip), and each of
+    N candidates runs the whole trajectory from its own noise: the UNet sees exactly those timesteps."""
+    result = run_face_swap(CAMERA, astronaut, **{**SAMPLER, **change})
+    schedule = unclamped_scheduler(prior.scheduler)
+    schedule.set_timesteps(steps)
+    expected = [int(t) for t in schedule.timesteps[steps - steps_run:]]
+    assert [t for t, _ in unet_inputs] == expected * candidates
+    assert len(result.schedule) == steps_run and len(result.candidate_scores) == candidates
+    starts = [x for index, (_, x) in enumerate(unet_inputs) if index % steps_run == 0]
+    assert all(not torch.equal(starts[0], other) for other in starts[1:])  # candidate k draws with seed + k
+
+
+def test_the_mask_schedule_lambda_changes_the_blend_from_the_first_step_where_w_differs(astronaut, unet_inputs):
+    """λ sets w(τ) of M_t = M·w(τ): two λs give the UNet the same inputs up to the step after the first
+    w that differs, and different ones from there on; the schedule reported is the one used."""
+    traces, weights = [], []
+    for threshold in (0, 1):
+        result = run_face_swap(CAMERA, astronaut, **{**SAMPLER, "steps": 3, "mask_threshold": threshold})
+        assert result.schedule == mask_weights(3, threshold)
+        weights.append(result.schedule)
+        traces.append([x for _, x in unet_inputs])
+        unet_inputs.clear()
+    first = next(index for index, (a, b) in enumerate(zip(*weights)) if a != b)  # w(τ) of step `first` differs
+    (low, high) = traces
+    assert all(torch.equal(low[index], high[index]) for index in range(first + 1))
+    assert not torch.allclose(low[first + 1], high[first + 1])
+
+
+def test_the_seed_and_randomize_set_the_noise_the_sampler_starts_from(astronaut, prior, unet_inputs):
+    """Sampling starts at x_T = sqrt(ᾱ)·target + sqrt(1−ᾱ)·ε(seed): between two runs on the same faces the
+    first UNet input differs by exactly sqrt(1−ᾱ)·(ε(seed₁) − ε(seed₂)). Randomize draws a new seed, the
+    one reported, and that seed is the one sampled with."""
+    first_inputs, seeds = [], []
+    for randomize in (False, True):
+        result = run_face_swap(CAMERA, astronaut, **SAMPLER, randomize=randomize)
+        seeds.append(result.seed)
+        first_inputs.append(unet_inputs[0])
+        unet_inputs.clear()
+    typed, drawn = seeds
+    assert typed == SAMPLER["seed"] != drawn and result.parameters["seed"] == drawn
+    (t, typed_start), (_, drawn_start) = first_inputs
+    fac = (1 - unclamped_scheduler(prior.scheduler).alphas_cumprod[t]).sqrt()
+
+    def noise(seed: int) -> torch.Tensor:
+        return randn_tensor(typed_start.shape, generator=torch.Generator().manual_seed(seed), dtype=typed_start.dtype)
+
+    torch.testing.assert_close(typed_start - drawn_start, fac * (noise(typed) - noise(drawn)), rtol=0, atol=1e-5)
+
+
+def test_each_lambda_weights_its_own_loss_term_in_every_guided_step(astronaut, monkeypatch):
+    """Each λ is the weight its term gets in every guided step (`guided_step` moves the mean by −λ·β̃·∇L:
+    see the first-order test above) and a λ of 0 drops its term; two runs give each λ a zero and a non-zero
+    value, and each run's steps weight the three terms exactly as set."""
+    seen: list[dict[str, float]] = []
+    real_step = face_swap_pipeline.guided_step
+
+    def spy(unet, scheduler, x, t, losses, generator):
+        seen.append({name: weight for name, (weight, _) in losses.items()})
+        return real_step(unet, scheduler, x, t, losses, generator)
+
+    monkeypatch.setattr(face_swap_pipeline, "guided_step", spy)
+    for weights in ({"identity": 0.0, "parsing": 220.0, "reconstruction": 33.0},
+                    {"identity": 700.0, "parsing": 0.0, "reconstruction": 0.0}):
+        seen.clear()
+        result = run_face_swap(CAMERA, astronaut, **SAMPLER, lambda_id=weights["identity"],
+                               lambda_seg=weights["parsing"], lambda_rec=weights["reconstruction"])
+        assert seen == [weights] * SAMPLER["steps"]
+        assert set(result.losses) == {term for term, weight in weights.items() if weight}  # λ = 0: not evaluated
+
+
+@pytest.mark.parametrize("guide", sorted(GUIDES))
+def test_the_identity_guide_is_the_network_that_embeds_the_source_and_every_guided_step(astronaut, resident,
+                                                                                         monkeypatch, guide):
+    """The chosen network embeds the source once and the sample once per guided step (IDENTITY_VIEWS crops at
+    a time); the other guide never runs. The judge is neither of them."""
+    calls: dict[str, list[int]] = {}
+    for name in {*GUIDES.values(), JUDGE}:
+        network = models.get(name)
+        calls[name] = []
+        monkeypatch.setattr(network, "embed", lambda faces, embed=network.embed, seen=calls[name]: (
+            seen.append(faces.shape[0]), embed(faces))[1])
+    run_face_swap(CAMERA, astronaut, **SAMPLER, identity_guide=guide)
+    chosen, other = GUIDES[guide], next(name for name in GUIDES.values() if name != GUIDES[guide])
+    assert calls[chosen] == [1] + [IDENTITY_VIEWS] * SAMPLER["steps"]
+    assert calls[other] == [] and calls[JUDGE]  # the judge scored the candidate
+
+
+def test_the_source_sets_only_the_identity_to_reach(astronaut, unet_inputs, monkeypatch):
+    """Another source face changes the embedding the identity loss pulls toward, nothing of the target: the
+    sampler starts from the same noised target, the mask is the same, and the identity loss differs."""
+    guide = models.get(GUIDES["ArcFace (insightface)"])
+    embedded: list[torch.Tensor] = []
+    monkeypatch.setattr(guide, "embed", lambda faces, embed=guide.embed: embedded.append(faces.detach().clone())
+                        or embed(faces))
+    runs = []
+    for source in (CAMERA, skimage.data.astronaut()):
+        embedded.clear()
+        result = run_face_swap(source, astronaut, **SAMPLER)
+        runs.append((result, embedded[0], unet_inputs[0][1]))
+        unet_inputs.clear()
+    (camera, camera_source, camera_start), (self_swap, self_source, self_start) = runs
+    assert not torch.allclose(camera_source, self_source)  # the guide read two different source faces
+    assert torch.equal(camera_start, self_start) and np.array_equal(np.asarray(camera.mask), np.asarray(self_swap.mask))
+    assert camera.losses["identity"][0] != pytest.approx(self_swap.losses["identity"][0], abs=1e-6)
+
+
+def test_the_face_preview_numbers_the_faces_of_the_target_it_is_given(astronaut):
+    """The target's change event boxes the faces the detector finds in *that* photo, left to right."""
+    camera = np.asarray(Image.open(CAMERA).convert("RGB"))
+    group = np.concatenate([astronaut, camera], axis=1)
+    for target, faces in [(astronaut, 1), (group, 2)]:
+        drawn, count = preview_faces(target)
+        assert count == faces and drawn.size == (target.shape[1], target.shape[0])
+        changed = np.abs(np.asarray(drawn, np.int16) - target).sum(axis=-1) > 0
+        assert changed.any() and changed.mean() < 0.2  # boxes drawn, the photo otherwise as given
+    assert changed[:, :512].any() and changed[:, 512:].any()  # a box on each face of the group

@@ -1,10 +1,13 @@
-"""The shared box editor's parsing and validation, and the GLIGEN tab on the tiny gated UNet."""
+"""The shared box editor's parsing and validation, and the GLIGEN tab on the tiny gated UNet,
+and what each of its controls changes in the UNet's inputs."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageOps
 
 import models
 from demos.shared.boxes import (CANVAS_SIDE, Box, annotation_from_boxes, blank_canvas, boxes_from_annotation,
@@ -144,3 +147,115 @@ def test_box_endpoints_answer_through_gradio_client(app_server):
     with pytest.raises(Exception, match="phrase 'dragon' is not in the prompt"):
         client.predict(PROMPT, "dragon: 0.1,0.1,0.5,0.5", 2, 1, 2, 30, 0.2, 7.5, 9, False, True, 0.0, 1,
                        api_name="/layout_guidance")
+
+
+# ---- every control of the tab reaches the gated UNet ---------------------------------------------------
+
+LAYOUT = "teddy bear: 0.1,0.2,0.5,0.9\nred ball: 0.6,0.5,0.9,0.8"
+
+
+def spy_on_unet(monkeypatch, model: str) -> list[SimpleNamespace]:
+    """Each call of `model`'s UNet: its latent input, text embedding and output, and which of its gated
+    self-attention (grounding) layers were on."""
+    from diffusers.models.attention import GatedSelfAttentionDense
+
+    unet = models.get(model).unet
+    gates = [module for module in unet.modules() if isinstance(module, GatedSelfAttentionDense)]
+    assert gates
+    calls = []
+    forward = unet.forward
+
+    def spy(sample, timestep, *args, **kwargs):
+        output = forward(sample, timestep, *args, **kwargs)
+        calls.append(SimpleNamespace(sample=sample.detach().clone(),
+                                     text=kwargs["encoder_hidden_states"].detach().clone(),
+                                     output=output[0].detach().clone(), grounded={gate.enabled for gate in gates}))
+        return output
+
+    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
+    return calls
+
+
+@pytest.fixture
+def unet_calls(monkeypatch) -> list[SimpleNamespace]:
+    return spy_on_unet(monkeypatch, GLIGEN)
+
+
+def direction(tensor: torch.Tensor) -> torch.Tensor:
+    return (tensor / tensor.norm()).flatten()
+
+
+def test_the_prompt_is_the_text_the_unet_reads(unet_calls):
+    pipe = models.get(GLIGEN)
+    for prompt in (PROMPT, "a red ball next to a teddy bear on the beach"):
+        unet_calls.clear()
+        run_gligen(prompt, LAYOUT, steps=1, seed=1)
+        expected, _ = pipe.encode_prompt(prompt, pipe.device, 1, False)
+        for call in unet_calls:
+            _, conditional = call.text.chunk(2)
+            torch.testing.assert_close(conditional, expected)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
+def test_the_cfg_scale_weights_the_prompts_noise_prediction_against_the_unconditional_one(
+        guidance_scale, unet_calls, monkeypatch):
+    cls = type(models.get(GLIGEN).scheduler)
+    used = []
+    step = cls.step
+
+    def spy(self, model_output, *args, **kwargs):
+        used.append(model_output.detach().clone())
+        return step(self, model_output, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "step", spy)
+    run_gligen(PROMPT, LAYOUT, steps=1, guidance_scale=guidance_scale, seed=1)
+    assert len(unet_calls) == len(used) > 0
+    for call, noise in zip(unet_calls, used):
+        if guidance_scale > 1:
+            unconditional, conditional = call.output.chunk(2)
+            expected = unconditional + guidance_scale * (conditional - unconditional)
+        else:  # no unconditional half at all
+            assert call.output.shape[0] == 1
+            expected = call.output
+        torch.testing.assert_close(noise, expected)
+
+
+@pytest.mark.parametrize("beta, steps", [(0.0, 3), (0.5, 3), (1.0, 3), (0.5, 1)])
+def test_beta_is_the_share_of_denoising_calls_with_the_grounding_layers_on_and_steps_their_number(
+        beta, steps, unet_calls):
+    run_gligen(PROMPT, LAYOUT, beta=beta, steps=steps, seed=1)
+    scheduler = type(models.get(GLIGEN).scheduler).from_config(models.get(GLIGEN).scheduler.config)
+    scheduler.set_timesteps(steps)  # PNDM adds a warm-up call to the steps asked for
+    assert len(unet_calls) == len(scheduler.timesteps)
+    grounded = int(beta * len(unet_calls))
+    assert [call.grounded for call in unet_calls] == [{index < grounded} for index in range(len(unet_calls))]
+
+
+def test_the_seed_draws_the_starting_latent_and_randomize_draws_a_fresh_seed(unet_calls):
+    for seed, randomize in ((1, False), (2, False), (1, True)):
+        unet_calls.clear()
+        result = run_gligen(PROMPT, LAYOUT, steps=1, seed=seed, randomize=randomize)
+        used = result.parameters["seed"]
+        assert used != seed if randomize else used == seed
+        start = unet_calls[0].sample[:1]
+        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(used))
+        torch.testing.assert_close(direction(start), direction(noise))
+
+
+def test_the_image_to_insert_into_is_what_the_inpainting_unet_sees_outside_the_boxes(monkeypatch):
+    """The inpainting UNet reads 4 extra channels of the image's latent, zeroed inside the boxes, and the
+    box mask: a different image changes the former, not the latter."""
+    from demos import ASSETS
+
+    calls = spy_on_unet(monkeypatch, GLIGEN_INPAINTING)
+    coffee = Image.open(ASSETS / "coffee.jpg").convert("RGB")
+    seen = []
+    for picture in (coffee, ImageOps.flip(coffee)):
+        calls.clear()
+        run_gligen(PROMPT, "red ball: 0.6,0.5,0.9,0.8", steps=1, seed=1, image=picture)
+        image_latent, mask = calls[0].sample[:1, 4:8], calls[0].sample[:1, 8:]
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+        assert (image_latent * (1 - mask)).abs().max() == 0  # nothing of the image inside the box
+        seen.append((image_latent, mask))
+    (first, first_mask), (second, second_mask) = seen
+    assert torch.equal(first_mask, second_mask) and not torch.allclose(first, second)

@@ -53,7 +53,6 @@ def spy_run(**kwargs):
     return pipe, spy, result
 
 
-@pytest.mark.mechanism
 def test_three_branches_see_the_image_latent_unscaled_and_the_empty_image():
     pipe, spy, result = spy_run(text_cfg=7.5, image_cfg=1.5)
     assert result.unet_batch == 3 and {s.shape[0] for s in spy.samples} == {3}
@@ -69,7 +68,6 @@ def test_three_branches_see_the_image_latent_unscaled_and_the_empty_image():
     assert [label for _, label in result.branches][-1] == "combined ε̃" and len(result.branches) == 4
 
 
-@pytest.mark.mechanism
 def test_text_and_image_scale_one_run_the_conditional_branch_alone():
     _, spy, result = spy_run(text_cfg=1.0, image_cfg=1.0)
     assert result.unet_batch == 1 and {s.shape[0] for s in spy.samples} == {1}
@@ -105,3 +103,51 @@ def test_compare_rows_are_image_cfg_values_of_one_method():
     output = COMPARE_METHODS[1].run(**{**COMPARE_METHODS[1].parameters, "image": PHOTO,
                                        "instruction": "make it snowy", "seed": 0, "steps": 2})
     assert output.image is not None
+
+
+def constant_branches(module, args, kwargs, output):
+    """The UNet's prediction replaced by one constant per branch of the batch [image + text, image only,
+    ∅]: 0.3, 0.1 and 0 — so ε̃ shows which scale multiplied which difference (the tiny model's own branches
+    are nearly equal, and a swap of s_T and s_I would barely show in its pictures)."""
+    sample = args[0] if args else kwargs["sample"]
+    levels = torch.tensor([0.3, 0.1, 0.0][:sample.shape[0]], dtype=sample.dtype).view(-1, 1, 1, 1)
+    return (levels.expand(-1, 4, *sample.shape[2:]).clone(),)
+
+
+def expected_guided_noise(text_cfg: float, image_cfg: float) -> float:
+    """The paper's ε̃ for the constants above: 0 + s_I·(0.1 − 0) + s_T·(0.3 − 0.1)."""
+    return image_cfg * 0.1 + text_cfg * 0.2
+
+
+@pytest.mark.parametrize("text_cfg, image_cfg", [(7.5, 1.5), (2.0, 5.0)])
+def test_each_scale_multiplies_its_own_difference_in_the_pipeline_and_the_branch_view(
+        monkeypatch, text_cfg, image_cfg):
+    pipe = models.get(INSTRUCT_PIX2PIX)
+    guided, decoded = [], []
+    original_step, original_decode = pipe.scheduler.step, pipe.vae.decode
+
+    def step(model_output, *args, **kwargs):
+        guided.append(model_output.detach().clone())
+        return original_step(model_output, *args, **kwargs)
+
+    def decode(latents, *args, **kwargs):
+        decoded.append(latents.detach().clone())
+        return original_decode(latents, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.scheduler, "step", step)
+    hook = pipe.unet.register_forward_hook(constant_branches, with_kwargs=True)
+    try:
+        monkeypatch.setattr(pipe.vae, "decode", decode)
+        result = run_instruct_pix2pix(PHOTO, "make it snowy", text_cfg=text_cfg, image_cfg=image_cfg, steps=2)
+    finally:
+        hook.remove()
+    expected = expected_guided_noise(text_cfg, image_cfg)
+    assert all(torch.allclose(noise, torch.full_like(noise, expected)) for noise in guided)  # what the pipeline used
+    # The branch view: x0 = z − σ·ε of ∅, image only, image + text and ε̃ (decoded in one batch).
+    sigma = float(pipe.scheduler.sigmas[1])
+    clean = decoded[-1] * pipe.vae.config.scaling_factor
+    latent = clean[0]  # the ∅ branch predicts 0: its x0 is the latent itself
+    for view, noise in zip(clean, (0.0, 0.1, 0.3, expected)):
+        assert torch.allclose(view, latent - sigma * noise, atol=1e-5)
+    assert [label for _, label in result.branches] == ["unconditional ε(z, ∅, ∅)", "image only ε(z, c_I, ∅)",
+                                                       "image + text ε(z, c_I, c_T)", "combined ε̃"]

@@ -1,13 +1,16 @@
 """Layout guidance (Chen et al.): the energy, phrase → token positions, and the guided sampler on the
-tiny SD-1.5 stand-in."""
+tiny SD-1.5 stand-in, and what each control of the tab changes in the UNet's passes."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 import models
-from demos.tabs.layout_guidance import MAX_BOXES, attention_views, energy_figure, run_layout_guidance
+from demos.tabs.layout_guidance import (MAX_BOXES, attention_panels, attention_views, energy_figure,
+                                       run_layout_guidance)
 from models import UserError
 from models.clip import tiny_tokenizer
 from models.pipelines import layout_guidance as lg
@@ -229,3 +232,158 @@ def test_one_guidance_update_moves_the_latent_by_sigma_squared_times_the_energy_
     expected = -lg.LOSS_SCALE * sigma ** 2 * gradient
     assert float((moved - latents - expected).norm() / expected.norm()) < 1e-3
     assert record.energies == [pytest.approx(float(energy), abs=1e-6)]
+
+
+# ---- every control of the tab reaches the sampler ---------------------------------------------------
+
+@pytest.fixture
+def unet_calls(monkeypatch) -> list[SimpleNamespace]:
+    """Each call of the shared SD-1.5 UNet: its latent input, text embedding and output, and whether it
+    ran with gradients (a guidance pass) or without (a denoising step)."""
+    unet = models.get("sd15").unet
+    calls = []
+    forward = unet.forward
+
+    def spy(sample, timestep, *args, **kwargs):
+        output = forward(sample, timestep, *args, **kwargs)
+        calls.append(SimpleNamespace(sample=sample.detach().clone(),
+                                     text=kwargs["encoder_hidden_states"].detach().clone(),
+                                     output=output[0].detach().clone(), guidance=torch.is_grad_enabled()))
+        return output
+
+    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
+    return calls
+
+
+def direction(tensor: torch.Tensor) -> torch.Tensor:
+    return (tensor / tensor.norm()).flatten()
+
+
+BASE_RUN = dict(steps=2, guided_steps=1, iterations=2, loss_threshold=0.0)
+
+
+@pytest.mark.parametrize("change", [{}, {"steps": 3}, {"guided_steps": 2}, {"iterations": 3}, {"loss_threshold": 1.0}],
+                         ids=["base", "steps", "guided_steps", "iterations", "loss_threshold"])
+def test_steps_guided_steps_iterations_and_the_threshold_set_the_unet_passes(change, unet_calls):
+    """Each of the first `guided_steps` steps runs up to `iterations` guidance passes (forward and backward,
+    prompt only) and stops after one whose energy is at or below the threshold; every step then runs one
+    denoising pass. The energy lies in [0, 1], so a threshold of 1 stops after the first pass."""
+    settings = {**BASE_RUN, **change}
+    result = run_layout_guidance(PROMPT, LAYOUT, seed=3, compare_unguided=False, **settings)
+    passes = 1 if settings["loss_threshold"] >= 1 else settings["iterations"]
+    expected = [passes if step < settings["guided_steps"] else 0 for step in range(settings["steps"])]
+    assert [len(record.energies) for record in result.steps] == expected
+    assert [call.guidance for call in unet_calls] == [kind for count in expected for kind in [True] * count + [False]]
+
+
+def test_the_loss_scale_sets_how_far_a_guidance_pass_moves_the_latent(unet_calls):
+    """One pass moves z by loss_scale·σ²·∇E with the gradient taken at the same start: twice the scale, twice
+    the move; scale 0 runs no pass."""
+    moves = {}
+    for scale in (10.0, 20.0):
+        unet_calls.clear()
+        run_layout_guidance(PROMPT, LAYOUT, steps=1, guided_steps=1, iterations=1, loss_scale=scale, seed=3,
+                            compare_unguided=False)
+        guide, denoise = unet_calls
+        assert guide.guidance and not denoise.guidance
+        moves[scale] = denoise.sample[:1] - guide.sample  # both scaled by the same σ of step 1
+    assert moves[10.0].abs().max() > 0
+    torch.testing.assert_close(moves[20.0], 2 * moves[10.0], rtol=1e-3, atol=1e-5)
+    unet_calls.clear()
+    run_layout_guidance(PROMPT, LAYOUT, steps=1, guided_steps=1, loss_scale=0, seed=3, compare_unguided=False)
+    assert [call.guidance for call in unet_calls] == [False]
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
+def test_the_cfg_scale_weights_the_prompts_noise_prediction_against_the_unconditional_one(
+        guidance_scale, unet_calls, monkeypatch):
+    from diffusers import LMSDiscreteScheduler
+
+    used = []
+    step = LMSDiscreteScheduler.step
+
+    def spy(self, model_output, *args, **kwargs):
+        used.append(model_output.detach().clone())
+        return step(self, model_output, *args, **kwargs)
+
+    monkeypatch.setattr(LMSDiscreteScheduler, "step", spy)
+    run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=0, guidance_scale=guidance_scale, seed=3,
+                        compare_unguided=False)
+    assert len(unet_calls) == len(used) == 2
+    for call, noise in zip(unet_calls, used):
+        if guidance_scale > 1:
+            unconditional, conditional = call.output.chunk(2)
+            expected = unconditional + guidance_scale * (conditional - unconditional)
+        else:  # no unconditional half at all
+            assert call.output.shape[0] == 1
+            expected = call.output
+        torch.testing.assert_close(noise, expected)
+
+
+def test_the_forward_strength_moves_a_share_of_the_phrases_attention_into_their_boxes():
+    """With the energy off (loss scale 0), forward guidance is all that differs from the unguided twin:
+    the in-box share of the step's attention rises with λ and λ = 0 is the twin."""
+    gain = {}
+    for strength in (0.0, 0.3, 0.8):
+        result = run_layout_guidance(PROMPT, LAYOUT, steps=1, guided_steps=1, loss_scale=0, forward_strength=strength,
+                                     seed=3)
+        gain[strength] = result.steps[0].inside_after - result.plain_steps[0].inside_after
+        if strength == 0:
+            assert np.array_equal(np.asarray(result.image), np.asarray(result.plain_image))
+    assert gain[0.0] == 0 and 0 < gain[0.3] < gain[0.8]
+
+
+def test_the_prompt_is_the_text_the_unet_reads_and_the_layout_says_which_tokens_and_where(unet_calls):
+    base = models.get("sd15")
+    for prompt in ("a cat and a dog", "a dog on a red rug"):
+        unet_calls.clear()
+        run_layout_guidance(prompt, "dog: 0,0,0.5,0.5", steps=1, guided_steps=0, seed=3, compare_unguided=False)
+        _, conditional = unet_calls[0].text.chunk(2)
+        expected, _ = base.encode_prompt(prompt, base.device, 1, False)
+        torch.testing.assert_close(conditional, expected)
+
+    def step_one(layout: str) -> lg.StepRecord:
+        return run_layout_guidance("a cat and a dog", layout, steps=1, guided_steps=0, seed=3,
+                                   compare_unguided=False).steps[0]
+
+    everywhere, corner, other_phrase = step_one("cat: 0,0,1,1"), step_one("cat: 0,0,0.5,0.5"), step_one("dog: 0,0,1,1")
+    assert everywhere.inside_after == pytest.approx(1.0) and everywhere.energy_after == pytest.approx(0.0, abs=1e-6)
+    assert corner.inside_after < 1 and corner.energy_after > 0
+    assert not np.allclose(everywhere.phrase_maps, other_phrase.phrase_maps)  # the dog's tokens, not the cat's
+
+
+def test_the_seed_draws_the_starting_latent_and_randomize_draws_a_fresh_seed(unet_calls):
+    for seed, randomize in ((3, False), (4, False), (3, True)):
+        unet_calls.clear()
+        result = run_layout_guidance(PROMPT, LAYOUT, steps=1, guided_steps=0, seed=seed, randomize=randomize,
+                                     compare_unguided=False)
+        used = result.parameters["seed"]
+        assert used != seed if randomize else used == seed
+        start = unet_calls[0].sample[:1]
+        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(used))
+        torch.testing.assert_close(direction(start), direction(noise))
+
+
+@pytest.mark.parametrize("compare", [False, True])
+def test_compare_adds_an_unguided_run_from_the_same_starting_latent(compare, unet_calls):
+    result = run_layout_guidance(PROMPT, LAYOUT, steps=1, guided_steps=1, iterations=1, seed=3,
+                                 compare_unguided=compare)
+    denoising = [call for call in unet_calls if not call.guidance]
+    assert len(denoising) == (2 if compare else 1)
+    assert (result.plain_image is not None) == (result.plain_steps is not None) == compare
+    if compare:
+        assert not result.plain_steps[0].energies
+        assert torch.equal(denoising[1].sample[:1], unet_calls[0].sample)  # the guided run's first pass
+
+
+def test_the_map_step_picks_the_denoising_step_whose_attention_is_shown():
+    result = run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=1, iterations=1, seed=3)
+    for step in (1, 2):
+        guided, plain = attention_views(result, step)
+        expected_guided = attention_panels(result.image, result.steps[step - 1].phrase_maps, result.boxes,
+                                           f"guided, step {step}")
+        expected_plain = attention_panels(result.plain_image, result.plain_steps[step - 1].phrase_maps, result.boxes,
+                                          f"no guidance, step {step}")
+        assert np.array_equal(np.asarray(guided), np.asarray(expected_guided))
+        assert np.array_equal(np.asarray(plain), np.asarray(expected_plain))
+    assert not np.allclose(result.steps[0].phrase_maps, result.steps[1].phrase_maps)

@@ -24,7 +24,6 @@ def region(mask: Image.Image) -> np.ndarray:
     return np.asarray(mask.convert("L")) >= 128
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_outside_the_mask_is_the_photo_bit_for_bit_and_inside_changes(seed):
     result = run_masked_edit(PHOTO, HELMET, "a bunch of red roses", steps=4, seed=seed, grow=0, feather=0)
@@ -41,7 +40,6 @@ def test_a_grown_feathered_mask_keeps_everything_it_does_not_touch():
     assert np.array_equal(np.asarray(result.image)[~touched], np.asarray(PHOTO)[~touched])
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_original_latent_is_reimposed_outside_the_mask(seed):
     pipe = models.get(SD15)
@@ -56,6 +54,37 @@ def test_the_original_latent_is_reimposed_outside_the_mask(seed):
     assert torch.allclose(output.latent[..., keep], z0[..., keep], atol=1e-6)
     assert (output.latent[..., ~keep] - z0[..., ~keep]).abs().mean() > 0.05
     assert output.steps_run == 3  # strength 0.75 of 4 steps
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_outside_the_mask_every_step_starts_from_the_original_noised_to_that_steps_level(seed):
+    """RePaint's blend: after step t → t−1 the outside is √ᾱ_{t−1}·z0 + √(1−ᾱ_{t−1})·ε, so each UNet call
+    at timestep t_k sees the original noised to t_k there (not to the level just left, and at every step,
+    not only the last) — a trace of what the UNet received, against diffusers' own add_noise."""
+    from diffusers import DDIMScheduler
+
+    pipe = models.get(SD15)
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    square = PHOTO.resize((side, side))
+    inside = np.zeros((side, side), dtype=bool)
+    inside[: side // 2, : side // 2] = True
+    seen = []
+    hook = pipe.unet.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0][0].detach().clone(), int(args[1]))))
+    try:
+        output = masked_sdedit(pipe, square, inside, "roses", 1.0, 4, 7.5, torch.Generator().manual_seed(seed))
+    finally:
+        hook.remove()
+    z0 = encode_image(pipe, square)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    keep = torch.from_numpy(output.latent_mask == 0)
+    assert len(seen) == 4 and len({timestep for _, timestep in seen}) == 4
+    for call, (latent, timestep) in enumerate(seen):
+        expected = scheduler.add_noise(z0, noise, torch.tensor([timestep]))[0]
+        assert torch.allclose(latent[..., keep], expected[..., keep], atol=1e-5), f"t = {timestep}"
+        if call:  # inside, from the second step on, the model's own latent
+            assert not torch.allclose(latent[..., ~keep], expected[..., ~keep], atol=1e-3)
 
 
 def test_the_latent_mask_covers_every_masked_pixel():

@@ -32,7 +32,6 @@ def beit_embeddings():
         hook.remove()
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("mode", MASK_MODES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exactly_the_chosen_patches_get_the_mask_token_and_only_they_are_predicted(beit_embeddings, mode, seed):
@@ -51,7 +50,6 @@ def test_exactly_the_chosen_patches_get_the_mask_token_and_only_they_are_predict
         assert sorted(zip(rows.tolist(), columns.tolist())) == [(0, 0), (2, 3), (7, 7)]
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("mode", ["blockwise", "random"])
 @pytest.mark.parametrize("seed", [0, 3])
 def test_beit_predictions_are_its_argmax_and_probability_for_the_masked_patches(mode, seed):
@@ -65,7 +63,6 @@ def test_beit_predictions_are_its_argmax_and_probability_for_the_masked_patches(
     np.testing.assert_allclose([row[3] for row in result.predictions], probabilities.max(-1).values, atol=1e-4)
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("mode", MASK_MODES)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mae_masks_the_same_patches_and_keeps_the_visible_ones_in_place(mode, seed, monkeypatch):
@@ -101,7 +98,6 @@ def test_mae_patchify_round_trip():
     assert torch.equal(mae.unpatchify(mae.patchify(pixels)), pixels)
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("seed", range(6))
 def test_blockwise_masking_as_in_beit(seed):
     """75 of 196 patches (or fewer, when ten tries in a row add nothing), reproducible from the seed,
@@ -112,6 +108,21 @@ def test_blockwise_masking_as_in_beit(seed):
     scattered = random_mask(14, int(mask.sum()), random.Random(seed))
     assert scattered.sum() == mask.sum()
     assert boundary(mask.reshape(14, 14)) < 0.6 * boundary(scattered.reshape(14, 14))
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.5, 0.9])
+def test_the_mask_ratio_sets_how_many_patches_both_models_see_masked(beit_embeddings, ratio):
+    """Random masking hides round(ratio·N) patches, and that many reach BEiT as [MASK] tokens; blockwise
+    masking hides about that many (never more)."""
+    embeddings, seen = beit_embeddings
+    picture = scene(64, 64, 0)
+    random_run = run_masked_image_modeling(picture, "random", ratio, seed=1)
+    patches = random_run.side ** 2
+    assert random_run.mask.sum() == round(ratio * patches) == random_run.parameters["masked"]
+    token = embeddings.mask_token[0, 0]
+    assert int(torch.isclose(seen["out"][0, 1:], token).all(-1).sum()) == round(ratio * patches)
+    blockwise = run_masked_image_modeling(picture, "blockwise", ratio, seed=1)
+    assert 0.5 * round(ratio * patches) <= blockwise.mask.sum() <= round(ratio * patches)
 
 
 def boundary(grid: np.ndarray) -> int:

@@ -21,7 +21,6 @@ def _pixels(image) -> np.ndarray:
 
 # ---- the fusion step, by hand ---------------------------------------------------------------------
 
-@pytest.mark.mechanism
 def test_each_pixel_becomes_the_average_of_the_windows_covering_it():
     views = [(0, 1, 0, 4), (0, 1, 2, 6), (0, 1, 3, 7)]
     values = [torch.full((1, 1, 1, 4), v) for v in (1.0, 3.0, 8.0)]
@@ -32,7 +31,6 @@ def test_each_pixel_becomes_the_average_of_the_windows_covering_it():
     assert torch.allclose(fused[0, 0, 0], expected)
 
 
-@pytest.mark.mechanism
 def test_fusion_is_the_per_pixel_least_squares_solution_for_random_views_and_weights():
     generator = torch.Generator().manual_seed(0)
     views = md.windows(6, 10, 4, 2)
@@ -126,6 +124,27 @@ def test_panorama_has_the_requested_size_and_the_mechanism_views_match_it():
     assert (np.abs(_pixels(result.grid) - _pixels(result.image)).sum(axis=2) == 0).mean() > 0.5
     circular = run_panorama("a photo of the dolomites", width=3 * side, steps=1, circular=True, baselines=False)
     assert circular.image.size == (3 * side, side) and circular.views == 3 * side // 64
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+def test_the_stride_chosen_is_the_one_the_windows_move_by(monkeypatch, stride):
+    """The windows the UNet actually visits start `stride` latent pixels apart and tile the width; their
+    number follows (W − window)/stride + 1 — a trace of the crops the UNet saw, not the tab's own count."""
+    side = native_side()
+    window, width = side // 8, 2 * side
+    starts = []
+    crop = md.crop
+
+    def spy(latent, view):
+        if latent.shape[1] == 4:  # the latent, not the prompt masks
+            starts.append(view[2])
+        return crop(latent, view)
+
+    monkeypatch.setattr(md, "crop", spy)
+    result = run_panorama("a beach", width=width, steps=1, stride=stride, baselines=False)
+    expected = list(range(0, width // 8 - window + 1, stride))
+    assert starts == expected and result.views == len(expected)
+    assert result.parameters["stride_px"] == 8 * stride
 
 
 def test_the_naive_tiles_are_the_one_window_runs_pasted_side_by_side():

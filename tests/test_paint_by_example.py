@@ -1,16 +1,22 @@
-"""Paint-by-Example on the tiny model: exact paste-back, sizes, seeds, bad input."""
+"""Paint-by-Example on the tiny model: exact paste-back, sizes, seeds, bad input, and what
+each control of the tab changes in the model's inputs."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import models
 from demos.shared.generation import read_parameters
 from demos import ASSETS
-from demos.shared.click_to_mask import run_click_to_mask
-from demos.shared.masks import binary_mask, feathered, paste_back, square_around
+from demos.shared.click_to_mask import SAM_MODELS, run_click_to_mask
+from demos.shared.masks import binary_mask, feathered, grown, paste_back, square_around
 from demos.tabs.paint_by_example import run_paint_by_example
 from models import UserError
+from models.paint_by_example import PAINT_BY_EXAMPLE
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
 MASK = Image.open(ASSETS / "mask_astronaut_helmet.png")
@@ -22,7 +28,6 @@ def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-@pytest.mark.mechanism
 def test_outside_the_feathered_mask_the_scene_is_kept_exactly_and_inside_it_changes():
     result = run_paint_by_example(SCENE, MASK, REFERENCE, **FAST)
     out, scene = pixels(result.images[0]), np.asarray(SCENE, dtype=np.int16)
@@ -110,7 +115,6 @@ def test_click_to_mask_then_paint_through_the_api(app_server):
     assert np.array_equal(out[outside], scene_pixels[outside]) and not np.array_equal(out, scene_pixels)
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("corner", [(2, 2), (125, 125)], ids=["near the edge", "centre"])
 def test_a_small_mask_is_repainted_wherever_its_grown_feathered_weight_reaches(corner):
     """The square the model sees is built from the paste weight (mask grown 8 px, feathered 8 px), not from
@@ -142,3 +146,157 @@ def test_a_region_wider_than_the_scene_is_tall_gets_an_overhanging_square():
     assert (out[region] == [0, 255, 0]).all() and (out[~region] == [255, 0, 0]).all()
     with pytest.raises(ValueError, match="outside the painted square"):
         paste_back(scene, painted, (0, 0, 40, 40), region.astype(np.float32))
+
+
+# ---- every control of the tab reaches the model ------------------------------------------------------
+
+@pytest.fixture
+def unet_calls(monkeypatch) -> list[SimpleNamespace]:
+    """Each call of the Paint-by-Example UNet: its 9-channel input (latent, mask, masked-image latent), the
+    embedding it attends to, and its output."""
+    unet = models.get(PAINT_BY_EXAMPLE).unet
+    calls = []
+    forward = unet.forward
+
+    def spy(sample, timestep, *args, **kwargs):
+        output = forward(sample, timestep, *args, **kwargs)
+        calls.append(SimpleNamespace(sample=sample.detach().clone(),
+                                     context=kwargs["encoder_hidden_states"].detach().clone(),
+                                     output=output[0].detach().clone()))
+        return output
+
+    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
+    return calls
+
+
+@pytest.fixture
+def pipeline_inputs(monkeypatch) -> list[dict]:
+    """The keyword arguments of each Paint-by-Example pipeline call."""
+    pipe = models.get(PAINT_BY_EXAMPLE)
+    calls = []
+    original = type(pipe).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", spy)
+    return calls
+
+
+def test_the_reference_is_what_the_unet_attends_to_in_place_of_a_prompt(unet_calls):
+    pipe = models.get(PAINT_BY_EXAMPLE)
+    embeddings = []
+    for reference in (REFERENCE, Image.open(ASSETS / "reference_cat.jpg")):
+        unet_calls.clear()
+        run_paint_by_example(SCENE, MASK, reference, **FAST)
+        pixel_values = pipe.feature_extractor(images=reference.convert("RGB"), return_tensors="pt").pixel_values
+        with torch.no_grad():
+            expected = pipe.image_encoder(pixel_values)
+        for call in unet_calls:
+            _, conditional = call.context.chunk(2)
+            torch.testing.assert_close(conditional, expected)
+        embeddings.append(expected)
+    assert not torch.allclose(*embeddings)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_steps_is_the_number_of_denoising_calls(steps, unet_calls):
+    pipe = models.get(PAINT_BY_EXAMPLE)
+    run_paint_by_example(SCENE, MASK, REFERENCE, steps=steps, seed=3)
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)  # PNDM adds a warm-up call to the steps asked for
+    assert len(unet_calls) == len(scheduler.timesteps)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
+def test_the_guidance_scale_weights_the_references_prediction_against_the_unconditional_one(
+        guidance_scale, unet_calls, monkeypatch):
+    cls = type(models.get(PAINT_BY_EXAMPLE).scheduler)
+    used = []
+    step = cls.step
+
+    def spy(self, model_output, *args, **kwargs):
+        used.append(model_output.detach().clone())
+        return step(self, model_output, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "step", spy)
+    run_paint_by_example(SCENE, MASK, REFERENCE, guidance_scale=guidance_scale, **FAST)
+    assert len(unet_calls) == len(used) > 0
+    for call, noise in zip(unet_calls, used):
+        if guidance_scale > 1:
+            unconditional, conditional = call.output.chunk(2)
+            expected = unconditional + guidance_scale * (conditional - unconditional)
+        else:  # no unconditional half at all
+            assert call.output.shape[0] == 1
+            expected = call.output
+        torch.testing.assert_close(noise, expected)
+
+
+@pytest.mark.parametrize("num_images", [1, 2])
+def test_num_images_is_how_many_latents_are_denoised_together(num_images, unet_calls):
+    result = run_paint_by_example(SCENE, MASK, REFERENCE, num_images=num_images, **FAST)
+    assert len(result.images) == num_images
+    assert {call.sample.shape[0] for call in unet_calls} == {2 * num_images}  # CFG doubles
+    if num_images == 2:
+        assert not np.array_equal(pixels(result.images[0]), pixels(result.images[1]))
+
+
+def model_mask_expected(grow: int, crop_box: tuple[int, int, int, int], side: int) -> np.ndarray:
+    """The user's mask grown by `grow` px, through the square the model saw: what it must repaint."""
+    region = grown(binary_mask(MASK, SCENE.size), grow)
+    square = Image.fromarray(region.astype(np.uint8) * 255).crop(crop_box)
+    return np.asarray(square.resize((side, side), Image.Resampling.NEAREST))
+
+
+@pytest.mark.parametrize("grow", [-10, 10])
+def test_grow_sets_the_region_the_model_repaints(grow, pipeline_inputs):
+    """(The paste-back side of `grow` is tested above, in the shrinking test.)"""
+    result = run_paint_by_example(SCENE, MASK, REFERENCE, grow=grow, feather=0, **FAST)
+    (kwargs,) = pipeline_inputs
+    received = np.asarray(kwargs["mask_image"])
+    assert np.array_equal(received, model_mask_expected(grow, result.crop_box, received.shape[0]))
+    assert not np.array_equal(received, model_mask_expected(-grow, result.crop_box, received.shape[0]))
+
+
+def test_feather_softens_only_the_paste_back(pipeline_inputs):
+    """A feather blurs the weight the result is pasted back with (wider, with soft values); the model is
+    still asked to repaint exactly the grown mask."""
+    supports = []
+    for feather in (0, 12):
+        pipeline_inputs.clear()
+        result = run_paint_by_example(SCENE, MASK, REFERENCE, grow=4, feather=feather, **FAST)
+        weight = np.asarray(result.mask)
+        assert ((weight > 0) & (weight < 255)).any() == (feather > 0)
+        supports.append((weight > 0).sum())
+        (kwargs,) = pipeline_inputs
+        received = np.asarray(kwargs["mask_image"])
+        assert np.array_equal(received, model_mask_expected(4, result.crop_box, received.shape[0]))
+    assert supports[0] < supports[1]
+
+
+def test_the_seed_draws_the_starting_latent_and_randomize_draws_a_fresh_seed(unet_calls):
+    for seed, randomize in ((3, False), (4, False), (3, True)):
+        unet_calls.clear()
+        result = run_paint_by_example(SCENE, MASK, REFERENCE, steps=1, seed=seed, randomize=randomize)
+        assert result.seed != seed if randomize else result.seed == seed
+        start = unet_calls[0].sample[:1, :4]
+        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(result.seed))
+        torch.testing.assert_close((start / start.norm()).flatten(), (noise / noise.norm()).flatten())
+
+
+@pytest.mark.parametrize("model", SAM_MODELS)
+def test_the_segment_anything_choice_is_the_model_that_segments(model, monkeypatch):
+    """(The clicks, the click mode and the mask choice are tested in test_click_to_mask.py.)"""
+    from demos.shared import click_to_mask
+
+    used = []
+    segment = click_to_mask.segment
+
+    def spy(sam, *args, **kwargs):
+        used.append(sam)
+        return segment(sam, *args, **kwargs)
+
+    monkeypatch.setattr(click_to_mask, "segment", spy)
+    run_click_to_mask(SCENE, "+ 250 110", model)
+    assert used == [models.get(model)]

@@ -4,6 +4,9 @@ cross-attention K/V), and leaves plain SD bit-identical afterwards. Tiny weights
 assert properties of the mechanism, never what a picture looks like."""
 from __future__ import annotations
 
+import random
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +17,8 @@ from demos.tabs.personalisation import (
     METHODS, PLAIN_SUBJECT, UPLOADED, Attachment, active_state, attached, concept_attachment, concept_footprint,
     filled, generate, run_all_methods, run_personalisation, run_training, sampling_pipeline, unet_prefixed,
 )
-from models.pipelines.personalisation_training import save_weights
+from demos.shared.inputs import rgb_image
+from models.pipelines.personalisation_training import pixels as training_pixels, save_weights
 from tests.conftest import ROOT
 from models import UserError
 from models.personalisation import (
@@ -301,3 +305,262 @@ def test_lora_training_changes_only_lora_parameters_and_textual_inversion_only_i
 def test_bad_training_input_is_refused_with_a_message(call, message):
     with pytest.raises(UserError, match=message):
         call()
+
+
+# ---- every control of the tab reaches the computation ---------------------------------------------
+# Each control varied with everything else fixed, traced where it acts: what the shared UNet is called
+# with (latents, timesteps, text, the LoRA weights its layers apply, its attention processors, the token
+# rows of the text encoder), the ε̂ each DDIM step takes, what the VAE encodes and what training optimises.
+
+def lora_weights_in_use(unet) -> set[tuple[str, float]]:
+    """(adapter, weight) of every adapter the UNet's LoRA layers apply: scaling / (α/r), as `set_adapters` set it."""
+    from peft.tuners.lora import LoraLayer
+
+    return {(adapter, round(layer.scaling[adapter] * layer.r[adapter] / layer.lora_alpha[adapter], 6))
+            for layer in unet.modules() if isinstance(layer, LoraLayer) and not layer.disable_adapters
+            for adapter in layer.active_adapters if adapter in layer.scaling}
+
+
+@pytest.fixture
+def resident(monkeypatch):
+    """No model is unloaded during the test (the cache keeps 4 by default; each concept's files count as one):
+    the handles a test hooks are the ones the run uses."""
+    monkeypatch.setattr(models.model_settings, "max_loaded_models", 0)
+    return models.get(SD15)
+
+
+@pytest.fixture
+def unet_runs(resident):
+    """Every call of the shared UNet during the test: latents, timestep, text embeddings, ε output, the LoRA
+    weights and attention processors it runs with, and the added tokens' embedding rows at that moment."""
+    base = resident
+    calls: list[SimpleNamespace] = []
+
+    def record(module, args, kwargs, output):
+        table = base.text_encoder.get_input_embeddings().weight
+        calls.append(SimpleNamespace(
+            latents=args[0].detach().clone(), t=args[1], text=kwargs["encoder_hidden_states"].detach().clone(),
+            eps=(output[0] if isinstance(output, tuple) else output.sample).detach().clone(),
+            loras=lora_weights_in_use(module), processors={type(p).__name__ for p in module.attn_processors.values()},
+            tokens={token: table[index].detach().clone() for token, index in base.tokenizer.get_added_vocab().items()}))
+
+    hook = base.unet.register_forward_hook(record, with_kwargs=True)
+    yield calls
+    hook.remove()
+
+
+@pytest.fixture
+def ddim_inputs(monkeypatch):
+    """The ε̂ each DDIM step of a generation is taken with (after classifier-free guidance)."""
+    from diffusers import DDIMScheduler
+
+    seen: list[torch.Tensor] = []
+    real_step = DDIMScheduler.step
+
+    def step(self, model_output, *args, **kwargs):
+        seen.append(model_output.detach().clone())
+        return real_step(self, model_output, *args, **kwargs)
+
+    monkeypatch.setattr(DDIMScheduler, "step", step)
+    return seen
+
+
+def ddim_timesteps(steps: int) -> list[int]:
+    from diffusers import DDIMScheduler
+
+    schedule = DDIMScheduler.from_config(models.get(SD15).scheduler.config)
+    schedule.set_timesteps(steps)
+    return [int(t) for t in schedule.timesteps]
+
+
+def start_noise(seed: int, side: int) -> torch.Tensor:
+    """z_T of a generation at `seed` (DDIM's initial σ is 1)."""
+    channels = models.get(SD15).unet.config.in_channels
+    return torch.randn((1, channels, side // 8, side // 8), generator=torch.Generator().manual_seed(seed))
+
+
+def assert_sampled_with(calls, eps_inputs, steps: int, side: int, seed: int, guidance: float, pictures: int) -> None:
+    """`pictures` generations of `steps` DDIM steps at `side` pixels, each from ε(seed), each step's ε̂ the
+    classifier-free combination ε_u + w·(ε_c − ε_u) of its UNet output (w ≤ 1: the conditional ε alone)."""
+    assert [int(call.t) for call in calls] == ddim_timesteps(steps) * pictures
+    assert all(torch.equal(call.latents[:1], start_noise(seed, side)) for call in calls[::steps])
+    assert len(eps_inputs) == len(calls)
+    for call, eps in zip(calls, eps_inputs):
+        if guidance <= 1:
+            assert call.latents.shape[0] == 1 and torch.equal(eps, call.eps)
+        else:
+            uncond, cond = call.eps.chunk(2)
+            torch.testing.assert_close(eps, uncond + guidance * (cond - uncond))
+
+
+SAMPLING = [(2, 2 * SIDE, 5, 3.0), (1, SIDE, 0, 1.0)]  # steps, resolution, seed, guidance: two values of each
+
+
+@pytest.mark.parametrize("steps, side, seed, guidance", SAMPLING)
+def test_steps_resolution_seed_and_guidance_set_how_both_pictures_are_sampled(unet_runs, ddim_inputs, steps, side,
+                                                                              seed, guidance):
+    result = run_personalisation(PROMPT, "LoRA", 1.0, 0.0, seed, steps, guidance, side)
+    assert_sampled_with(unet_runs, ddim_inputs, steps, side, seed, guidance, pictures=2)  # plain SD and the method
+    assert result.plain.size == result.image.size == (side, side) and result.seed == seed
+
+
+@pytest.mark.parametrize("steps, side, seed, guidance", SAMPLING)
+def test_run_every_method_takes_the_same_steps_resolution_seed_and_guidance(unet_runs, ddim_inputs, steps, side, seed,
+                                                                            guidance):
+    """"All methods, one prompt" samples with One method's steps, guidance and resolution and its own seed."""
+    result = run_all_methods(PROMPT, seed, steps, guidance, side)
+    assert_sampled_with(unet_runs, ddim_inputs, steps, side, seed, guidance, pictures=7)
+    assert all(image.size == (side, side) for image, _ in result.images) and result.seed == seed
+
+
+def test_the_prompt_template_reaches_the_text_encoder_with_each_pictures_subject(resident, unet_runs):
+    """`{}` is filled with "a cat" for plain SD and with the method's subject for the other picture: the UNet
+    is conditioned on exactly those prompts (and the empty one of classifier-free guidance)."""
+    pipe = sampling_pipeline(resident)
+    conditions = []
+    for template in (PROMPT, "{} in the snow"):
+        unet_runs.clear()
+        run_personalisation(template, "LoRA", seed=0, steps=1, resolution=SIDE)
+        for call, subject in zip(unet_runs, (PLAIN_SUBJECT, CONCEPTS[STYLE_LORA].subject)):
+            with torch.no_grad():
+                cond, uncond = pipe.encode_prompt(filled(template, subject), pipe.device, 1, True, "")
+            assert torch.equal(call.text, torch.cat([uncond, cond]))
+        conditions.append(unet_runs[0].text)
+    assert not torch.equal(*conditions)
+
+
+@pytest.mark.parametrize("method, lora_weight, dreambooth_weight, loras, concept", [
+    ("plain SD", 1.0, 0.7, set(), None),
+    ("LoRA", 1.0, 0.0, {(STYLE_LORA, 1.0)}, None),
+    ("LoRA", 0.5, 0.0, {(STYLE_LORA, 0.5)}, None),
+    ("LoRA", 0.5, 0.7, {(STYLE_LORA, 0.5), (DREAMBOOTH_LORA, 0.7)}, None),
+    ("DreamBooth-LoRA", 0.8, 0.7, {(DREAMBOOTH_LORA, 0.8)}, None),  # the DreamBooth mix-in is LoRA's only
+    ("textual inversion", 1.0, 0.7, set(), TEXTUAL_INVERSION),
+    ("Custom Diffusion", 1.0, 0.7, set(), CUSTOM_DIFFUSION),
+])
+def test_the_method_and_its_weights_are_what_the_unet_runs_with(unet_runs, method, lora_weight, dreambooth_weight,
+                                                                loras, concept):
+    """While the method's picture is sampled the UNet applies exactly the chosen adapters at the chosen weights
+    (read off its LoRA layers), the method's token rows sit in the text encoder and Custom Diffusion's
+    processors compute the attention; the plain picture runs with none of it."""
+    result = run_personalisation(PROMPT, method, lora_weight, dreambooth_weight, seed=0, steps=1, resolution=SIDE)
+    plain_call, method_call = unet_runs
+    assert plain_call.loras == set() and method_call.loras == loras
+    tokens = concept_attachment(concept).tokens if concept else {}
+    added = {token: row for token, row in method_call.tokens.items() if token not in plain_call.tokens}
+    assert added.keys() == tokens.keys()
+    assert all(torch.equal(added[token], vector.reshape(-1).to(added[token].dtype)) for token, vector in tokens.items())
+    custom = concept == CUSTOM_DIFFUSION
+    assert method_call.processors == ({"CustomDiffusionAttnProcessor"} if custom else plain_call.processors)
+    assert (result.latent_distance == 0) == (method == "plain SD")
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    """The tab's event handlers by endpoint, as the page wires them."""
+    import app
+    from demos import DEMOS
+
+    demo = next(d for d in DEMOS if d.module == "demos.tabs.personalisation")
+    return {fn.api_name: fn.fn for fn in app.build_app([demo]).fns.values() if fn.api_name}
+
+
+HANDLER_ARGUMENTS = {  # each endpoint's inputs in the order the page sends them, seed and randomize last
+    "personalise": (PROMPT, "plain SD", 1.0, 0.0, None, "", 1, 7.5, SIDE),
+    "personalise_all": (PROMPT, 1, 7.5, SIDE),
+    "train_concept": (PHOTOS[:1], "textual inversion", "<my-concept>", "toy", 1, 0, 4, 0, 1, SIDE),
+}
+
+
+@pytest.mark.parametrize("endpoint, randomize", [("personalise", False), ("personalise", True),
+                                                 ("personalise_all", True), ("train_concept", True)])
+def test_randomize_draws_the_seed_that_each_sub_tab_samples_with_and_shows(handlers, unet_runs, monkeypatch, endpoint,
+                                                                           randomize):
+    """The three sub-tabs resolve their seed in the handler: with randomize the drawn seed, not the typed
+    one, is the one sampled from and written back to the seed box."""
+    from demos.shared import generation
+
+    monkeypatch.setattr(generation, "random", random.Random(7))  # resolve_seed's draws, made repeatable
+    used = random.Random(7).randint(0, generation.MAX_SEED) if randomize else 9
+    outputs = handlers[endpoint](*HANDLER_ARGUMENTS[endpoint], 9, randomize, progress=None)
+    last = list(outputs)[-1] if endpoint == "train_concept" else outputs
+    assert last[-1] == used and (used != 9) == randomize  # the seed box
+    sample = next(call for call in unet_runs if call.latents.shape[0] == 2)  # CFG: a sample, not a training batch
+    assert torch.equal(sample.latents[:1], start_noise(used, SIDE))
+
+
+def trained(**settings):
+    """The last update of a one-photo, one-step textual-inversion run at the smallest sizes, `settings` changed."""
+    defaults = dict(photos=PHOTOS[:1], method="textual inversion", steps=1, seed=1, sample_every=1, resolution=SIDE,
+                    sample_steps=1)
+    return list(run_training(**{**defaults, **settings}))[-1]
+
+
+@pytest.mark.parametrize("class_word, learning_rate", [("toy", 1e-3), ("dog", 1e-2)])
+def test_textual_inversion_starts_at_the_class_word_and_steps_by_the_learning_rate(resident, class_word, learning_rate):
+    """TI's vector starts at the class word's embedding (the mean over its tokens), and AdamW's first step moves
+    each coordinate by lr·|g|/(|g| + ε): by the learning rate wherever the gradient is not vanishingly small."""
+    base = resident
+    ids = base.tokenizer.encode(class_word, add_special_tokens=False)
+    start = base.text_encoder.get_input_embeddings().weight[ids].detach().float().mean(0)
+    step = (trained(class_word=class_word, learning_rate=learning_rate).weights["<my-concept>"][0] - start).abs()
+    assert step.max() <= learning_rate * (1 + 1e-3)
+    assert float(step.median()) == pytest.approx(learning_rate, rel=1e-3)
+
+
+@pytest.mark.parametrize("token, class_word", [("<my-concept>", "toy"), ("<zz-statue>", "statue")])
+@pytest.mark.parametrize("method", list(TRAINING))
+def test_the_trigger_word_and_class_are_what_the_text_encoder_reads_while_training(resident, method, token, class_word):
+    """Every prompt of the run (training batches, probes, samples) holds the instance words: the new token for
+    textual inversion, "token class" for LoRA, as DreamBooth binds a rare word to the class."""
+    base = resident
+    instance = token if method == "textual inversion" else f"{token} {class_word}"
+    rows: list[tuple[list[int], list[int]]] = []
+
+    def read(module, args):  # the instance's ids while its token exists
+        wanted = base.tokenizer(instance, add_special_tokens=False).input_ids
+        rows.extend((row, wanted) for row in args[0].tolist())
+
+    hook = base.text_encoder.register_forward_pre_hook(read)
+    try:
+        last = trained(method=method, token=token, class_word=class_word)
+    finally:
+        hook.remove()
+    end = base.tokenizer.eos_token_id
+    prompts = [(row, wanted) for row, wanted in rows if row[1] != end]  # not the empty prompt of CFG
+    assert prompts and all(any(row[i:i + len(wanted)] == wanted for i in range(len(row))) for row, wanted in prompts)
+    assert last.sample_prompt == f"a photo of a {instance}"
+
+
+def test_prior_preservation_adds_lambda_times_the_class_loss():
+    """λ > 0: the frozen model first draws the class, and each step's loss is the instance loss plus λ times
+    the loss on those pictures (the same draws at every λ): L(λ) − L(0) is proportional to λ."""
+    first = {weight: trained(prior_weight=weight).losses[0] for weight in (0.0, 0.5, 1.0)}
+    assert abs(first[0.5] - first[0.0]) > 1e-4
+    assert first[1.0] - first[0.0] == pytest.approx(2 * (first[0.5] - first[0.0]), rel=1e-4)
+
+
+@pytest.mark.parametrize("photos, side", [(PHOTOS[:1], SIDE), (PHOTOS[:1], 2 * SIDE), (PHOTOS[1:], SIDE)])
+def test_the_photos_at_the_training_resolution_are_what_the_vae_encodes(resident, photos, side):
+    vae = resident.vae
+    seen: list[torch.Tensor] = []
+    hook = vae.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        last = trained(photos=photos, resolution=side)
+    finally:
+        hook.remove()
+    expected = [training_pixels(rgb_image(photo), side)[None] for photo in photos]
+    assert len(seen) == len(expected) and all(torch.equal(a, b.to(a.dtype)) for a, b in zip(seen, expected))
+    assert last.samples[-1][0].size == (side, side)
+
+
+def test_the_training_seed_sets_the_noise_draws_and_the_samples(unet_runs):
+    """The seed draws the training noise (the same photo and settings train differently) and the samples."""
+    losses = []
+    for seed in (1, 2):
+        unet_runs.clear()
+        last = trained(seed=seed)
+        sample = next(call for call in unet_runs if call.latents.shape[0] == 2)  # CFG: the sample, not a batch
+        assert torch.equal(sample.latents[:1], start_noise(seed, SIDE)) and last.seed == seed
+        losses.append(last.losses + [loss for _, loss in last.probe_losses])
+    assert losses[0] != losses[1]

@@ -88,7 +88,6 @@ def _probabilities(prompts: int, heads: int, pixels: int, keys: int, seed: int =
     return torch.rand((2 * prompts * heads, pixels, keys), generator=generator).softmax(dim=-1)
 
 
-@pytest.mark.mechanism
 def test_controller_edits_only_the_conditional_edit_rows_in_their_window():
     heads, latent = 2, 64  # an 8x8 latent: self-attention is replaced at ≤ 2x2 = 4 pixels
     edit = p2p.CrossEdit("replace", torch.eye(77))
@@ -244,6 +243,32 @@ def test_optimised_null_embeddings_reconstruct_better_than_plain_ddim_inversion(
     assert all(len(step) <= 10 for step in inversion.losses)
     assert inversion.unet_calls["null-text optimisation"] == 3 + inversion.iterations + 3
     assert set(inversion.psnr) == {"VAE round trip", "DDIM inversion", "null-text inversion"}
+
+
+def test_each_null_embedding_is_fitted_to_the_next_point_of_the_inversion_trajectory(base, monkeypatch):
+    """Step i (from z*_T down) optimises ∅_i so that the guided DDIM step lands on z*_{T−i−1}: the loss
+    compares with exactly that latent of the trajectory, never its neighbour (a trace of the targets)."""
+    import types
+
+    targets = []
+
+    def mse_loss(prediction, target):
+        targets.append(target.detach().clone())
+        return torch.nn.functional.mse_loss(prediction, target)
+
+    steps = 3
+    schedule = p2p.DDIMSchedule.for_scheduler(base.scheduler.config, steps)
+    conditional = nti.encode_text(base, ["a cat"]).to(base.unet.dtype)
+    photo = nti.square_photo(Image.open(ASSETS / "chelsea.jpg").convert("RGB"), nti.model_side(base))
+    trajectory = nti.ddim_inversion(base.unet, nti.encode_image(base, photo), conditional, schedule)
+    monkeypatch.setattr(nti, "F", types.SimpleNamespace(mse_loss=mse_loss))
+    nti.null_optimization(base.unet, trajectory, conditional, nti.encode_text(base, [""]), schedule,
+                          inner_steps=2, epsilon=-1.0)  # a threshold below 0: both inner updates always run
+    assert len(targets) == 2 * steps
+    for index in range(steps):
+        for target in targets[2 * index: 2 * index + 2]:
+            assert torch.equal(target, trajectory[steps - index - 1].float()), f"step {index} fitted elsewhere"
+    assert not any(torch.equal(targets[0], targets[2 * index]) for index in (1, 2))  # three distinct latents
 
 
 @pytest.mark.mechanism

@@ -31,7 +31,6 @@ def predictor_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.mechanism
 def test_everything_returns_scored_masks_and_their_count_grows_with_the_point_grid():
     picture = scene(80, 48)
     small = run_segment_everything(picture, points_per_side=2, **KEEP_ALL)
@@ -49,7 +48,28 @@ def test_everything_returns_scored_masks_and_their_count_grows_with_the_point_gr
                                       box_nms_thresh=1.0).masks) == 0
 
 
-@pytest.mark.mechanism
+@pytest.mark.parametrize("column, threshold", [(2, "pred_iou_thresh"), (3, "stability_score_thresh")])
+def test_each_score_threshold_keeps_exactly_the_masks_scoring_above_it(column, threshold, monkeypatch):
+    """With the other filters open, a threshold between two scores of the unfiltered run keeps exactly the
+    masks above it: SAM's predicted IoU (column 2) and the stability score (column 3) are each applied.
+    Random weights give every mask stability 0 (no logit reaches ±1), so the stability scores are made up:
+    spread over (0, 1) in the order SAM scores the masks."""
+    from segment_anything import automatic_mask_generator
+
+    if threshold == "stability_score_thresh":
+        monkeypatch.setattr(automatic_mask_generator, "calculate_stability_score",
+                            lambda masks, *_: torch.linspace(0.05, 0.95, len(masks)))
+    picture = scene(80, 48)
+    everything = run_segment_everything(picture, points_per_side=3, **KEEP_ALL)
+    scores = sorted({row[column] for row in everything.rows})
+    assert len(scores) >= 3, "the unfiltered run should give masks of several scores"
+    cut = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    kept = run_segment_everything(picture, points_per_side=3, **{**KEEP_ALL, threshold: cut})
+    assert 0 < len(kept.masks) < len(everything.masks)
+    assert sorted(row[column] for row in kept.rows) == sorted(row[column] for row in everything.rows
+                                                              if row[column] > cut)
+
+
 def test_the_overlay_colours_every_mask_and_nothing_else():
     picture = scene(60, 40, seed=3)
     masks = np.zeros((3, 40, 60), dtype=bool)
@@ -72,7 +92,6 @@ def test_the_overlay_colours_every_mask_and_nothing_else():
     assert np.array_equal(shown[~union], original[~union]) and (shown[union] != original[union]).any(-1).all()
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("box", [(5, 8, 40, 30), (30, 2, 79, 47), (0, 0, 20, 20)])
 def test_a_box_prompt_reaches_sam_as_given_and_its_mask_stays_inside_it(predictor_calls, box):
     picture = scene(80, 48, seed=1)
@@ -89,7 +108,6 @@ def test_a_box_prompt_reaches_sam_as_given_and_its_mask_stays_inside_it(predicto
     assert np.array_equal(mask[y0:y1, x0:x1], unclipped[y0:y1, x0:x1])
 
 
-@pytest.mark.mechanism
 @pytest.mark.parametrize("size", [(96, 64), (50, 120)])
 def test_grounded_sam_sends_the_detectors_boxes_in_image_pixels_one_mask_each_labels_in_order(
         predictor_calls, monkeypatch, size):

@@ -2,8 +2,12 @@
 streaming, the side-by-side call with one side failing, and bad input."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import random
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -12,8 +16,8 @@ from PIL import Image
 
 import models
 from demos.tabs.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, COMPARE_METHODS, INSTRUCTBLIP_MODELS, LLAVA_DECODING,
-                       LLAVA_MODELS, Decoding, answer_blip2, ask, blip2_prompt, export_conversation,
-                       llava_conversation, run_vqa, stream_llava)
+                       LLAVA_MODELS, Decoding, _default_llava, answer_blip2, ask, blip2_prompt,
+                       export_conversation, llava_conversation, run_vqa, stream_llava)
 from models import ModelUnavailable, UserError
 from models.vqa import available_quantizations
 
@@ -124,7 +128,6 @@ def test_decoding_settings_are_checked():
 INSTRUCTBLIP = INSTRUCTBLIP_MODELS[0]
 
 
-@pytest.mark.mechanism
 def test_instructblip_prompt_is_built_by_its_processor_for_both_tokenizers():
     handle = models.get(INSTRUCTBLIP)
     assert blip2_prompt("What animal is this?", model=INSTRUCTBLIP) == "What animal is this?"  # the instruction
@@ -141,7 +144,6 @@ def test_instructblip_prompt_is_built_by_its_processor_for_both_tokenizers():
     assert handle.processor.tokenizer.decode(ids[33:]) == "What animal is this?"
 
 
-@pytest.mark.mechanism
 def test_instructblip_answer_excludes_the_prompt_and_uses_the_instruction():
     handle = models.get(INSTRUCTBLIP)
     result = answer_blip2(CAT, "What animal is this?", "vqa", INSTRUCTBLIP, GREEDY)
@@ -299,3 +301,210 @@ def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
     # InstructBLIP's repo keeps the Q-Former's BERT tokenizer in its own folder.
     assert (tmp_path / "qformer_tokenizer" / "tokenizer_config.json").is_file() == (name in INSTRUCTBLIP_MODELS)
 
+
+
+# ---- every control reaches the side it belongs to, and only that --------------------------------------
+
+COFFEE = Image.open(ASSETS / "coffee.jpg").convert("RGB")
+PICTURES = {"chelsea": CAT, "coffee": COFFEE}
+TRACE_DECODING = Decoding(max_new_tokens=2, strategy="greedy")
+BASE = dict(image=CAT, question="What animal is this?", history=[], blip2_model=BLIP2_MODELS[0],
+            llava_model=LLAVA_MODELS[1], mode="vqa")
+
+
+def loaded_name(network) -> str | None:
+    """The registry name of the loaded checkpoint this network belongs to."""
+    return next((entry.name for entry in models.model_cache.loaded()
+                 if getattr(entry.handle, "model", None) is network), None)
+
+
+@contextmanager
+def generate_calls(*names):
+    """Every generate() call while the block runs, by checkpoint: its keyword arguments, and the seed torch's
+    default generator was last seeded with (what sampling draws from). Patched on the classes of these
+    checkpoints (the other checkpoints of a family share them), so a checkpoint the model cache evicts and
+    loads again on the way is still seen."""
+    calls = defaultdict(list)
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in {type(models.get(name).model) for name in names}:
+            def generate(self, *args, _real=cls.generate, **kwargs):
+                calls[loaded_name(self)].append(dict(kwargs, seed=torch.initial_seed()))
+                return _real(self, *args, **kwargs)
+
+            patch.setattr(cls, "generate", generate)
+        yield calls
+
+
+def picture_of(name: str, pixels: torch.Tensor) -> str | None:
+    """Which picture these pixels are, by the checkpoint's own image processor."""
+    processor = models.get(name).processor.image_processor
+    return next((picture for picture, image in PICTURES.items() if torch.equal(
+        pixels, processor(images=image, return_tensors="pt")["pixel_values"].to(pixels.dtype))), None)
+
+
+def vqa_trace(**changes) -> dict:
+    """Per side, what its one generate() call got: the checkpoint, the text of its input ids, the picture."""
+    with generate_calls(BASE["blip2_model"], BASE["llava_model"]) as calls:
+        result = ask(**{**BASE, **changes}, blip2_decoding=TRACE_DECODING, llava_decoding=TRACE_DECODING)
+    assert result.blip2.error is None and result.llava.error is None
+    trace = {}
+    for side, names in (("blip2", BLIP2_MODELS), ("llava", LLAVA_MODELS)):
+        (name, call), = [(name, call) for name in names for call in calls[name]]
+        text = models.get(name).processor.tokenizer.decode(call["input_ids"][0], skip_special_tokens=True)
+        trace[side] = {"model": name, "text": text, "image": picture_of(name, call["pixel_values"])}
+    return trace
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return vqa_trace()
+
+
+@pytest.mark.parametrize("control, value, changed, check", [
+    ("image", COFFEE, {"blip2": {"image"}, "llava": {"image"}},
+     lambda trace: trace["blip2"]["image"] == trace["llava"]["image"] == "coffee"),
+    ("question", "Which colour is it?", {"blip2": {"text"}, "llava": {"text"}},
+     lambda trace: all("Which colour is it?" in trace[side]["text"] for side in ("blip2", "llava"))),
+    ("history", HISTORY[:2], {"llava": {"text"}},
+     lambda trace: "A cat." in trace["llava"]["text"] and "A cat." not in trace["blip2"]["text"]),
+    ("mode", "caption", {"blip2": {"text"}}, lambda trace: "What animal" not in trace["blip2"]["text"]),
+    ("blip2_model", BLIP2_MODELS[1], {"blip2": {"model", "text"}},
+     lambda trace: trace["blip2"]["model"] == BLIP2_MODELS[1] and "Short answer:" in trace["blip2"]["text"]),
+    ("llava_model", LLAVA_MODELS[0], {"llava": {"model", "text"}},
+     lambda trace: trace["llava"]["model"] == LLAVA_MODELS[0] and "ASSISTANT:" in trace["llava"]["text"]),
+], ids=["image", "question", "history", "mode", "blip2_model", "llava_model"])
+def test_each_input_reaches_the_side_it_belongs_to_and_only_that(baseline, control, value, changed, check):
+    """One input changed at a time: what each side's generate() got moves where it should (the picture on
+    both sides, the chat on LLaVA's only, the mode on BLIP-2's only, a model only its own side) and nowhere else."""
+    assert baseline["blip2"] == {"model": BLIP2_MODELS[0], "image": "chelsea",
+                                 "text": "Question: What animal is this? Answer:"}
+    trace = vqa_trace(**{control: value})
+    for side in ("blip2", "llava"):
+        moved = {part for part in trace[side] if trace[side][part] != baseline[side][part]}
+        assert moved == changed.get(side, set()), side
+    assert check(trace)
+
+
+@pytest.fixture(scope="module")
+def tab():
+    """The tab as the app builds it (its widgets wired to its handlers), without a server."""
+    import gradio as gr
+
+    from demos.tabs import vqa
+
+    with gr.Blocks() as blocks:
+        vqa.build_ui()
+    return blocks
+
+
+def handler(blocks, api_name: str):
+    return next(fn for fn in blocks.fns.values() if fn.api_name == api_name)
+
+
+DECODING_FIELDS = {"max_new_tokens": "Max new tokens", "strategy": "Decoding", "num_beams": "Beams",
+                   "temperature": "Temperature", "top_p": "Top-p", "repetition_penalty": "Repetition penalty"}
+
+
+def widgets(decoding: Decoding) -> list:
+    """One side's six decoding widgets' values, in the order they are wired."""
+    return [getattr(decoding, field) for field in DECODING_FIELDS]
+
+
+def test_every_settings_widget_is_wired_to_the_parameter_of_its_name(tab):
+    """The twelve decoding widgets look alike: each is told apart by its side's default, and must feed
+    that side's parameter of the handler (which builds the two `Decoding`s from them)."""
+    fn = handler(tab, "vqa")
+    wired = dict(zip(inspect.signature(fn.fn).parameters, fn.inputs))
+    for side, defaults in (("blip2", BLIP2_DECODING), ("llava", LLAVA_DECODING)):
+        for field, label in DECODING_FIELDS.items():
+            widget = wired[f"{side}_{field}"]
+            assert (widget.label, widget.value) == (label, getattr(defaults, field)), f"{side}_{field}"
+    settings = ("image", "question", "history", "blip2_model", "mode", "llava_model", "precision", "seed", "randomize")
+    assert [(wired[name].label, wired[name].value) for name in settings[3:]] == [
+        ("Model", BLIP2_MODELS[0]), ("Mode", "vqa"), ("Model", _default_llava()), ("Weights", "none"), ("Seed", 0),
+        ("Random seed", False)]
+    assert [wired[name].label for name in settings[:3]] == ["Image", "Question", "Chat"]
+    assert len(fn.inputs) == len(settings) + 2 * len(DECODING_FIELDS)
+
+
+def reaching_generate(decoding: Decoding) -> dict:
+    """What generate() must get for these settings: sampling reads temperature and top-p, beam search the beams."""
+    settings = dict(max_new_tokens=decoding.max_new_tokens, repetition_penalty=decoding.repetition_penalty,
+                    do_sample=decoding.strategy == "sample",
+                    num_beams=decoding.num_beams if decoding.strategy == "beam" else 1)
+    if decoding.strategy == "sample":
+        settings.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    return settings
+
+
+GENERATE_KEYS = ("max_new_tokens", "repetition_penalty", "do_sample", "num_beams", "temperature", "top_p")
+
+
+@pytest.mark.parametrize("blip2, llava, seed", [
+    (Decoding(3, "sample", 3, 0.7, 0.8, 1.2), Decoding(4, "beam", 2, 1.3, 0.6, 1.1), 3),
+    (Decoding(4, "beam", 3, 1.5, 0.5, 1.05), Decoding(3, "sample", 4, 0.6, 0.9, 1.3), 8),
+    (Decoding(2, "greedy", 4, 1.5, 0.5, 1.25), Decoding(2, "greedy", 3, 0.6, 0.9, 1.15), 11),
+], ids=["sample | beam", "beam | sample", "greedy | greedy"])
+def test_each_decoding_widget_and_the_seed_reach_their_own_sides_generate(tab, blip2, llava, seed):
+    """Through the /vqa handler: every value (none of them a default) reaches generate() of its own side, in
+    the form its strategy uses, and the seed in the box seeds both; nothing of one side leaks to the other."""
+    ask_for_ui = handler(tab, "vqa").fn
+    with generate_calls(BLIP2_MODELS[0], LLAVA_MODELS[1]) as calls:
+        *_, last = ask_for_ui(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", seed, False,
+                              *widgets(blip2), *widgets(llava))
+    for name, decoding in ((BLIP2_MODELS[0], blip2), (LLAVA_MODELS[1], llava)):
+        (call,) = calls[name]
+        assert {key: call[key] for key in GENERATE_KEYS if key in call} == reaching_generate(decoding), name
+        assert call["seed"] == seed
+    assert last[-1] == seed  # shown back in the seed box
+
+
+@pytest.mark.parametrize("randomize", [False, True])
+def test_random_seed_replaces_the_typed_seed_on_both_sides_and_is_shown(tab, monkeypatch, randomize):
+    """"Random seed" is read by the handler: ticked, a drawn seed (pinned here) seeds both sides' sampling and
+    goes back to the seed box; unticked, the typed one does."""
+    monkeypatch.setattr(random, "randint", lambda low, high: 4321)
+    sample = Decoding(2, "sample", 1, 1.0, 1.0, 1.0)
+    with generate_calls(BLIP2_MODELS[0], LLAVA_MODELS[1]) as calls:
+        *_, last = handler(tab, "vqa").fn(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none",
+                                          5, randomize, *widgets(sample), *widgets(sample))
+    expected = 4321 if randomize else 5
+    assert [call["seed"] for name in (BLIP2_MODELS[0], LLAVA_MODELS[1]) for call in calls[name]] == [expected] * 2
+    assert last[-1] == expected
+
+
+def test_weights_choice_reaches_loading(tab, monkeypatch):
+    """"none" loads the plain checkpoints; a bitsandbytes choice asks for the quantized rows (refused here)."""
+    if available_quantizations():
+        pytest.skip("bitsandbytes and CUDA are present")
+    loaded, real_get = [], models.get
+    monkeypatch.setattr(models, "get", lambda name, progress=None: loaded.append(name) or real_get(name, progress))
+    ask_for_ui = handler(tab, "vqa").fn
+    greedy = widgets(TRACE_DECODING)
+    *_, plain = ask_for_ui(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", 0, False,
+                           *greedy, *greedy)
+    assert loaded == [BLIP2_MODELS[0], LLAVA_MODELS[1]] and "could not answer" not in plain[1] + plain[4]
+    *_, quantized = ask_for_ui(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "8-bit", 0, False,
+                               *greedy, *greedy)
+    assert "bitsandbytes" in quantized[1] and "bitsandbytes" in quantized[4]
+
+
+def test_regenerate_asks_the_last_question_again_over_the_chat_before_it(tab):
+    """Regenerate reads the chat widget: its last question is asked again, with only the turns before it as
+    LLaVA's context, and the chat ends with the new answer instead of the old one."""
+    greedy = widgets(TRACE_DECODING)
+    *_, last = handler(tab, "vqa_regenerate").fn(CAT, HISTORY, BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", 0,
+                                                 False, *greedy, *greedy)
+    _, _, blip2_sent, chat, _, llava_sent, _ = last
+    assert blip2_sent == blip2_prompt("What color is it?")
+    template = models.get(LLAVA_MODELS[1]).processor.apply_chat_template
+    assert llava_sent == template(llava_conversation(HISTORY[:2], "What color is it?"), add_generation_prompt=True)
+    assert chat[:3] == HISTORY[:2] + [{"role": "user", "content": "What color is it?"}] and len(chat) == 4
+
+
+def test_save_writes_the_chat_and_blip2s_shown_answer_and_prompt(tab):
+    """Save reads three widgets (the chat, BLIP-2's answer and its prompt box): each lands in the file."""
+    path = handler(tab, "vqa_save").fn(HISTORY[:2], "a cat", "Question: What animal is this? Answer:")
+    saved = json.loads(open(path).read())
+    assert saved == {"llava_chat": HISTORY[:2],
+                     "blip2": {"answer": "a cat", "prompt": "Question: What animal is this? Answer:"}}
