@@ -11,6 +11,7 @@ from demos import ASSETS
 from demos.tabs.clip_zero_shot import (CLIP_MODELS, DEFAULT_TEMPLATE, PAPER_ENSEMBLE, parse_templates,
                                   run_clip_similarity, run_clip_zero_shot, similarity_heatmap)
 from models import UserError
+from tests.spies import built_tab, event
 
 MODEL = "clip-vit-base-patch32"
 CAT = Image.open(ASSETS / "chelsea.jpg")
@@ -248,25 +249,16 @@ def test_each_similarity_control_reaches_clip_and_moves_only_its_own_input(contr
 
 @pytest.fixture(scope="module")
 def tab():
-    """The tab as the app builds it (its widgets wired to its handlers), without a server."""
-    import gradio as gr
-
     from demos.tabs import clip_zero_shot
 
-    with gr.Blocks() as blocks:
-        clip_zero_shot.build_ui()
-    return blocks
-
-
-def handler(blocks, api_name: str):
-    return next(fn.fn for fn in blocks.fns.values() if fn.api_name == api_name)
+    return built_tab(clip_zero_shot)
 
 
 @pytest.mark.parametrize("top_k", [2, 4])
 def test_top_k_shows_that_many_labels_the_most_probable_first(tab, top_k):
     """Top-k is applied by the handler (the run scores every label): the Label widget gets exactly the k
     most probable labels of the table beside it."""
-    top, table, _, _ = handler(tab, "clip_zero_shot")(CAT, ", ".join(LABELS), "a photo of a {}.", MODEL, top_k)
+    top, table, _, _ = event(tab, "clip_zero_shot").fn(CAT, ", ".join(LABELS), "a photo of a {}.", MODEL, top_k)
     probabilities = dict(zip(table["label"], table["probability"]))
     assert len(probabilities) == len(LABELS)
     assert list(top) == sorted(probabilities, key=lambda label: -probabilities[label])[:top_k]

@@ -19,6 +19,7 @@ from models.cache import ModelCache
 from models.controlnet import CONDITIONS
 from models.pipelines.control_maps import MapParameters, control_map
 from models.settings import Settings
+from tests.spies import assert_classifier_free_guidance, step_inputs
 
 FAST = dict(steps=2, resolution=64, detect_resolution=128)
 
@@ -344,16 +345,7 @@ def test_steps_is_the_number_of_denoising_calls(steps, watch):
 @pytest.fixture
 def scheduler_inputs(monkeypatch) -> list[torch.Tensor]:
     """The noise prediction each step of the shared SD-1.5 scheduler received (after guidance)."""
-    cls = type(models.get("controlnet-canny").scheduler)
-    seen = []
-    original = cls.step
-
-    def spy(self, model_output, *args, **kwargs):
-        seen.append(model_output.detach().clone())
-        return original(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "step", spy)
-    return seen
+    return step_inputs(monkeypatch, type(models.get("controlnet-canny").scheduler))
 
 
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
@@ -363,15 +355,7 @@ def test_the_guidance_scale_weights_the_prompts_prediction_against_the_unconditi
     network_calls = watch(sd_unet())
     run_controlnet(PHOTO, "canny", "an astronaut", guidance_scale=guidance_scale, seed=3, **FAST)
     predictions = [call.output[0] for call in unet_calls(network_calls)]
-    assert len(predictions) == len(scheduler_inputs) > 0
-    for prediction, used in zip(predictions, scheduler_inputs):
-        if guidance_scale > 1:
-            unconditional, conditional = prediction.chunk(2)
-            expected = unconditional + guidance_scale * (conditional - unconditional)
-        else:
-            assert prediction.shape[0] == 1
-            expected = prediction
-        torch.testing.assert_close(used, expected)
+    assert_classifier_free_guidance(predictions, scheduler_inputs, guidance_scale)
 
 
 @pytest.mark.parametrize("num_images", [1, 2])

@@ -173,21 +173,6 @@ def test_unreadable_files_and_wrong_kinds_of_value_are_refused_plainly_by_every_
     assert not problems, "\n".join(problems)
 
 
-def test_every_endpoint_answers_the_request_its_own_widgets_make(client, endpoints, app_server):
-    """Each endpoint's widget defaults (the work sliders at their least), sent as a script would: an answer,
-    not an error — a tab whose defaults no longer fit its own checks fails here, not in a class."""
-    problems = []
-    for endpoint in endpoints:
-        log_before = len(app_server.log())
-        try:
-            client.predict(*endpoint.good, api_name=endpoint.name)
-        except Exception as error:  # noqa: BLE001 - the message says which check refused the defaults
-            problems.append(f"{endpoint.name}: {str(error)[:300]}")
-        if CRASH_IN_LOG in app_server.log()[log_before:]:
-            problems.append(f"{endpoint.name}: the server logged a crash")
-    assert not problems, "\n".join(problems)
-
-
 # ---- in-process: the validators every run_* starts with, and the cheapest run_* -----------------
 
 NUMBERS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12))

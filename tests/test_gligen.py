@@ -16,6 +16,7 @@ from demos.shared.generation import read_parameters
 from demos.tabs.gligen import run_gligen
 from models import UserError
 from models.gligen import GLIGEN, GLIGEN_INPAINTING, MAX_OBJECTS
+from tests.spies import assert_classifier_free_guidance, call_arguments, step_inputs, unet_forward_calls
 
 PROMPT = "a teddy bear and a red ball on a wooden table"
 
@@ -59,17 +60,10 @@ def test_boxes_are_drawn_where_they_are():
 
 def test_gligen_gets_normalised_xyxy_boxes_in_phrase_order(monkeypatch):
     pipe = models.get(GLIGEN)
-    calls = []
-    original = type(pipe).__call__
-
-    def spy(self, *args, **kwargs):
-        calls.append(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe), "__call__", spy)
+    calls = call_arguments(monkeypatch, type(pipe))
     result = run_gligen(PROMPT, "red ball: 256, 128, 512, 384\nteddy bear: 0.1, 0.2, 0.5, 0.9", beta=0.5, steps=2,
                         seed=11)
-    (kwargs,) = calls
+    ((_, kwargs),) = calls
     assert kwargs["gligen_phrases"] == ["red ball", "teddy bear"]
     assert kwargs["gligen_boxes"] == [[0.5, 0.25, 1.0, 0.75], [0.1, 0.2, 0.5, 0.9]]
     assert kwargs["gligen_scheduled_sampling_beta"] == 0.5 and kwargs["num_inference_steps"] == 2
@@ -84,14 +78,7 @@ def test_inserting_into_an_image_uses_the_inpainting_checkpoint_with_that_image(
 
     pipe = models.get(GLIGEN_INPAINTING)
     assert pipe.unet.config.in_channels == 9  # latent + masked-image latent + mask
-    calls = []
-    original = type(pipe).__call__
-
-    def spy(self, *args, **kwargs):
-        calls.append((self, kwargs))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe), "__call__", spy)
+    calls = call_arguments(monkeypatch, type(pipe))
     result = run_gligen(PROMPT, "red ball: 0.6,0.5,0.9,0.8", steps=2, seed=1, image=str(ASSETS / "coffee.jpg"))
     ((called, kwargs),) = calls
     assert called is pipe and kwargs["gligen_inpaint_image"].size == Image.open(ASSETS / "coffee.jpg").size
@@ -162,18 +149,7 @@ def spy_on_unet(monkeypatch, model: str) -> list[SimpleNamespace]:
     unet = models.get(model).unet
     gates = [module for module in unet.modules() if isinstance(module, GatedSelfAttentionDense)]
     assert gates
-    calls = []
-    forward = unet.forward
-
-    def spy(sample, timestep, *args, **kwargs):
-        output = forward(sample, timestep, *args, **kwargs)
-        calls.append(SimpleNamespace(sample=sample.detach().clone(),
-                                     text=kwargs["encoder_hidden_states"].detach().clone(),
-                                     output=output[0].detach().clone(), grounded={gate.enabled for gate in gates}))
-        return output
-
-    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
-    return calls
+    return unet_forward_calls(monkeypatch, unet, grounded=lambda: {gate.enabled for gate in gates})
 
 
 @pytest.fixture
@@ -199,25 +175,9 @@ def test_the_prompt_is_the_text_the_unet_reads(unet_calls):
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
 def test_the_cfg_scale_weights_the_prompts_noise_prediction_against_the_unconditional_one(
         guidance_scale, unet_calls, monkeypatch):
-    cls = type(models.get(GLIGEN).scheduler)
-    used = []
-    step = cls.step
-
-    def spy(self, model_output, *args, **kwargs):
-        used.append(model_output.detach().clone())
-        return step(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "step", spy)
+    used = step_inputs(monkeypatch, type(models.get(GLIGEN).scheduler))
     run_gligen(PROMPT, LAYOUT, steps=1, guidance_scale=guidance_scale, seed=1)
-    assert len(unet_calls) == len(used) > 0
-    for call, noise in zip(unet_calls, used):
-        if guidance_scale > 1:
-            unconditional, conditional = call.output.chunk(2)
-            expected = unconditional + guidance_scale * (conditional - unconditional)
-        else:  # no unconditional half at all
-            assert call.output.shape[0] == 1
-            expected = call.output
-        torch.testing.assert_close(noise, expected)
+    assert_classifier_free_guidance([call.output for call in unet_calls], used, guidance_scale)
 
 
 @pytest.mark.parametrize("beta, steps", [(0.0, 3), (0.5, 3), (1.0, 3), (0.5, 1)])

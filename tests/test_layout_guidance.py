@@ -14,6 +14,7 @@ from demos.tabs.layout_guidance import (MAX_BOXES, attention_panels, attention_v
 from models import UserError
 from models.clip import tiny_tokenizer
 from models.pipelines import layout_guidance as lg
+from tests.spies import assert_classifier_free_guidance, step_inputs, unet_forward_calls
 
 PROMPT = "a cat and a teddy bear and a cat"
 LAYOUT = "cat: 0,0,0.5,0.5\nteddy bear: 0.5,0.5,1,1\ncat: 0,0.5,0.5,1"
@@ -241,18 +242,7 @@ def unet_calls(monkeypatch) -> list[SimpleNamespace]:
     """Each call of the shared SD-1.5 UNet: its latent input, text embedding and output, and whether it
     ran with gradients (a guidance pass) or without (a denoising step)."""
     unet = models.get("sd15").unet
-    calls = []
-    forward = unet.forward
-
-    def spy(sample, timestep, *args, **kwargs):
-        output = forward(sample, timestep, *args, **kwargs)
-        calls.append(SimpleNamespace(sample=sample.detach().clone(),
-                                     text=kwargs["encoder_hidden_states"].detach().clone(),
-                                     output=output[0].detach().clone(), guidance=torch.is_grad_enabled()))
-        return output
-
-    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
-    return calls
+    return unet_forward_calls(monkeypatch, unet, guidance=torch.is_grad_enabled)
 
 
 def direction(tensor: torch.Tensor) -> torch.Tensor:
@@ -299,25 +289,11 @@ def test_the_cfg_scale_weights_the_prompts_noise_prediction_against_the_uncondit
         guidance_scale, unet_calls, monkeypatch):
     from diffusers import LMSDiscreteScheduler
 
-    used = []
-    step = LMSDiscreteScheduler.step
-
-    def spy(self, model_output, *args, **kwargs):
-        used.append(model_output.detach().clone())
-        return step(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(LMSDiscreteScheduler, "step", spy)
+    used = step_inputs(monkeypatch, LMSDiscreteScheduler)
     run_layout_guidance(PROMPT, LAYOUT, steps=2, guided_steps=0, guidance_scale=guidance_scale, seed=3,
                         compare_unguided=False)
-    assert len(unet_calls) == len(used) == 2
-    for call, noise in zip(unet_calls, used):
-        if guidance_scale > 1:
-            unconditional, conditional = call.output.chunk(2)
-            expected = unconditional + guidance_scale * (conditional - unconditional)
-        else:  # no unconditional half at all
-            assert call.output.shape[0] == 1
-            expected = call.output
-        torch.testing.assert_close(noise, expected)
+    assert len(unet_calls) == 2
+    assert_classifier_free_guidance([call.output for call in unet_calls], used, guidance_scale)
 
 
 def test_the_forward_strength_moves_a_share_of_the_phrases_attention_into_their_boxes():

@@ -17,6 +17,7 @@ from demos.shared.masks import binary_mask, feathered, grown, paste_back, square
 from demos.tabs.paint_by_example import run_paint_by_example
 from models import UserError
 from models.paint_by_example import PAINT_BY_EXAMPLE
+from tests.spies import assert_classifier_free_guidance, call_arguments, step_inputs, unet_forward_calls
 
 SCENE = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
 MASK = Image.open(ASSETS / "mask_astronaut_helmet.png")
@@ -153,35 +154,15 @@ def test_a_region_wider_than_the_scene_is_tall_gets_an_overhanging_square():
 @pytest.fixture
 def unet_calls(monkeypatch) -> list[SimpleNamespace]:
     """Each call of the Paint-by-Example UNet: its 9-channel input (latent, mask, masked-image latent), the
-    embedding it attends to, and its output."""
+    reference's embedding it attends to (`text`), and its output."""
     unet = models.get(PAINT_BY_EXAMPLE).unet
-    calls = []
-    forward = unet.forward
-
-    def spy(sample, timestep, *args, **kwargs):
-        output = forward(sample, timestep, *args, **kwargs)
-        calls.append(SimpleNamespace(sample=sample.detach().clone(),
-                                     context=kwargs["encoder_hidden_states"].detach().clone(),
-                                     output=output[0].detach().clone()))
-        return output
-
-    monkeypatch.setitem(vars(unet), "forward", spy)  # an instance attribute, removed afterwards
-    return calls
+    return unet_forward_calls(monkeypatch, unet)
 
 
 @pytest.fixture
-def pipeline_inputs(monkeypatch) -> list[dict]:
-    """The keyword arguments of each Paint-by-Example pipeline call."""
-    pipe = models.get(PAINT_BY_EXAMPLE)
-    calls = []
-    original = type(pipe).__call__
-
-    def spy(self, *args, **kwargs):
-        calls.append(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe), "__call__", spy)
-    return calls
+def pipeline_inputs(monkeypatch) -> list[tuple]:
+    """(pipeline, keyword arguments) of each Paint-by-Example pipeline call."""
+    return call_arguments(monkeypatch, type(models.get(PAINT_BY_EXAMPLE)))
 
 
 def test_the_reference_is_what_the_unet_attends_to_in_place_of_a_prompt(unet_calls):
@@ -194,7 +175,7 @@ def test_the_reference_is_what_the_unet_attends_to_in_place_of_a_prompt(unet_cal
         with torch.no_grad():
             expected = pipe.image_encoder(pixel_values)
         for call in unet_calls:
-            _, conditional = call.context.chunk(2)
+            _, conditional = call.text.chunk(2)
             torch.testing.assert_close(conditional, expected)
         embeddings.append(expected)
     assert not torch.allclose(*embeddings)
@@ -212,25 +193,9 @@ def test_steps_is_the_number_of_denoising_calls(steps, unet_calls):
 @pytest.mark.parametrize("guidance_scale", [1.0, 3.0, 9.0])
 def test_the_guidance_scale_weights_the_references_prediction_against_the_unconditional_one(
         guidance_scale, unet_calls, monkeypatch):
-    cls = type(models.get(PAINT_BY_EXAMPLE).scheduler)
-    used = []
-    step = cls.step
-
-    def spy(self, model_output, *args, **kwargs):
-        used.append(model_output.detach().clone())
-        return step(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "step", spy)
+    used = step_inputs(monkeypatch, type(models.get(PAINT_BY_EXAMPLE).scheduler))
     run_paint_by_example(SCENE, MASK, REFERENCE, guidance_scale=guidance_scale, **FAST)
-    assert len(unet_calls) == len(used) > 0
-    for call, noise in zip(unet_calls, used):
-        if guidance_scale > 1:
-            unconditional, conditional = call.output.chunk(2)
-            expected = unconditional + guidance_scale * (conditional - unconditional)
-        else:  # no unconditional half at all
-            assert call.output.shape[0] == 1
-            expected = call.output
-        torch.testing.assert_close(noise, expected)
+    assert_classifier_free_guidance([call.output for call in unet_calls], used, guidance_scale)
 
 
 @pytest.mark.parametrize("num_images", [1, 2])
@@ -253,7 +218,7 @@ def model_mask_expected(grow: int, crop_box: tuple[int, int, int, int], side: in
 def test_grow_sets_the_region_the_model_repaints(grow, pipeline_inputs):
     """(The paste-back side of `grow` is tested above, in the shrinking test.)"""
     result = run_paint_by_example(SCENE, MASK, REFERENCE, grow=grow, feather=0, **FAST)
-    (kwargs,) = pipeline_inputs
+    ((_, kwargs),) = pipeline_inputs
     received = np.asarray(kwargs["mask_image"])
     assert np.array_equal(received, model_mask_expected(grow, result.crop_box, received.shape[0]))
     assert not np.array_equal(received, model_mask_expected(-grow, result.crop_box, received.shape[0]))
@@ -269,7 +234,7 @@ def test_feather_softens_only_the_paste_back(pipeline_inputs):
         weight = np.asarray(result.mask)
         assert ((weight > 0) & (weight < 255)).any() == (feather > 0)
         supports.append((weight > 0).sum())
-        (kwargs,) = pipeline_inputs
+        ((_, kwargs),) = pipeline_inputs
         received = np.asarray(kwargs["mask_image"])
         assert np.array_equal(received, model_mask_expected(4, result.crop_box, received.shape[0]))
     assert supports[0] < supports[1]

@@ -25,6 +25,7 @@ from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION,
 )
 from models.stable_diffusion import SD15
+from tests.spies import step_inputs
 
 PROMPT = "a photo of {} on the beach"
 STEPS, SIDE = 2, 64
@@ -354,15 +355,7 @@ def ddim_inputs(monkeypatch):
     """The ε̂ each DDIM step of a generation is taken with (after classifier-free guidance)."""
     from diffusers import DDIMScheduler
 
-    seen: list[torch.Tensor] = []
-    real_step = DDIMScheduler.step
-
-    def step(self, model_output, *args, **kwargs):
-        seen.append(model_output.detach().clone())
-        return real_step(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(DDIMScheduler, "step", step)
-    return seen
+    return step_inputs(monkeypatch, DDIMScheduler)
 
 
 def ddim_timesteps(steps: int) -> list[int]:

@@ -18,6 +18,7 @@ from demos.tabs.unclip import (COMPARE_METHODS, PRIOR_RESULT, ImagesResult, deco
                           run_interpolation, run_unclip, run_variations, slerp, text_embedding)
 from models import UserError
 from models.unclip import DECODER, PRIOR, TINY_EMBEDDING
+from tests.spies import built_tab, event
 
 CAT, COFFEE = str(ASSETS / "chelsea.jpg"), str(ASSETS / "coffee.jpg")
 
@@ -345,14 +346,9 @@ def test_random_seed_replaces_the_typed_seed_everywhere_and_is_reported(monkeypa
 
 @pytest.fixture(scope="module")
 def tab():
-    """The tab as the app builds it (its widgets wired to its handlers), without a server."""
-    import gradio as gr
-
     from demos.tabs import unclip
 
-    with gr.Blocks() as blocks:
-        unclip.build_ui()
-    return blocks
+    return built_tab(unclip)
 
 
 def test_the_frame_slider_shows_the_frame_nearest_to_t(tab, monkeypatch):
@@ -367,7 +363,7 @@ def test_the_frame_slider_shows_the_frame_nearest_to_t(tab, monkeypatch):
         return ImagesResult(frames, ["t = 0.00", "t = 0.50", "t = 1.00"], {"seed": 9, "cosine_a_b": 0.5}, 0.1)
 
     monkeypatch.setattr(unclip, "run_interpolation", run)
-    interpolate = next(fn.fn for fn in tab.fns.values() if fn.api_name == "unclip_interpolation")
+    interpolate = event(tab, "unclip_interpolation").fn
     frame_at = next(fn.fn for fn in tab.fns.values() if getattr(fn.fn, "__name__", "") == "frame_at")
     for t, index in ((0.0, 0), (0.3, 1), (0.5, 1), (0.8, 2), (1.0, 2)):
         _, frame, _, seed, kept = interpolate(CAT, COFFEE, "a cup", 3, "lerp", 4, 9, False, t)

@@ -17,6 +17,7 @@ from models import UserError
 from models.arcface import ARCFACE
 from models.pipelines import universal_guidance as ug
 from models.stable_diffusion import SD15
+from tests.spies import step_inputs
 
 PROMPT = "a portrait photo of a person"
 FAST = dict(steps=3, seed=1, compare_plain=False)
@@ -229,15 +230,7 @@ def ddim_inputs(monkeypatch):
     """The ε̂ each DDIM step is taken with: after CFG and forward guidance."""
     from diffusers import DDIMScheduler
 
-    seen: list[torch.Tensor] = []
-    real_step = DDIMScheduler.step
-
-    def step(self, model_output, *args, **kwargs):
-        seen.append(model_output.detach().clone())
-        return real_step(self, model_output, *args, **kwargs)
-
-    monkeypatch.setattr(DDIMScheduler, "step", step)
-    return seen
+    return step_inputs(monkeypatch, DDIMScheduler)
 
 
 def counting(monkeypatch, owner, method: str) -> list[int]:
@@ -299,16 +292,10 @@ def guidance_shifts(reference: Image.Image, **settings) -> tuple[list[ug.StepRec
     (the ε̂ the DDIM step took minus ε_u + 7.5·(ε_c − ε_u) of that step's UNet output)."""
     from diffusers import DDIMScheduler
 
-    outputs, taken = [], []
-    real_step = DDIMScheduler.step
-
-    def step(self, model_output, *args, **kwargs):
-        taken.append(model_output.detach().clone())
-        return real_step(self, model_output, *args, **kwargs)
-
+    outputs = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(models.model_settings, "max_loaded_models", 0)  # the UNet hooked is the one the run uses
-        patch.setattr(DDIMScheduler, "step", step)
+        taken = step_inputs(patch, DDIMScheduler)
         hook = models.get(SD15).unet.register_forward_hook(
             lambda module, args, output: outputs.append(output.sample.detach().clone()))
         try:

@@ -20,6 +20,7 @@ from demos.tabs.vqa import (ASSETS, BLIP2_DECODING, BLIP2_MODELS, COMPARE_METHOD
                        export_conversation, llava_conversation, run_vqa, stream_llava)
 from models import ModelUnavailable, UserError
 from models.vqa import available_quantizations
+from tests.spies import built_tab, event
 
 CAT = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
 GREEDY = Decoding(max_new_tokens=12, strategy="greedy")
@@ -302,7 +303,6 @@ def test_tiny_layout_mirrors_the_published_repo(name, tmp_path):
     assert (tmp_path / "qformer_tokenizer" / "tokenizer_config.json").is_file() == (name in INSTRUCTBLIP_MODELS)
 
 
-
 # ---- every control reaches the side it belongs to, and only that --------------------------------------
 
 COFFEE = Image.open(ASSETS / "coffee.jpg").convert("RGB")
@@ -387,18 +387,9 @@ def test_each_input_reaches_the_side_it_belongs_to_and_only_that(baseline, contr
 
 @pytest.fixture(scope="module")
 def tab():
-    """The tab as the app builds it (its widgets wired to its handlers), without a server."""
-    import gradio as gr
-
     from demos.tabs import vqa
 
-    with gr.Blocks() as blocks:
-        vqa.build_ui()
-    return blocks
-
-
-def handler(blocks, api_name: str):
-    return next(fn for fn in blocks.fns.values() if fn.api_name == api_name)
+    return built_tab(vqa)
 
 
 DECODING_FIELDS = {"max_new_tokens": "Max new tokens", "strategy": "Decoding", "num_beams": "Beams",
@@ -413,7 +404,7 @@ def widgets(decoding: Decoding) -> list:
 def test_every_settings_widget_is_wired_to_the_parameter_of_its_name(tab):
     """The twelve decoding widgets look alike: each is told apart by its side's default, and must feed
     that side's parameter of the handler (which builds the two `Decoding`s from them)."""
-    fn = handler(tab, "vqa")
+    fn = event(tab, "vqa")
     wired = dict(zip(inspect.signature(fn.fn).parameters, fn.inputs))
     for side, defaults in (("blip2", BLIP2_DECODING), ("llava", LLAVA_DECODING)):
         for field, label in DECODING_FIELDS.items():
@@ -448,7 +439,7 @@ GENERATE_KEYS = ("max_new_tokens", "repetition_penalty", "do_sample", "num_beams
 def test_each_decoding_widget_and_the_seed_reach_their_own_sides_generate(tab, blip2, llava, seed):
     """Through the /vqa handler: every value (none of them a default) reaches generate() of its own side, in
     the form its strategy uses, and the seed in the box seeds both; nothing of one side leaks to the other."""
-    ask_for_ui = handler(tab, "vqa").fn
+    ask_for_ui = event(tab, "vqa").fn
     with generate_calls(BLIP2_MODELS[0], LLAVA_MODELS[1]) as calls:
         *_, last = ask_for_ui(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", seed, False,
                               *widgets(blip2), *widgets(llava))
@@ -466,7 +457,7 @@ def test_random_seed_replaces_the_typed_seed_on_both_sides_and_is_shown(tab, mon
     monkeypatch.setattr(random, "randint", lambda low, high: 4321)
     sample = Decoding(2, "sample", 1, 1.0, 1.0, 1.0)
     with generate_calls(BLIP2_MODELS[0], LLAVA_MODELS[1]) as calls:
-        *_, last = handler(tab, "vqa").fn(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none",
+        *_, last = event(tab, "vqa").fn(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none",
                                           5, randomize, *widgets(sample), *widgets(sample))
     expected = 4321 if randomize else 5
     assert [call["seed"] for name in (BLIP2_MODELS[0], LLAVA_MODELS[1]) for call in calls[name]] == [expected] * 2
@@ -479,7 +470,7 @@ def test_weights_choice_reaches_loading(tab, monkeypatch):
         pytest.skip("bitsandbytes and CUDA are present")
     loaded, real_get = [], models.get
     monkeypatch.setattr(models, "get", lambda name, progress=None: loaded.append(name) or real_get(name, progress))
-    ask_for_ui = handler(tab, "vqa").fn
+    ask_for_ui = event(tab, "vqa").fn
     greedy = widgets(TRACE_DECODING)
     *_, plain = ask_for_ui(CAT, "What is this?", [], BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", 0, False,
                            *greedy, *greedy)
@@ -493,7 +484,7 @@ def test_regenerate_asks_the_last_question_again_over_the_chat_before_it(tab):
     """Regenerate reads the chat widget: its last question is asked again, with only the turns before it as
     LLaVA's context, and the chat ends with the new answer instead of the old one."""
     greedy = widgets(TRACE_DECODING)
-    *_, last = handler(tab, "vqa_regenerate").fn(CAT, HISTORY, BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", 0,
+    *_, last = event(tab, "vqa_regenerate").fn(CAT, HISTORY, BLIP2_MODELS[0], "vqa", LLAVA_MODELS[1], "none", 0,
                                                  False, *greedy, *greedy)
     _, _, blip2_sent, chat, _, llava_sent, _ = last
     assert blip2_sent == blip2_prompt("What color is it?")
@@ -504,7 +495,7 @@ def test_regenerate_asks_the_last_question_again_over_the_chat_before_it(tab):
 
 def test_save_writes_the_chat_and_blip2s_shown_answer_and_prompt(tab):
     """Save reads three widgets (the chat, BLIP-2's answer and its prompt box): each lands in the file."""
-    path = handler(tab, "vqa_save").fn(HISTORY[:2], "a cat", "Question: What animal is this? Answer:")
+    path = event(tab, "vqa_save").fn(HISTORY[:2], "a cat", "Question: What animal is this? Answer:")
     saved = json.loads(open(path).read())
     assert saved == {"llava_chat": HISTORY[:2],
                      "blip2": {"answer": "a cat", "prompt": "Question: What animal is this? Answer:"}}
