@@ -91,16 +91,25 @@ _PROCESSOR_SWAP = threading.Lock()
 
 
 @contextmanager
-def swapped_attention(unet: Any, processors: Any) -> Iterator[None]:
-    """Run with other attention processors on the (shared) UNet, and always put the previous ones back.
-    `processors` is one processor for every layer, or a dict of some layers' names to theirs."""
+def attention_held(unet: Any) -> Iterator[None]:
+    """Hold the (shared) UNet's attention processors for one run, which may change them: another run that
+    would change them waits, and the previous ones are always put back."""
     with _PROCESSOR_SWAP:
         previous = dict(unet.attn_processors)
-        unet.set_attn_processor({**previous, **processors} if isinstance(processors, dict) else processors)
         try:
             yield
         finally:
             unet.set_attn_processor(previous)
+
+
+@contextmanager
+def swapped_attention(unet: Any, processors: Any) -> Iterator[None]:
+    """Run with other attention processors on the (shared) UNet, and always put the previous ones back.
+    `processors` is one processor for every layer, or a dict of some layers' names to theirs."""
+    with attention_held(unet):
+        previous = dict(unet.attn_processors)
+        unet.set_attn_processor({**previous, **processors} if isinstance(processors, dict) else processors)
+        yield
 
 
 def tiny_safety_checker() -> Any:

@@ -74,3 +74,18 @@ def test_coordinate_transform_and_click_text():
 def test_bad_click_input_gets_a_clear_error(picture, prompts, model, message):
     with pytest.raises(UserError, match=message):
         run_click_to_mask(picture, prompts, model)
+
+
+def test_a_click_during_a_segmentation_is_segmented_after_it_not_dropped():
+    """Every click adds its point (the select runs each time), and the segmentation that follows a click runs
+    again, with all the points, when the one in progress ends: gradio's default for an event, "once", ignores
+    a trigger while the event is pending, so a second click during a slow segmentation would never show."""
+    import gradio as gr
+
+    from demos.shared.click_to_mask import segment_on_click
+
+    with gr.Blocks() as blocks:
+        scene_image, prompts, mode, model, choice = gr.Image(), gr.Textbox(), gr.Radio(), gr.Dropdown(), gr.Radio()
+        segment_on_click(scene_image, prompts, mode, model, choice, [gr.Image()], lambda *args: None)
+    modes = {fn.name: fn.trigger_mode for fn in blocks.fns.values()}
+    assert modes == {"click": "multiple", "segment_after_click": "always_last"}

@@ -125,20 +125,23 @@ def plain_failure(error: BaseException) -> str | None:
 
 
 def call_once(client: Client, app_server, endpoint: str, args: list[Any]) -> str | None:
-    """Send one request; a problem description, or None when it succeeded or failed plainly."""
+    """Send one request; a problem description, or None when it succeeded or failed plainly. A refusal is
+    one line in the server's console naming the endpoint, not gradio's traceback of the user's mistake."""
     log_before = len(app_server.log())
     job = client.submit(*args, api_name=endpoint)
     try:
         job.result(timeout=CALL_SECONDS)
-        problem = None
+        problem, refused = None, False
     except TimeoutError:
         job.cancel()
         return f"no answer within {CALL_SECONDS}s"
     except Exception as error:  # noqa: BLE001 - every error the client raises is judged by its message
-        problem = plain_failure(error)
+        problem, refused = plain_failure(error), True
     log = app_server.log()[log_before:]
     if CRASH_IN_LOG in log:
         problem = f"{problem or ''} server logged a crash: ...{log[-600:]}"
+    elif refused and ("Traceback" in log or f"{endpoint} refused a request: " not in log):
+        problem = f"{problem or ''} the console shows, for a refusal: {log[-400:]!r}"
     return problem
 
 

@@ -5,6 +5,7 @@ assert properties of the mechanism, never what a picture looks like."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -128,6 +129,19 @@ def test_custom_diffusion_changes_only_the_cross_attention_keys_and_values(pipe)
     assert len(changed) == 2 * len(cross_layers) > 0
     assert all(".attn2.processor.to_k" in k or ".attn2.processor.to_v" in k for k in changed)
     assert all(torch.equal(v, pipe.unet.state_dict()[k]) for k, v in others.items())  # the base's own weights
+
+
+def test_custom_diffusion_holds_the_shared_unets_attention_from_other_runs_while_attached(pipe):
+    """Another tab's run that swaps attention processors (prompt-to-prompt, layout guidance) must wait for
+    Custom Diffusion's to end, not replace its processors halfway through; LoRA and tokens need no hold."""
+    from models.stable_diffusion import _PROCESSOR_SWAP
+
+    with attached(pipe, concept_attachment(STYLE_LORA, 1.0)):
+        assert not _PROCESSOR_SWAP.locked()
+    with attached(pipe, concept_attachment(CUSTOM_DIFFUSION)):
+        assert _PROCESSOR_SWAP.locked()
+    assert not _PROCESSOR_SWAP.locked()
+    assert active_state(pipe)["processors"] == ["AttnProcessor2_0"]
 
 
 @pytest.mark.mechanism
@@ -449,17 +463,37 @@ def test_the_method_and_its_weights_are_what_the_unet_runs_with(unet_runs, metho
 
 
 @pytest.fixture(scope="module")
-def handlers():
-    """The tab's event handlers by endpoint, as the page wires them."""
+def page():
+    """The page with this tab alone, as `app.py` builds it (input checks and translation included)."""
     import app
     from demos import DEMOS
 
-    demo = next(d for d in DEMOS if d.module == "demos.tabs.personalisation")
-    return {fn.api_name: fn.fn for fn in app.build_app([demo]).fns.values() if fn.api_name}
+    return app.build_app([next(d for d in DEMOS if d.module == "demos.tabs.personalisation")])
+
+
+@pytest.fixture(scope="module")
+def handlers(page):
+    """The tab's event handlers by endpoint, as the page wires them."""
+    return {fn.api_name: fn.fn for fn in page.fns.values() if fn.api_name}
+
+
+def test_the_personalise_api_takes_the_upload_as_optional_and_says_what_file_it_wants(page):
+    """A script that wants a built-in method sends no file; one that sends an image hears what the file must be."""
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    parameters = page.get_api_info()["named_endpoints"]["/personalise"]["parameters"]
+    required = [parameter["parameter_name"] for parameter in parameters if not parameter["parameter_has_default"]]
+    assert not required and [parameter["parameter_name"] for parameter in parameters][-2:] == ["uploaded",
+                                                                                             "uploaded_token"]
+    upload = next(fn for fn in page.fns.values() if fn.api_name == "personalise").inputs[-2]
+    with pytest.raises(gr.Error) as refused:
+        upload.preprocess(FileData(path=str(PHOTOS[0]), orig_name=Path(PHOTOS[0]).name))
+    assert refused.value.message == "LoRA or textual inversion: It takes files of these types: .safetensors."
 
 
 HANDLER_ARGUMENTS = {  # each endpoint's inputs in the order the page sends them, seed and randomize last
-    "personalise": (PROMPT, "plain SD", 1.0, 0.0, None, "", 1, 7.5, SIDE),
+    "personalise": (PROMPT, "plain SD", 1.0, 0.0, 1, 7.5, SIDE),  # then the optional upload and its subject
     "personalise_all": (PROMPT, 1, 7.5, SIDE),
     "train_concept": (PHOTOS[:1], "textual inversion", "<my-concept>", "toy", 1, 0, 4, 0, 1, SIDE),
 }

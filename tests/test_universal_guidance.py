@@ -35,8 +35,7 @@ def reference() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def arcface_guide(base, reference):
-    side = base.unet.config.sample_size * base.vae_scale_factor
-    return identity_guide(reference, ARCFACE, (side, side), base.device, None)
+    return identity_guide(reference, ARCFACE, base.device, None)
 
 
 def sample(base, loss, seed: int = 0, **settings) -> ug.GuidanceTrace:
@@ -368,10 +367,7 @@ def test_the_guide_resolution_is_the_size_of_the_latent_decoded_for_the_guide(re
         assert sizes.count(full // scale) == TRACE["steps"] and sizes.count(full) == full_decodes
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: the identity guide crops FACE_BOX in full-size pixels from a guide image decoded "
-                          "at half or quarter size (demos/tabs/universal_guidance.py)")
-@pytest.mark.parametrize("resolution", ["half", "quarter"])
+@pytest.mark.parametrize("resolution", ["full", "half", "quarter"])
 def test_the_identity_guide_reads_the_face_region_at_every_guide_resolution(reference, monkeypatch, resolution):
     """At any guide resolution the recogniser should see the same part of the picture: FACE_BOX of it."""
     from demos.tabs import universal_guidance as tab

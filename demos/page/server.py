@@ -32,14 +32,19 @@ def plain_input_errors(app: gr.Blocks) -> None:
     preprocess_data, process_api = app.preprocess_data, app.process_api
 
     @functools.wraps(process_api)
-    async def process_api_knowing_its_reader(*args: Any, **kwargs: Any) -> Any:
+    async def process_api_knowing_its_reader(block_fn: Any, *args: Any, **kwargs: Any) -> Any:
         """gradio tells a handler its request, but not the input checks that run before it: these are
-        told here, so that their messages too are in the reader's language."""
+        told here, so that their messages too are in the reader's language. A refusal is logged as one
+        line naming the endpoint (gradio would print its whole traceback: nothing the app did wrong)."""
         from gradio.context import LocalContext
 
         token = LocalContext.request.set(kwargs.get("request"))
         try:
-            return await process_api(*args, **kwargs)
+            return await process_api(block_fn, *args, **kwargs)
+        except gr.Error as error:
+            function = app.fns[block_fn] if isinstance(block_fn, int) else block_fn
+            log.info("/%s refused a request: %s", function.api_name or function.name, error.message)
+            raise
         finally:
             LocalContext.request.reset(token)
 
@@ -51,7 +56,7 @@ def plain_input_errors(app: gr.Blocks) -> None:
             raise
         except Exception as error:  # a payload of the wrong shape, caught by gradio's data models
             log.info("refused a malformed request: %s: %s", type(error).__name__, error)
-            raise gr.Error(translate(WRONG_KIND_OF_INPUT, reader_language())) from None
+            raise gr.Error(translate(WRONG_KIND_OF_INPUT, reader_language()), print_exception=False) from None
 
     app.preprocess_data, app.process_api = checked_preprocess_data, process_api_knowing_its_reader
 
@@ -75,13 +80,16 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
         except Exception as error:
             language = reader_language()
             choices = [str(value) for _, value in getattr(component, "choices", None) or []]
+            file_types = getattr(component, "file_types", None)
             if isinstance(error, (OSError, Image.DecompressionBombError)):
                 reason = translate(UNREADABLE_IMAGE, language)
+            elif file_types:
+                reason = translate(f"It takes files of these types: {', '.join(file_types)}.", language)
             elif choices:
                 reason = translate(f"This value is not one it accepts. Choose one of: {', '.join(choices)}.", language)
             else:
                 reason = translate("This value is not one it accepts.", language)
-            raise gr.Error(f"{_shown_label(component, language)}: {reason}") from None
+            raise gr.Error(f"{_shown_label(component, language)}: {reason}", print_exception=False) from None
     return checked
 
 

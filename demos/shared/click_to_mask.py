@@ -229,5 +229,8 @@ def segment_on_click(scene: gr.Image, prompts: gr.Textbox, click_mode: gr.Radio,
             return gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
         return segment(picture, prompts_text, model_name, mask_choice, progress)
 
-    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private").success(
-        segment_after_click, inputs=[scene, prompts, model, choice], outputs=outputs, api_visibility="private")
+    # A click while the previous one is being segmented still adds its point; then the latest clicks are
+    # segmented when that run ends (gradio's default, "once", would drop that second segmentation).
+    scene.select(user_errors(click), inputs=[prompts, click_mode], outputs=prompts, api_visibility="private",
+                 trigger_mode="multiple").success(segment_after_click, inputs=[scene, prompts, model, choice],
+                                                  outputs=outputs, api_visibility="private", trigger_mode="always_last")

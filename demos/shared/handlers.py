@@ -34,6 +34,7 @@ def user_errors(function: Callable) -> Callable:
 
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, gr.Error):
+            error.print_exception = False  # a refusal: the page's server logs it in one line
             return error
         if isinstance(error, (UserError, JobDropped)):
             if isinstance(error, JobDropped):
@@ -46,7 +47,7 @@ def user_errors(function: Callable) -> Callable:
         else:
             log.exception("unexpected error in %s", function.__name__)
             message = f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log."
-        return gr.Error(translate(message, reader_language()))
+        return gr.Error(translate(message, reader_language()), print_exception=False)  # the page's server logs it
 
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)

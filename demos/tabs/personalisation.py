@@ -15,7 +15,7 @@ import io
 import re
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +33,7 @@ from demos.shared.inputs import number_in_range, one_of, prompt_text, rgb_image
 from demos.shared.limits import LIMITS
 from models import ProgressFn, UserError
 from models.safety import screened_images
+from models.stable_diffusion import attention_held
 from models.pipelines.personalisation_training import LORA, TEXTUAL_INVERSION as TI, save_weights, train_concept
 from models.personalisation import (
     CONCEPTS, CUSTOM_DIFFUSION, CUSTOM_DIFFUSION_FILE, DREAMBOOTH_LORA, STYLE_LORA, TEXTUAL_INVERSION, read_weights,
@@ -87,8 +88,18 @@ def concept_attachment(name: str, lora_weight: float = 1.0) -> Attachment:
 @contextmanager
 def attached(pipe: Any, attachment: Attachment) -> Iterator[None]:
     """Attach for one run, and always remove: adapters deleted, the original attention processors put
-    back, the added tokens (and their embedding rows) removed."""
-    processors = pipe.unet.attn_processors
+    back (held from other runs meanwhile: the UNet is shared), the added tokens (and their embedding rows)
+    removed."""
+    with attention_held(pipe.unet) if attachment.attention is not None else nullcontext():
+        with _tokens_and_adapters_attached(pipe, attachment):
+            if attachment.attention is not None:
+                # Without `_pipeline`, diffusers 0.42.1 builds the processors but never installs them.
+                pipe.unet.load_attn_procs(dict(attachment.attention), _pipeline=pipe)
+            yield
+
+
+@contextmanager
+def _tokens_and_adapters_attached(pipe: Any, attachment: Attachment) -> Iterator[None]:
     tokens_before = set(pipe.tokenizer.get_added_vocab())
     adapters: list[str] = []
     try:
@@ -99,13 +110,8 @@ def attached(pipe: Any, attachment: Attachment) -> Iterator[None]:
             pipe.load_lora_weights(dict(weights), adapter_name=adapter)
         if adapters:
             pipe.set_adapters(adapters, adapter_weights=[attachment.loras[a][1] for a in adapters])
-        if attachment.attention is not None:
-            # Without `_pipeline`, diffusers 0.42.1 builds the processors but never installs them.
-            pipe.unet.load_attn_procs(dict(attachment.attention), _pipeline=pipe)
         yield
     finally:
-        if attachment.attention is not None:
-            pipe.unet.set_attn_processor(processors)
         present = {name for names in pipe.get_list_adapters().values() for name in names}
         if present & set(adapters):
             pipe.delete_adapters(sorted(present & set(adapters)))
@@ -625,15 +631,15 @@ def _wire_one_method(one: SimpleNamespace) -> None:
     from demos.shared.handlers import user_errors
 
     @user_errors
-    def one_for_ui(prompt, method, lora_weight, dreambooth_weight, uploaded, uploaded_token, steps, guidance,
-                   resolution, seed, randomize, progress=gr.Progress()):
+    def one_for_ui(prompt, method, lora_weight, dreambooth_weight, steps, guidance, resolution, seed, randomize,
+                   uploaded=None, uploaded_token="", progress=gr.Progress()):  # the upload is optional for the API too
         result = run_personalisation(prompt, method, lora_weight, dreambooth_weight, resolve_seed(seed, randomize),
                                      steps, guidance, resolution, uploaded, uploaded_token, progress)
         return result.plain, result.image, summary(result), footprint_rows([result.footprint]), result.seed
 
-    one.run.click(one_for_ui, inputs=[one.prompt, one.method, one.lora_weight, one.dreambooth_weight, one.uploaded,
-                                      one.uploaded_token, one.steps, one.guidance, one.resolution, one.seed,
-                                      one.randomize],
+    one.run.click(one_for_ui, inputs=[one.prompt, one.method, one.lora_weight, one.dreambooth_weight, one.steps,
+                                      one.guidance, one.resolution, one.seed, one.randomize, one.uploaded,
+                                      one.uploaded_token],
                   outputs=[one.plain_image, one.method_image, one.info, one.table, one.seed], api_name="personalise")
 
 

@@ -101,24 +101,23 @@ def aligned_reference(reference: Image.Image, progress: ProgressFn | None) -> np
     return crop
 
 
-def identity_guide(reference: Image.Image, network: str, size: tuple[int, int], device: torch.device,
-                   progress: ProgressFn | None) -> Guide:
-    """ℓ = 1 − cos(FR(crop of the face region of D(ẑ0))), FR(aligned reference)); FaceNet CASIA judges."""
+def identity_guide(reference: Image.Image, network: str, device: torch.device, progress: ProgressFn | None) -> Guide:
+    """ℓ = 1 − cos(FR(crop of the face region of D(ẑ0))), FR(aligned reference)); FaceNet CASIA judges. The face
+    region is FACE_BOX of whatever image the guide is given: it may be decoded at half or quarter size."""
     crop = aligned_reference(reference, progress)
     guide, judge = models.get(network, progress), models.get(JUDGE, progress)
     reference_pixels = _tensor(crop, torch.zeros((), device=device))
-    box = face_box(*size)
     with torch.no_grad():
         target = guide.embed(reference_pixels)
         judged = judge.embed(reference_pixels)
 
     def loss(image: torch.Tensor) -> torch.Tensor:
-        embedding = guide.embed(face_views(image, box, guide.image_size))
+        embedding = guide.embed(face_views(image, face_box(*image.shape[-2:]), guide.image_size))
         return (1 - F.cosine_similarity(embedding.float(), target.float(), dim=-1)).mean()
 
     def judge_similarity(image: torch.Tensor) -> float:
         with torch.no_grad():
-            embedding = judge.embed(face_views(image, box, judge.image_size))
+            embedding = judge.embed(face_views(image, face_box(*image.shape[-2:]), judge.image_size))
         return float(F.cosine_similarity(embedding.float(), judged.float(), dim=-1).mean())
 
     return Guide(loss, Image.fromarray(crop), [DETECTOR, network, JUDGE], judge_similarity)
@@ -255,7 +254,7 @@ def run_universal_guidance(
     side = base.unet.config.sample_size * base.vae_scale_factor
     size = (side, side)
     if request.guide == IDENTITY:
-        chosen = identity_guide(request.reference, request.network, size, base.device, progress)
+        chosen = identity_guide(request.reference, request.network, base.device, progress)
     elif request.guide == SEGMENTATION:
         chosen = segmentation_guide(request.reference, mask, size, progress)
     else:
