@@ -116,6 +116,10 @@ def test_a_chinese_page_shows_chinese_choices_table_headers_and_errors(app_serve
     headers = page.locator("#unclip-results thead span.header")
     expect(headers.first).to_have_text(shown("embeddings compared", "zh"), timeout=30_000)
     open_tab(page, "CLIP zero-shot")
+    examples = page.locator(".paper-tab:visible thead th[role=columnheader]:not(.header-cell)")  # an Examples table
+    expect(examples.first).to_have_text(shown("Image", "zh"), timeout=30_000)
+    assert not [header for header in examples.all_inner_texts() if header.strip() in KEY and
+                header.strip() != shown(header.strip(), "zh")], examples.all_inner_texts()
     page.locator("#run-clip_zero_shot").click()  # no image yet
     expect(page.locator(".toast-body").filter(has_text="请提供").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "chinese-error.png"))

@@ -28,8 +28,9 @@ CSS = """
 # `changeLocale` (gradio 6.31 has no public call for it: the module is found among the page's scripts),
 # remembered in localStorage and a cookie (read by the server for error messages); `?lang=zh` in a
 # link sets it. Tab buttons take their title once, when they mount, so after a switch their text is
-# replaced from the page's translation table; table headers are plain strings to gradio, so they are
-# shown in the reader's language (the switch's, else the browser's) the same way, whenever a table renders.
+# replaced from the page's translation table; table headers (a Dataframe's, and an Examples table's: its
+# widgets' English labels) are plain strings to gradio, so they are shown in the reader's language (the
+# switch's, else the browser's) the same way, whenever a table renders.
 JS = """
 () => {
   const tables = window.gradio_config?.i18n_translations || {};
@@ -42,7 +43,7 @@ JS = """
       const text = table[keyOf.get(button.textContent.trim())];
       if (text && button.textContent.trim() !== text) button.textContent = text;
     });
-    document.querySelectorAll('thead span.header').forEach(header => {
+    document.querySelectorAll('thead span.header, thead th[role=columnheader]').forEach(header => {
       const shown = header.firstChild;  // the text node: svelte keeps its own markers beside it
       const text = shown?.nodeType === Node.TEXT_NODE && table[keyOf.get(shown.nodeValue.trim())];
       if (text && shown.nodeValue !== text) shown.nodeValue = text;
