@@ -51,6 +51,8 @@ TOPICS: list[Topic] = [
           "universal guidance."),
     Topic("personalisation", "Personalisation", "Teaching Stable Diffusion a new word, style or subject, and "
           "training one in class."),
+    Topic("papers", "More papers", "The course's papers with no runnable demo here: the idea, its key equation, a "
+          "diagram, the nearest tab to try and why there is no demo."),
     Topic("compare", "Compare", "Several methods on one input, side by side, exported as a grid and its parameters."),
 ]
 
@@ -65,6 +67,15 @@ DEMOS: list[Demo] = [
          "iDDPM, ICML 2021 · Rombach et al., LDM, CVPR 2022 · Song et al., Consistency Models, ICML 2023 · Luo et al., "
          "LCM-LoRA, arXiv 2311.05556", "demos.tabs.diffusion_basics", heavy=True,
          checkpoints=("ddpm-celebahq-256", "sd15", "lcm-lora-sd15", "cd-imagenet64"), topic='diffusion'),
+    Demo("Diffusion theory", "Ho et al., DDPM, NeurIPS 2020 · Nichol & Dhariwal, iDDPM, ICML 2021 · Song et al., "
+         "Score-Based Generative Modeling through Stochastic Differential Equations, ICLR 2021 · Ronneberger et al., "
+         "U-Net, MICCAI 2015", "demos.tabs.diffusion_theory", heavy=True,
+         checkpoints=("ddpm-celebahq-256", "ncsnpp-celebahq-256"), optional=("sd15",), topic='diffusion'),
+    Demo("Samplers & guidance", "Song et al., DDIM, ICLR 2021 · Liu et al., PNDM, ICLR 2022 · Karras et al., "
+         "Elucidating the Design Space of Diffusion-Based Generative Models, NeurIPS 2022 · Lu et al., DPM-Solver++, "
+         "arXiv 2211.01095 · Ho & Salimans, Classifier-Free Diffusion Guidance, NeurIPS 2021 Workshop · Dhariwal & "
+         "Nichol, Diffusion Models Beat GANs on Image Synthesis, NeurIPS 2021 · Mokady et al., Null-text Inversion, "
+         "CVPR 2023", "demos.tabs.samplers_and_guidance", heavy=True, checkpoints=("sd15",), topic='diffusion'),
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.tabs.clip_zero_shot",
          checkpoints=("clip-vit-base-patch32",), optional=("clip-vit-base-patch16", "clip-vit-large-patch14"), topic='seeing'),
@@ -131,6 +142,8 @@ DEMOS: list[Demo] = [
          "ICLR 2022 · Ruiz et al., DreamBooth, CVPR 2023 · Kumari et al., Multi-Concept Customization of Text-to-Image "
          "Diffusion (Custom Diffusion), CVPR 2023", "demos.tabs.personalisation", heavy=True,
          checkpoints=("sd15", "ti-cat-toy", "lora-pokemon", "dreambooth-lora-dog", "custom-diffusion-cat-pot"), topic='personalisation'),
+    Demo("More papers", "A card per paper of the course without a runnable demo", "demos.tabs.paper_cards",
+         topic='papers'),
     Demo("Compare", "Several methods on one input, side by side", "demos.tabs.compare", heavy=True, topic='compare'),
 ]
 

@@ -50,7 +50,7 @@ def test_zero_gpu_wraps_heavy_handlers_only(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True, topic="seeing"), CLIP_TAB])
-    assert sorted(fn.__name__ for fn in wrapped) == ["classify_for_ui", "similarity_for_ui"]
+    assert sorted(fn.__name__ for fn in wrapped) == ["classify_for_ui", "similarity_for_ui", "swap_for_ui"]
     monkeypatch.delenv("SPACES_ZERO_GPU")
     wrapped.clear()
     build_app([Demo("CLIP as if heavy", "test", "demos.tabs.clip_zero_shot", heavy=True, topic="seeing")])

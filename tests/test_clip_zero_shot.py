@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import models
@@ -11,6 +12,7 @@ from demos import ASSETS
 from demos.tabs.clip_zero_shot import (CLIP_MODELS, DEFAULT_TEMPLATE, PAPER_ENSEMBLE, parse_templates,
                                   run_clip_similarity, run_clip_zero_shot, similarity_heatmap)
 from models import UserError
+from models.pipelines.clip_loss import symmetric_info_nce
 from tests.spies import built_tab, event
 
 MODEL = "clip-vit-base-patch32"
@@ -274,3 +276,96 @@ def test_template_buttons_fill_the_templates_box_with_the_papers_ensemble_or_one
     for fill in fills:
         prompts = run_clip_zero_shot(CAT, "cat", fill, MODEL).prompts
         assert prompts == [[template.replace("{}", "cat") for template in fill.splitlines()]]
+
+
+# ---- CLIP's loss on the image × text matrix (symmetric InfoNCE) -------------------------------------------
+
+
+SQUARE_IMAGES = [str(ASSETS / name) for name in ("chelsea.jpg", "astronaut.jpg", "coffee.jpg")]
+SQUARE_TEXTS = ["a photo of a cat", "a photo of an astronaut", "a cup of coffee"]
+
+
+def test_info_nce_matches_a_hand_computation_on_made_up_similarities():
+    """τ = 10 on s = [[.3, .1], [.2, .25]]: logits [[3, 1], [2, 2.5]]. Rows (image → text): the diagonal
+    entries are 1/(1+e^-2) and 1/(1+e^-0.5); columns (text → image): 1/(1+e^-1) and 1/(1+e^-1.5)."""
+    import math
+
+    nce = symmetric_info_nce([[0.3, 0.1], [0.2, 0.25]], temperature=10.0)
+    image_loss = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-0.5))) / 2
+    text_loss = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-1.5))) / 2
+    assert nce.image_loss == pytest.approx(image_loss, abs=1e-12)
+    assert nce.text_loss == pytest.approx(text_loss, abs=1e-12)
+    assert nce.loss == pytest.approx((image_loss + text_loss) / 2, abs=1e-12)
+    assert nce.image_to_text[0] == pytest.approx([1 / (1 + math.exp(-2)), 1 / (1 + math.exp(2))], abs=1e-12)
+    assert nce.text_to_image[:, 1] == pytest.approx([1 / (1 + math.exp(1.5)), 1 / (1 + math.exp(-1.5))], abs=1e-12)
+    # the same as torch's cross-entropy of the rows and of the columns against the diagonal
+    logits = 10.0 * torch.tensor([[0.3, 0.1], [0.2, 0.25]], dtype=torch.float64)
+    targets = torch.arange(2)
+    assert nce.image_loss == pytest.approx(float(F.cross_entropy(logits, targets)), abs=1e-12)
+    assert nce.text_loss == pytest.approx(float(F.cross_entropy(logits.T, targets)), abs=1e-12)
+
+
+def test_info_nce_has_both_softmaxes_for_any_shape_and_a_loss_only_when_square():
+    nce = symmetric_info_nce(np.arange(6).reshape(2, 3) / 10, temperature=100.0)
+    assert nce.image_to_text.sum(axis=1) == pytest.approx(np.ones(2)) and nce.text_to_image.sum(axis=0) == pytest.approx(np.ones(3))
+    assert not nce.square and nce.loss is None and nce.image_loss is None
+
+
+def test_the_tabs_loss_is_the_one_transformers_clip_model_returns_with_return_loss():
+    result = run_clip_similarity(SQUARE_IMAGES, "\n".join(SQUARE_TEXTS), "{}", MODEL)
+    handle = models.get(MODEL)
+    inputs = handle.processor(text=SQUARE_TEXTS, images=[Image.open(path) for path in SQUARE_IMAGES],
+                              return_tensors="pt", padding=True)
+    with torch.no_grad():
+        output = handle.model(**inputs, return_loss=True)
+    assert result.contrastive.temperature == pytest.approx(float(handle.model.logit_scale.detach().exp()))
+    assert result.contrastive.loss == pytest.approx(float(output.loss), abs=1e-5)
+    assert result.contrastive.image_to_text == pytest.approx(output.logits_per_image.softmax(-1).numpy(), abs=1e-5)
+    assert result.contrastive.text_to_image == pytest.approx(output.logits_per_text.softmax(-1).T.numpy(), abs=1e-5)
+    assert result.contrastive.image_to_text == pytest.approx(result.probabilities, abs=1e-5)
+
+
+def test_a_caption_swapped_for_a_near_duplicate_recomputes_the_loss_and_the_view_says_so(tab):
+    from demos.tabs.clip_zero_shot import loss_summary, run_clip_caption_swap, swap_summary
+
+    images, texts = SQUARE_IMAGES[:2], "\n".join(SQUARE_TEXTS[:2])
+    swap = run_clip_caption_swap(images, texts, 2, "a photo of a cat.", "{}", MODEL)
+    assert swap.before.texts == SQUARE_TEXTS[:2] and swap.after.texts == ["a photo of a cat", "a photo of a cat."]
+    alone = run_clip_similarity(images, swap.after.texts, "{}", MODEL)
+    assert swap.after.contrastive.loss == pytest.approx(alone.contrastive.loss, abs=1e-9)
+    assert swap.after.contrastive.loss != pytest.approx(swap.before.contrastive.loss, abs=1e-6)
+    text = swap_summary(swap)
+    assert f"from L = {swap.before.contrastive.loss:.3f} to **L = {swap.after.contrastive.loss:.3f}**" in text
+    assert "2 'a photo of an astronaut' replaced by 'a photo of a cat.'" in text
+    from demos.shared.messages import translate
+
+    chinese = translate(text, "zh")  # each paragraph by its own template, none swallowing the next
+    assert chinese.count("\n\n") == 2 and "replaced by" not in chinese and "went from" not in chinese
+    assert f"**L = {swap.before.contrastive.loss:.3f}**" in loss_summary(swap.before)
+    assert event(tab, "clip_caption_swap").fn(images, texts, "{}", MODEL, 2, "a photo of a cat.") == text
+
+
+@pytest.mark.parametrize("texts, caption, replacement, message", [
+    ("a cat\nan astronaut", 1, "a kitten", "square batch: as many texts as images"),
+    ("\n".join(SQUARE_TEXTS), 4, "a kitten", "between 1 and 3"),
+    ("\n".join(SQUARE_TEXTS), 1, "  ", "Type the caption that replaces caption 1"),
+    ("\n".join(SQUARE_TEXTS), 1, "a photo of an astronaut", "Duplicate text"),
+])
+def test_a_swap_that_cannot_be_made_is_refused_with_what_to_do(texts, caption, replacement, message):
+    from demos.tabs.clip_zero_shot import run_clip_caption_swap
+
+    with pytest.raises(UserError, match=message):
+        run_clip_caption_swap(SQUARE_IMAGES, texts, caption, replacement, "{}", MODEL)
+
+
+def test_the_matrix_view_shows_both_softmaxes_and_the_loss_or_why_there_is_none(tab):
+    handler = event(tab, "clip_similarity").fn
+    figure, _, rows, columns, loss = handler(SQUARE_IMAGES, "\n".join(SQUARE_TEXTS), "{}", MODEL)
+    result = run_clip_similarity(SQUARE_IMAGES, "\n".join(SQUARE_TEXTS), "{}", MODEL)
+    assert np.asarray(rows.value["data"])[:, 1:].astype(float) == pytest.approx(result.probabilities, abs=1e-3)
+    shown = np.asarray(columns.value["data"])[:, 1:].astype(float)
+    assert shown == pytest.approx(result.contrastive.text_to_image, abs=1e-3)
+    assert shown.sum(axis=0) == pytest.approx(np.ones(3), abs=1e-2)
+    assert f"**L = {result.contrastive.loss:.3f}**" in loss and len(figure.axes[0].patches) == 3  # the diagonal
+    _, _, _, _, loss = handler(SQUARE_IMAGES[:2], "\n".join(SQUARE_TEXTS), "{}", MODEL)
+    assert "square batch" in loss and "2 images and 3 texts" in loss

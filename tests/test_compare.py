@@ -237,3 +237,18 @@ def test_preset_then_compare_runs_exactly_the_plan_the_widgets_hold(handlers, ch
     assert exported["inputs"]["labels"] == widgets["labels"]
     *_, (_, _, _, _, rerun, _, _) = handlers["compare_rerun"](json_path)
     assert all(np.array_equal(got, want) for got, want in zip(tiles(rerun), tiles(reference)))
+
+
+def test_sampler_cells_equal_the_samplers_tabs_own_images():
+    from demos.tabs.samplers_and_guidance import COMPARE_METHODS, SAMPLER_NAMES, run_sampler
+
+    names = [method.name for method in compare.methods_for("text + layout → image")]
+    assert [method.name for method in COMPARE_METHODS] == [name for name in names if "sampler (diffusers)" in name]
+    assert len(COMPARE_METHODS) == len(SAMPLER_NAMES)
+    chosen = [method.name for method in COMPARE_METHODS if method.name.split()[1] in ("Heun", "DPM-Solver++")]
+    grid = compare_grid(Plan("text + layout → image", chosen, {"prompt": "a red cube", "seed": 3}, sweep="steps",
+                             values=[2]))
+    heun, dpm = (run_sampler("a red cube", sampler, 2, seed=3).image for sampler in ("Heun", "DPM-Solver++"))
+    assert np.array_equal(np.asarray(grid[0][0].output.image), np.asarray(heun))
+    assert np.array_equal(np.asarray(grid[1][0].output.image), np.asarray(dpm))
+    assert not np.array_equal(np.asarray(heun), np.asarray(dpm))

@@ -363,3 +363,52 @@ def test_the_map_step_picks_the_denoising_step_whose_attention_is_shown():
         assert np.array_equal(np.asarray(guided), np.asarray(expected_guided))
         assert np.array_equal(np.asarray(plain), np.asarray(expected_plain))
     assert not np.allclose(result.steps[0].phrase_maps, result.steps[1].phrase_maps)
+
+
+# ---- the start and end tokens' maps beside the phrases' ----------------------------------------------
+
+def test_start_and_end_token_maps_are_shown_when_asked_and_read_from_the_same_attention_store(monkeypatch):
+    """Each denoising pass's stored cross-attention (the conditional half of the guided layers) gives the
+    phrases' maps and, for positions 0 and the first end position, the start and end tokens' maps: head
+    mean at that token, each layer resized to the finest, then the layer mean. With the toggle off the
+    views are the phrases' alone (the default run's), on they add <|startoftext|> first and
+    <|endoftext|> last."""
+    from demos.tabs.layout_guidance import map_panels, shown_maps
+
+    passes = []
+    real_layer_maps = lg.AttentionStore.layer_maps
+
+    def layer_maps(self, conditional_half):
+        maps = real_layer_maps(self, conditional_half)
+        if conditional_half:  # a denoising pass (guidance reads the prompt-only batch)
+            passes.append([m.detach().clone() for m in maps])
+        return maps
+
+    monkeypatch.setattr(lg.AttentionStore, "layer_maps", layer_maps)
+    result = run_layout_guidance("a cat and a dog", "dog: 0.5,0,1,1", steps=2, guided_steps=1, iterations=1, seed=3,
+                                 compare_unguided=False)
+    tokenizer = models.get("sd15").tokenizer
+    ids = tokenizer("a cat and a dog").input_ids
+    end = len(ids) - 1
+    assert result.special_tokens == [(0, "<|startoftext|>"), (end, "<|endoftext|>")] and ids[end] == tokenizer.eos_token_id
+    assert len(passes) == len(result.steps)  # one denoising pass per step
+    for record, layers in zip(result.steps, passes):
+        side = record.phrase_maps.shape[-1]
+        for row, position in enumerate((0, end)):
+            expected = torch.stack([torch.nn.functional.interpolate(
+                m[:, :, position].float().mean(dim=0).reshape(1, 1, *(2 * [int(m.shape[1] ** 0.5)])),
+                size=(side, side), mode="bilinear")[0, 0] for m in layers]).mean(dim=0)
+            np.testing.assert_allclose(record.token_maps[row], expected.numpy(), rtol=1e-5, atol=1e-7)
+    off, on = shown_maps(result, result.steps, 1), shown_maps(result, result.steps, 1, special=True)
+    assert [(m.label, m.tokens) for m in off] == [("dog", result.token_groups[0])]
+    assert [(m.label, m.tokens) for m in on] == [("<|startoftext|>", [0]), ("dog", result.token_groups[0]),
+                                                 ("<|endoftext|>", [end])]
+    assert np.array_equal(on[0].heat, result.steps[1].token_maps[0]) and np.array_equal(on[-1].heat,
+                                                                                     result.steps[1].token_maps[1])
+    guided_off, _ = attention_views(result, 2)
+    guided_on, _ = attention_views(result, 2, special=True)
+    assert np.array_equal(np.asarray(guided_off), np.asarray(attention_panels(
+        result.image, result.steps[1].phrase_maps, result.boxes, "guided, step 2")))
+    assert np.array_equal(np.asarray(guided_on), np.asarray(map_panels(result.image, on, result.boxes,
+                                                                       "guided, step 2")))
+    assert guided_on.width == guided_off.width + 2 * 256

@@ -34,7 +34,8 @@ def shipped(name: str) -> dict:
 
 def test_the_four_lessons_the_course_needs_are_shipped_and_each_validates(endpoints):
     names = {path.stem for path in shipped_lesson_files()}
-    assert {"vision-and-language", "controlling-generation", "editing-with-a-mask", "how-diffusion-samples"} <= names
+    assert {"vision-and-language", "controlling-generation", "editing-with-a-mask", "how-diffusion-samples",
+            "from-ddpm-to-score-sdes"} <= names
     for path in shipped_lesson_files():
         lesson = read_lesson(path.read_text(), path.stem, endpoints)
         assert len(lesson.steps) >= 3
@@ -52,6 +53,9 @@ def test_the_lessons_cover_the_tabs_the_issue_names(endpoints):
     assert tabs["editing-with-a-mask"] == ["Paint-by-Example", "Paint-by-Example", "Face swap (DiffFace)"]
     endpoints_used = [step["endpoint"] for step in shipped("how-diffusion-samples")["steps"]]
     assert endpoints_used == ["diffusion_forward", "pixel_sampler", "ddim_determinism", "latent_sampler", "lcm_vs_ddim"]
+    theory = [step["endpoint"] for step in shipped("from-ddpm-to-score-sdes")["steps"]]
+    assert theory == ["posterior_coefficients", "reverse_variance", "score_view", "score_sde", "unet_blocks",
+                      "sampler_sweep", "cfg_branches", "ddim_inversion_error"]
 
 
 BROKEN = [  # (what is changed in step 2 of the vision-and-language lesson, field the error must name)

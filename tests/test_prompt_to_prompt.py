@@ -307,3 +307,67 @@ def test_the_side_by_side_preset_runs_all_three_methods():
     grid = compare_grid(plan)
     assert [cell.error for row in grid for cell in row] == ["", "", ""]
     assert all(row[0].output.image is not None for row in grid)
+
+
+# ---- the start and end tokens' maps beside the words' ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_and_store():
+    """A short run, and the maps its controller returned (`token_maps` spied on)."""
+    stored = []
+    real_token_maps = p2p.AttentionController.token_maps
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(p2p.AttentionController, "token_maps", lambda self: stored.append(real_token_maps(self)) or stored[-1])
+        result = run("a cat riding", "a dog riding")
+    return result, stored
+
+
+def test_start_and_end_token_maps_are_listed_when_asked_and_come_from_the_controllers_store(run_and_store, base):
+    """With the toggle on, the strip shows position 0 (<|startoftext|>) before the words and the first end
+    position after them, labelled with the tokenizer's own tokens; the heat of each tile is the controller's
+    stored map at that position. Off, only the words (the strip of the default run)."""
+    from demos.tabs.prompt_to_prompt import map_views, shown_tokens, token_panels
+
+    result, stored = run_and_store
+    (maps,) = stored
+    assert torch.equal(result.token_maps, maps.cpu())
+    source, edited = result.parameters["source_prompt"], result.parameters["edited_prompt"]
+    for index, prompt in enumerate((source, edited)):
+        ids = base.tokenizer(prompt).input_ids
+        end = len(ids) - 1
+        words = [(position, base.tokenizer.convert_ids_to_tokens(ids[position]).replace("</w>", ""))
+                 for position in range(1, end)]
+        assert shown_tokens(result.tokens[index], special=False) == words
+        on = shown_tokens(result.tokens[index], special=True)
+        assert on == [(0, "<|startoftext|>"), *words, (end, "<|endoftext|>")]
+        assert ids[end] == base.tokenizer.eos_token_id and base.tokenizer.convert_ids_to_tokens(ids[0]) == "<|startoftext|>"
+        for position, _ in on:  # each tile's heat is the stored attention at its token position
+            assert torch.equal(result.token_maps[index][..., position], maps[index][..., position].cpu())
+    off_views, on_views = map_views(result, special=False), map_views(result, special=True)
+    for index, (image, title) in enumerate([(result.source_image, f"source: {source}"), (result.edited_image, f"edit: {edited}")]):
+        expected = token_panels(maps[index].cpu(), result.tokens[index], image, title, special=True)
+        assert np.array_equal(np.asarray(on_views[index]), np.asarray(expected))
+    assert np.array_equal(np.asarray(off_views[0]), np.asarray(result.source_maps))
+    assert on_views[0].width == off_views[0].width + 2 * 96
+    # the start tile is the stored position-0 map: drawing a strip from a map that is 0 there changes only it
+    blanked = result.token_maps[0].clone()
+    blanked[..., 0] = 0
+    image = result.source_image
+    changed = np.asarray(token_panels(blanked, result.tokens[0], image, "t", True)) != np.asarray(
+        token_panels(result.token_maps[0], result.tokens[0], image, "t", True))
+    assert changed[36:, :96].any() and not changed[36:, 96:].any()
+
+
+def test_the_tab_shows_the_start_and_end_tokens_by_default_and_the_toggle_redraws_without_a_run(run_and_store):
+    from demos.tabs import prompt_to_prompt as tab_module
+    from tests.spies import built_tab, event
+
+    tab = built_tab(tab_module)
+    toggle = next(block for block in tab.blocks.values() if getattr(block, "label", "") == "Show start/end tokens")
+    assert toggle.value is True
+    redraw = next(fn for fn in tab.fns.values() if toggle in fn.inputs and fn.api_name != "prompt_to_prompt")
+    result, _ = run_and_store
+    on, off = redraw.fn(result, True), redraw.fn(result, False)
+    assert np.array_equal(np.asarray(off[1]), np.asarray(result.edited_maps))
+    assert on[0].width == result.source_maps.width + 2 * 96
+    assert list(event(tab, "prompt_to_prompt").inputs)[-1] is toggle

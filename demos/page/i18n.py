@@ -73,8 +73,11 @@ def lesson_tables() -> dict[str, dict[str, str]]:
 
 
 def all_tables() -> dict[str, dict[str, str]]:
-    lessons = lesson_tables()
-    return {language: {**table(language), **lessons[language]} for language in LANGUAGES}
+    from demos.shared.cards import card_tables  # the paper cards carry both languages too, like the lessons
+
+    own, lessons = {language: table(language) for language in LANGUAGES}, lesson_tables()
+    cards = card_tables(own)
+    return {language: {**own[language], **lessons[language], **cards[language]} for language in LANGUAGES}
 
 
 def translated(text: str) -> str:

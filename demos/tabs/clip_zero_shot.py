@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,9 +21,10 @@ import torch.nn.functional as F
 import models
 from demos import ASSETS
 from demos.shared.comparison import PICTURE, Field, Method, Output, Task
-from demos.shared.inputs import one_of, rgb_image, text_items
+from demos.shared.inputs import number_in_range, one_of, rgb_image, text_items
 from demos.shared.limits import LIMITS
 from models import ProgressFn, UserError
+from models.pipelines.clip_loss import InfoNCE, symmetric_info_nce
 
 CLIP_MODELS = ["clip-vit-base-patch32", "clip-vit-base-patch16", "clip-vit-large-patch14"]
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -64,6 +66,16 @@ class SimilarityResult:
     model: str
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    contrastive: InfoNCE | None = None  # CLIP's loss on this batch (both softmaxes; the loss when square)
+
+
+@dataclass
+class CaptionSwap:
+    """The same batch before and after one caption is replaced (e.g. by a near-duplicate of another)."""
+
+    caption: int  # 1-based
+    before: SimilarityResult
+    after: SimilarityResult
 
 
 def parse_templates(templates: str | Sequence[str] | None) -> list[str]:
@@ -165,7 +177,8 @@ def run_clip_similarity(
     image_embeddings = _image_embeddings(handle, pictures)
     text_embeddings, prompts, warnings = _text_embeddings(handle, text_list, [template_text])
     similarities = image_embeddings @ text_embeddings.T
-    probabilities = (_temperature(handle) * similarities).softmax(dim=-1)
+    temperature = _temperature(handle)
+    probabilities = (temperature * similarities).softmax(dim=-1)
     return SimilarityResult(
         image_names=names,
         texts=text_list,
@@ -175,7 +188,35 @@ def run_clip_similarity(
         model=model,
         seconds=time.perf_counter() - started,
         warnings=warnings,
+        contrastive=symmetric_info_nce(similarities.numpy(), temperature),
     )
+
+
+def not_square_message(images: int, texts: int) -> str:
+    return (f"CLIP's loss needs a square batch: as many texts as images, the i-th text describing the i-th "
+            f"image (here {images} images and {texts} texts).")
+
+
+def run_clip_caption_swap(
+    images: Sequence[Any],
+    texts: str | Sequence[str],
+    caption: Any,
+    replacement: str,
+    template: str = "{}",
+    model: str = CLIP_MODELS[0],
+    progress: ProgressFn | None = None,
+) -> CaptionSwap:
+    """CLIP's loss of a square batch, then of the same batch with caption `caption` (1-based) replaced."""
+    text_list = text_items(texts, "text", LIMITS.max_labels)
+    if images and len(images) != len(text_list):
+        raise UserError(not_square_message(len(images), len(text_list)))
+    index = number_in_range(caption, "The caption to replace", 1, len(text_list), whole=True)
+    if not (replacement or "").strip():
+        raise UserError(f"Type the caption that replaces caption {index}.")
+    swapped = text_items([replacement if position == index - 1 else text for position, text in enumerate(text_list)],
+                         "text", LIMITS.max_labels)
+    before = run_clip_similarity(images, text_list, template, model, progress)
+    return CaptionSwap(index, before, run_clip_similarity(images, swapped, template, model, progress))
 
 
 SCORES = Task("image + labels → scores", (PICTURE, Field("labels", "Labels (comma separated)", "text",
@@ -212,9 +253,66 @@ def similarity_heatmap(result: SimilarityResult):
         for column in range(columns):
             axes.text(column, row, f"{result.similarities[row, column]:.2f}", ha="center", va="center",
                       color="white", fontsize=8)
+    if result.contrastive is not None and result.contrastive.square:
+        from matplotlib.patches import Rectangle
+
+        for index in range(rows):  # the positive pairs of CLIP's loss
+            axes.add_patch(Rectangle((index - 0.5, index - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     figure.colorbar(shown, ax=axes, label="cosine similarity")
     axes.set_title(f"{result.model}: image × text similarity")
     return figure
+
+
+LOSS_FORMULA = (  # rendered by the page's Markdown as mathematics (MATH delimiters)
+    "**CLIP's training loss on this batch** (the symmetric InfoNCE of the paper's Figure 3), when the i-th text "
+    "describes the i-th image (the outlined diagonal): with $s_{ij}$ the cosine similarity of image $i$ and text "
+    "$j$ and the learned temperature $\\tau$ (`model.logit_scale.exp()`, 100 in the released checkpoints),\n\n"
+    "$$\\mathcal{L} = \\tfrac12\\Big(\\underbrace{-\\frac1n\\sum_{i=1}^{n}\\log\\frac{e^{\\tau s_{ii}}}"
+    "{\\sum_{j} e^{\\tau s_{ij}}}}_{\\text{rows: image}\\,\\to\\,\\text{text}}"
+    "\\;\\underbrace{-\\frac1n\\sum_{j=1}^{n}\\log\\frac{e^{\\tau s_{jj}}}{\\sum_{i} e^{\\tau s_{ij}}}}"
+    "_{\\text{columns: text}\\,\\to\\,\\text{image}}\\Big)$$\n\n"
+    "Every other pair of the batch is a negative: the loss is low only when each image picks its own text among "
+    "the n, and each text its own image. A caption that nearly duplicates another one cannot be told apart from it, "
+    "whatever the model: try replacing one below."
+)
+
+
+def loss_summary(result: SimilarityResult) -> str:
+    """CLIP's loss of the batch in numbers, or why there is none."""
+    nce = result.contrastive
+    if not nce.square:
+        return not_square_message(len(result.image_names), len(result.texts))
+    count = len(result.texts)
+    return (f"τ = {nce.temperature:.2f} · image→text L_I = {nce.image_loss:.3f} · text→image L_T = "
+            f"{nce.text_loss:.3f} · **L = {nce.loss:.3f}** (a model that cannot tell the pairs apart: "
+            f"log {count} = {np.log(count):.3f})")
+
+
+def swap_summary(swap: CaptionSwap) -> str:
+    """The loss before and after one caption was replaced, and what its own pair lost."""
+    k, before, after = swap.caption, swap.before.contrastive, swap.after.contrastive
+    i = k - 1
+    lines = [
+        f"Caption {k} {swap.before.texts[i]!r} replaced by {swap.after.texts[i]!r}, the batch's loss recomputed:",
+        f"The loss went from L = {before.loss:.3f} to **L = {after.loss:.3f}** (image→text {before.image_loss:.3f} → "
+        f"{after.image_loss:.3f}, text→image {before.text_loss:.3f} → {after.text_loss:.3f}).",
+        f"Pair {k}: P(caption {k} | image {k}) went from {before.image_to_text[i, i]:.3f} to "
+        f"{after.image_to_text[i, i]:.3f}, P(image {k} | caption {k}) from {before.text_to_image[i, i]:.3f} to "
+        f"{after.text_to_image[i, i]:.3f}.",
+    ]
+    return "\n\n".join(lines)
+
+
+def _contrastive_tables(result: SimilarityResult) -> tuple[Any, Any]:
+    """The row softmax (image → text) and the column softmax (text → image), images as rows."""
+    import pandas as pd
+
+    tables = []
+    for probabilities in (result.probabilities, result.contrastive.text_to_image):
+        table = pd.DataFrame(np.round(probabilities, 3), columns=result.texts)
+        table.insert(0, "image", result.image_names)
+        tables.append(table)
+    return tables[0], tables[1]
 
 
 def _summary(model: str, seconds: float, warnings: list[str]) -> str:
@@ -282,9 +380,8 @@ def classify_tab() -> None:
 
 
 def similarity_tab() -> None:
-    """Several images against several texts: the similarity heat map."""
+    """Several images against several texts: the similarity heat map, and CLIP's loss on the batch."""
     import gradio as gr
-    import pandas as pd
 
     from demos.shared.handlers import user_errors
 
@@ -303,22 +400,49 @@ def similarity_tab() -> None:
                 # Hidden until a run: empty, it shows gradio's placeholder headers "1 2 3".
                 softmax_table = gr.Dataframe(label="Softmax over the texts, per image (rows sum to 1)",
                                              interactive=False, visible=False, elem_id="clip-softmax")
+                column_table = gr.Dataframe(label="Softmax over the images, per text (columns sum to 1)",
+                                            interactive=False, visible=False, elem_id="clip-softmax-columns")
         gr.Examples(
             examples=[[[str(ASSETS / name) for name in ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")]]],
             inputs=[files],
             label="Example set",
         )
+        loss = _loss_widgets()
 
         @user_errors
         def similarity_for_ui(files, texts, template, model, progress=gr.Progress(track_tqdm=True)):
             result = run_clip_similarity(files or [], texts, template, model, progress)
-            table = pd.DataFrame(np.round(result.probabilities, 3), columns=result.texts)
-            table.insert(0, "image", result.image_names)
+            rows, columns = _contrastive_tables(result)
             return (similarity_heatmap(result), _summary(result.model, result.seconds, result.warnings),
-                    gr.Dataframe(value=table, visible=True))
+                    gr.Dataframe(value=rows, visible=True), gr.Dataframe(value=columns, visible=True),
+                    loss_summary(result))
+
+        @user_errors
+        def swap_for_ui(files, texts, template, model, caption, replacement, progress=gr.Progress(track_tqdm=True)):
+            return swap_summary(run_clip_caption_swap(files or [], texts, caption, replacement, template, model,
+                                                      progress))
 
         compare.click(similarity_for_ui, inputs=[files, texts, template, matrix_model],
-                      outputs=[heatmap, matrix_info, softmax_table], api_name="clip_similarity")
+                      outputs=[heatmap, matrix_info, softmax_table, column_table, loss.info],
+                      api_name="clip_similarity")
+        loss.swap.click(swap_for_ui, inputs=[files, texts, template, matrix_model, loss.caption, loss.replacement],
+                        outputs=loss.swap_info, api_name="clip_caption_swap")
+
+
+def _loss_widgets() -> SimpleNamespace:
+    """CLIP's loss under the matrix: the formula, its value, and a caption replaced to see it move."""
+    import gradio as gr
+
+    from demos.shared.widgets import MATH
+
+    gr.Markdown(LOSS_FORMULA, latex_delimiters=MATH)
+    info = gr.Markdown(elem_id="clip-loss")
+    with gr.Row():
+        caption = gr.Number(value=2, precision=0, minimum=1, label="Replace caption k")
+        replacement = gr.Textbox(value="a photo of a cat.", label="… by (e.g. a near-duplicate of another caption)")
+        swap = gr.Button("Recompute the loss with caption k replaced")
+    swap_info = gr.Markdown(elem_id="clip-swap")
+    return SimpleNamespace(info=info, caption=caption, replacement=replacement, swap=swap, swap_info=swap_info)
 
 
 def build_ui() -> None:

@@ -9,7 +9,7 @@ same prompt, boxes and seed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,11 +41,26 @@ class LayoutGuidanceResult:
     token_groups: list[list[int]]  # prompt token positions steered for each box
     parameters: dict[str, Any]
     seconds: float
+    # (position, token) of <|startoftext|> and <|endoftext|>, whose maps each step also records (`token_maps`)
+    special_tokens: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def plain_parameters(self) -> dict[str, Any]:
         """What reproduces `plain_image`: the same run with guidance off."""
         return {**self.parameters, "loss_scale": 0.0, "forward_strength": 0.0}
+
+
+START_NOTE = ("The start token `<|startoftext|>` soaks up most of every pixel's attention: each softmax must put its "
+              "mass somewhere and this token is always there, so it acts as a sink whatever the picture "
+              "(each tile is scaled to its own range: compare shapes, not strengths).")
+END_NOTE = ("The end token `<|endoftext|>` (the first padding position) comes after every word of CLIP's causal text "
+            "encoder, so it summarises the whole prompt and its map follows the global layout of the scene.")
+
+
+def special_tokens_of(tokenizer: Any, prompt: str) -> list[tuple[int, str]]:
+    """(position, token) of the start token and of the end token (the first end/padding position)."""
+    ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids
+    return [(position, tokenizer.convert_ids_to_tokens(ids[position])) for position in (0, len(ids) - 1)]
 
 
 def token_groups_for(tokenizer: Any, prompt: str, boxes: list[Box]) -> list[list[int]]:
@@ -88,6 +103,7 @@ def run_layout_guidance(
     seed = resolve_seed(seed, randomize)
     base = models.get(SD15, progress)
     token_groups = token_groups_for(base.tokenizer, prompt, boxes)
+    special = special_tokens_of(base.tokenizer, prompt)
     box_groups = [[box.xyxy] for box in boxes]
     started = time.perf_counter()
     runs = [("layout guidance", loss_scale, forward_strength)]
@@ -101,7 +117,7 @@ def run_layout_guidance(
             lg.lms_pipeline(base), prompt, token_groups, box_groups, generator_for(seed, base.device),
             steps=steps, guided_steps=guided_steps, iterations=iterations, loss_scale=scale,
             loss_threshold=float(loss_threshold), guidance_scale=guidance_scale, forward_strength=strength,
-            on_step=on_step))
+            on_step=on_step, token_maps_of=[position for position, _ in special]))
     parameters = dict(method="layout guidance (Chen et al.)", model=SD15, prompt=prompt,
                       boxes=[[box.phrase, *box.xyxy] for box in boxes], steps=steps, guided_steps=guided_steps,
                       iterations=iterations, loss_scale=loss_scale, loss_threshold=float(loss_threshold),
@@ -119,37 +135,72 @@ def run_layout_guidance(
         token_groups=token_groups,
         parameters=parameters,
         seconds=time.perf_counter() - started,
+        special_tokens=special,
     )
 
 
 # ---- mechanism views ---------------------------------------------------------------------------
 
-def attention_panels(image: Image.Image, maps: np.ndarray, boxes: list[Box], title: str) -> Image.Image:
-    """One panel per phrase: its cross-attention (normalised, jet) over the image, with its box."""
+@dataclass
+class ShownMap:
+    """One panel of the attention views: whose map, from which prompt token positions, and its box."""
+
+    label: str
+    tokens: list[int]
+    heat: np.ndarray  # [h, w]
+    box: Box | None  # the phrase's box; None for the start and end tokens
+
+
+def shown_maps(result: LayoutGuidanceResult, records: list[lg.StepRecord], index: int,
+               special: bool = False) -> list[ShownMap]:
+    """The maps shown at step `index` (0-based) of `records`: one per phrase, and with `special` the start
+    token's before them and the end token's after them."""
+    record = records[index]
+    shown = [ShownMap(box.phrase, list(tokens), heat, box)
+             for box, tokens, heat in zip(result.boxes, result.token_groups, record.phrase_maps)]
+    if special and record.token_maps is not None:
+        (start, start_label), (end, end_label) = result.special_tokens
+        shown = [ShownMap(start_label, [start], record.token_maps[0], None), *shown,
+                 ShownMap(end_label, [end], record.token_maps[1], None)]
+    return shown
+
+
+def map_panels(image: Image.Image, shown: list[ShownMap], boxes: list[Box], title: str) -> Image.Image:
+    """One panel per map: its attention (normalised, jet) over the image, with its box (a start or end
+    token's panel: every box, thin)."""
     import matplotlib
 
     picture = image.convert("RGB").resize((PANEL_SIDE, PANEL_SIDE))
     colormap = matplotlib.colormaps["jet"]
-    strip = Image.new("RGB", (PANEL_SIDE * len(boxes), PANEL_SIDE + 22), "white")
-    for index, (box, heat) in enumerate(zip(boxes, maps)):
-        heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-12)
+    strip = Image.new("RGB", (PANEL_SIDE * len(shown), PANEL_SIDE + 22), "white")
+    for index, entry in enumerate(shown):
+        heat = (entry.heat - entry.heat.min()) / (entry.heat.max() - entry.heat.min() + 1e-12)
         colored = Image.fromarray((colormap(heat)[..., :3] * 255).astype(np.uint8)).resize(
             (PANEL_SIDE, PANEL_SIDE), Image.Resampling.BILINEAR)
-        panel = draw_boxes(Image.blend(picture, colored, 0.6), [box])
+        blended = Image.blend(picture, colored, 0.6)
+        panel = draw_boxes(blended, [entry.box]) if entry.box is not None else draw_boxes(blended, boxes, width=1)
         strip.paste(panel, (index * PANEL_SIDE, 22))
-        ImageDraw.Draw(strip).text((index * PANEL_SIDE + 4, 4), f"{title}: {box.phrase}", fill="black")
+        ImageDraw.Draw(strip).text((index * PANEL_SIDE + 4, 4), f"{title}: {entry.label}",
+                                   fill="black" if entry.box is not None else "#a00000")
     return strip
 
 
-def attention_views(result: LayoutGuidanceResult, step: int) -> tuple[Image.Image, Image.Image | None]:
-    """The per-phrase maps at denoising step `step` (1-based) with guidance and without."""
+def attention_panels(image: Image.Image, maps: np.ndarray, boxes: list[Box], title: str) -> Image.Image:
+    """One panel per phrase: its cross-attention (normalised, jet) over the image, with its box."""
+    return map_panels(image, [ShownMap(box.phrase, [], heat, box) for box, heat in zip(boxes, maps)], boxes, title)
+
+
+def attention_views(result: LayoutGuidanceResult, step: int,
+                    special: bool = False) -> tuple[Image.Image, Image.Image | None]:
+    """The maps at denoising step `step` (1-based) with guidance and without; with `special`, the start
+    and end tokens' beside the phrases'."""
     index = min(max(int(step), 1), len(result.steps)) - 1
-    guided = attention_panels(result.image, result.steps[index].phrase_maps, result.boxes,
-                              f"guided, step {index + 1}")
+    guided = map_panels(result.image, shown_maps(result, result.steps, index, special), result.boxes,
+                        f"guided, step {index + 1}")
     plain = None
     if result.plain_steps is not None:
-        plain = attention_panels(result.plain_image, result.plain_steps[index].phrase_maps, result.boxes,
-                                 f"no guidance, step {index + 1}")
+        plain = map_panels(result.plain_image, shown_maps(result, result.plain_steps, index, special), result.boxes,
+                           f"no guidance, step {index + 1}")
     return guided, plain
 
 
@@ -253,6 +304,9 @@ def layout() -> SimpleNamespace:
         plain = gr.Image(label="No guidance, same seed", type="filepath", format="png", elem_classes=RESULT)
     map_step = gr.Slider(1, LIMITS.max_steps, value=lg.GUIDED_STEPS, step=1, label="Attention maps at step")
     # Titles above the maps, not the floating label: it would cover the first phrase's caption.
+    with gr.Row():
+        special = gr.Checkbox(value=True, label="Show start/end tokens", scale=0, min_width=220)
+        gr.Markdown(f"{START_NOTE} {END_NOTE}")
     gr.Markdown("**Cross-attention per phrase, with guidance**")
     guided_maps = gr.Image(label="Cross-attention per phrase, with guidance", show_label=False, format="png",
                            elem_id="lg-maps")
@@ -263,7 +317,7 @@ def layout() -> SimpleNamespace:
         prompt=prompt, boxes=boxes, steps=steps, guided_steps=guided_steps, iterations=iterations,
         loss_scale=loss_scale, threshold=threshold, cfg=cfg, forward=forward, compare=compare, seed=seed,
         randomize=randomize, generate=generate, info=info, boxed=boxed, image=image, plain=plain, map_step=map_step,
-        guided_maps=guided_maps, plain_maps=plain_maps, energy=energy, state=gr.State())
+        guided_maps=guided_maps, plain_maps=plain_maps, energy=energy, special=special, state=gr.State())
 
 
 def build_ui() -> None:
@@ -276,28 +330,28 @@ def build_ui() -> None:
 
     @user_errors
     def generate_for_ui(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold, guidance_scale,
-                        seed, randomize, compare_unguided, forward_strength, map_step,
+                        seed, randomize, compare_unguided, forward_strength, map_step, special,
                         progress=gr.Progress(track_tqdm=True)):
         result = run_layout_guidance(prompt, layout, steps, guided_steps, iterations, loss_scale, loss_threshold,
                                      guidance_scale, seed, randomize, compare_unguided, forward_strength, progress)
-        guided_view, plain_view = attention_views(result, map_step)
+        guided_view, plain_view = attention_views(result, map_step, special)
         plain_png = (png_with_parameters(result.plain_image, result.plain_parameters, "plain-sd")
                      if compare_unguided else None)
         return (result.boxed, png_with_parameters(result.image, result.parameters, "layout-guidance"), plain_png,
                 summary(result), guided_view, plain_view, energy_figure(result), result.parameters["seed"], result)
 
     @user_errors
-    def maps_at(result, step):
+    def maps_at(result, step, special):
         if result is None:
             return None, None
-        return attention_views(result, step)
+        return attention_views(result, step, special)
 
     w.generate.click(generate_for_ui,
                      inputs=[w.prompt, w.boxes, w.steps, w.guided_steps, w.iterations, w.loss_scale, w.threshold, w.cfg,
-                             w.seed, w.randomize, w.compare, w.forward, w.map_step],
+                             w.seed, w.randomize, w.compare, w.forward, w.map_step, w.special],
                      outputs=[w.boxed, w.image, w.plain, w.info, w.guided_maps, w.plain_maps, w.energy, w.seed,
                               w.state],
                      api_name="layout_guidance")
     scroll_into_view_on(w.generate, "lg-results")
-    w.map_step.release(maps_at, inputs=[w.state, w.map_step], outputs=[w.guided_maps, w.plain_maps],
-                       api_visibility="private")
+    gr.on([w.map_step.release, w.special.change], maps_at, inputs=[w.state, w.map_step, w.special],
+          outputs=[w.guided_maps, w.plain_maps], api_visibility="private")

@@ -46,33 +46,63 @@ EXAMPLES = [  # photo (or none), source prompt, edited prompt, edit, word, weigh
 class PromptToPromptResult:
     source_image: Image.Image  # prompt 0: generated, or the photo's reconstruction
     edited_image: Image.Image
-    source_maps: Image.Image  # per-token cross-attention of each prompt, over its image
+    source_maps: Image.Image  # per-word-token cross-attention of each prompt, over its image
     edited_maps: Image.Image
     inversion: nti.Inversion | None
     parameters: dict[str, Any]
     seconds: float
+    token_maps: torch.Tensor | None = None  # [prompts, side, side, 77]: the controller's stored maps
+    tokens: list[list[str]] | None = None  # per prompt, its tokens from <|startoftext|> to <|endoftext|>
 
 
-def token_panels(maps: torch.Tensor, tokenizer: Any, prompt: str, image: Image.Image, title: str) -> Image.Image:
-    """One tile per prompt token (start and end tokens left out): its attention over the image."""
+START_NOTE = ("The start token `<|startoftext|>` soaks up most of every pixel's attention: each softmax must put its "
+              "mass somewhere and this token is always there, so it acts as a sink whatever the picture "
+              "(each tile is scaled to its own range: compare shapes, not strengths).")
+END_NOTE = ("The end token `<|endoftext|>` (the first padding position) comes after every word of CLIP's causal text "
+            "encoder, so it summarises the whole prompt and its map follows the global layout of the scene.")
+
+
+def prompt_tokens(tokenizer: Any, prompt: str) -> list[str]:
+    """The prompt's tokens as the text encoder reads them: <|startoftext|>, the words' tokens, <|endoftext|>."""
+    ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids
+    return [tokenizer.convert_ids_to_tokens(token_id).replace("</w>", "") for token_id in ids]
+
+
+def shown_tokens(tokens: list[str], special: bool = False) -> list[tuple[int, str]]:
+    """(token position, label) of each tile: the first words' tokens, and with `special` the start token
+    (position 0) before them and the end token (the first end/padding position) after them."""
+    words = [(position, tokens[position]) for position in range(1, len(tokens) - 1)][:MAX_TOKENS_SHOWN]
+    return [(0, tokens[0]), *words, (len(tokens) - 1, tokens[-1])] if special else words
+
+
+def token_panels(maps: torch.Tensor, tokens: list[str], image: Image.Image, title: str,
+                 special: bool = False) -> Image.Image:
+    """One tile per shown token (`shown_tokens`): its attention over the image, normalised per tile."""
     import matplotlib
 
-    ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids[1:-1]
-    shown = ids[:MAX_TOKENS_SHOWN]
+    shown = shown_tokens(tokens, special)
     colormap = matplotlib.colormaps["jet"]
     picture = image.convert("RGB").resize((TILE, TILE))
     strip = Image.new("RGB", (TILE * max(len(shown), 1), TILE + 36), "white")
     draw = ImageDraw.Draw(strip)
     draw.text((4, 2), title, fill="black")
-    for index, token_id in enumerate(shown):
-        heat = maps[..., index + 1].numpy()
+    for index, (position, label) in enumerate(shown):
+        heat = maps[..., position].numpy()
         heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-12)
         colored = Image.fromarray((colormap(heat)[..., :3] * 255).astype(np.uint8)).resize(
             (TILE, TILE), Image.Resampling.BILINEAR)
         strip.paste(Image.blend(picture, colored, 0.6), (index * TILE, 36))
-        token = tokenizer.convert_ids_to_tokens(token_id).replace("</w>", "")
-        draw.text((index * TILE + 4, 20), token, fill="black")
+        is_word = 0 < position < len(tokens) - 1
+        draw.text((index * TILE + 4, 20), label, fill="black" if is_word else "#a00000")
     return strip
+
+
+def map_views(result: PromptToPromptResult, special: bool) -> tuple[Image.Image, Image.Image]:
+    """The source's and the edit's token strips, with or without the start and end tokens."""
+    p = result.parameters
+    return tuple(token_panels(result.token_maps[index], result.tokens[index], image, title, special)
+                 for index, (image, title) in enumerate([(result.source_image, f"source: {p['source_prompt']}"),
+                                                         (result.edited_image, f"edit: {p['edited_prompt']}")]))
 
 
 def run_prompt_to_prompt(
@@ -140,11 +170,11 @@ def run_prompt_to_prompt(
                       cross_replace_steps=cross_replace_steps, self_replace_steps=self_replace_steps, steps=steps,
                       guidance_scale=guidance_scale, scheduler="DDIM (η = 0)",
                       seed=None if inversion else seed, inner_steps=inner_steps if inversion else None)
-    return PromptToPromptResult(
-        source_image, edited_image,
-        token_panels(maps[0], base.tokenizer, source_prompt, source_image, f"source: {source_prompt}"),
-        token_panels(maps[1], base.tokenizer, edited_prompt, edited_image, f"edit: {edited_prompt}"),
-        inversion, parameters, time.perf_counter() - started)
+    tokens = [prompt_tokens(base.tokenizer, prompt) for prompt in (source_prompt, edited_prompt)]
+    result = PromptToPromptResult(source_image, edited_image, None, None, inversion, parameters,
+                                  time.perf_counter() - started, maps, tokens)
+    result.source_maps, result.edited_maps = map_views(result, special=False)
+    return result
 
 
 def summary(result: PromptToPromptResult) -> str:
@@ -228,6 +258,9 @@ def layout() -> SimpleNamespace:
                                          height=180, object_fit="contain", format="png")
     gr.Markdown("**Cross-attention per token, source (top) and edit (bottom)** — averaged over heads, steps and the "
                 "layers at 1/4 of the latent side; what the UNet used after the edit")
+    with gr.Row():
+        special = gr.Checkbox(value=True, label="Show start/end tokens", scale=0, min_width=220)
+        gr.Markdown(f"{START_NOTE} {END_NOTE}")
     source_maps = gr.Image(label="Source prompt's cross-attention", show_label=False, format="png", elem_id="p2p-maps")
     edited_maps = gr.Image(label="Edited prompt's cross-attention", show_label=False, format="png")
     gr.Examples([[str(ASSETS / name) if name else None, *rest] for name, *rest in EXAMPLES],
@@ -236,7 +269,7 @@ def layout() -> SimpleNamespace:
         source=source, edited=edited, edit=edit, word=word, weight=weight, cross=cross, self_steps=self_steps,
         photo=photo, steps=steps, guidance=guidance, inner=inner, seed=seed, randomize=randomize, run=run,
         source_image=source_image, edited_image=edited_image, info=info, reconstructions=reconstructions,
-        source_maps=source_maps, edited_maps=edited_maps)
+        source_maps=source_maps, edited_maps=edited_maps, special=special, state=gr.State())
 
 
 def build_ui() -> None:
@@ -249,7 +282,7 @@ def build_ui() -> None:
 
     @user_errors
     def edit_for_ui(source, edited, edit, photo, word, weight, cross, self_steps, steps, guidance, seed, randomize,
-                    inner, progress=gr.Progress(track_tqdm=True)):
+                    inner, special, progress=gr.Progress(track_tqdm=True)):
         result = run_prompt_to_prompt(source, edited, edit, photo, word, weight, cross, self_steps, steps, guidance,
                                       seed, randomize, inner, progress)
         p = result.parameters
@@ -260,12 +293,18 @@ def build_ui() -> None:
                 for name, image in result.inversion.reconstructions.items()]
         return (png_with_parameters(result.source_image, {**p, "prompt": p["source_prompt"]}, "p2p-source"),
                 png_with_parameters(result.edited_image, p, "p2p-edit"), summary(result), gallery,
-                result.source_maps, result.edited_maps, p["seed"] if p["seed"] is not None else seed)
+                *map_views(result, special), p["seed"] if p["seed"] is not None else seed, result)
+
+    @user_errors
+    def maps_for_ui(result, special):
+        return (None, None) if result is None else map_views(result, special)
 
     w.run.click(edit_for_ui,
                 inputs=[w.source, w.edited, w.edit, w.photo, w.word, w.weight, w.cross, w.self_steps, w.steps,
-                        w.guidance, w.seed, w.randomize, w.inner],
+                        w.guidance, w.seed, w.randomize, w.inner, w.special],
                 outputs=[w.source_image, w.edited_image, w.info, w.reconstructions, w.source_maps, w.edited_maps,
-                         w.seed],
+                         w.seed, w.state],
                 api_name="prompt_to_prompt")
     scroll_into_view_on(w.run, "p2p-results")
+    w.special.change(maps_for_ui, inputs=[w.state, w.special], outputs=[w.source_maps, w.edited_maps],
+                     api_visibility="private")

@@ -236,6 +236,7 @@ class StepRecord:
     inside_after: float = 0.0  # mean share of the phrases' attention inside their boxes, same latent
     # (with forward guidance: of the edited attention the step used)
     phrase_maps: np.ndarray | None = None  # [phrases, h, w] attention per phrase (mean of layers, heads, tokens)
+    token_maps: np.ndarray | None = None  # [len(token_maps_of), h, w] single tokens' attention, read like phrase_maps
 
 
 @dataclass
@@ -281,13 +282,15 @@ def generate_with_layout_guidance(
     guidance_scale: float = CFG_SCALE,
     forward_strength: float = 0.0,
     on_step: Callable[[int], None] | None = None,
+    token_maps_of: Sequence[int] = (),
 ) -> LayoutGuidanceOutput:
     """Sample one image from `pipe` (a StableDiffusionPipeline with an LMS scheduler of its own),
     steering the latent so each object's tokens (`token_groups`) attend inside its boxes.
 
     `forward_strength` λ > 0 also edits the attention of the normal step during the guided steps
     (forward guidance). With `loss_scale=0` and λ=0, or `guided_steps=0`, this is the plain CFG
-    sampler (the same image as `pipe(...)` with the same generator)."""
+    sampler (the same image as `pipe(...)` with the same generator). Each step also records the maps of
+    the single token positions `token_maps_of` (e.g. the start and end tokens), from the same pass."""
     device = pipe._execution_device
     do_cfg = guidance_scale > 1.0
     with torch.no_grad():
@@ -317,6 +320,8 @@ def generate_with_layout_guidance(
                 record.energy_after = float(layout_energy(layer_maps, token_groups, box_groups))
                 record.inside_after = mean_inside_fraction(layer_maps, token_groups, box_groups)
                 record.phrase_maps = _phrase_maps(layer_maps, token_groups)
+                if token_maps_of:
+                    record.token_maps = _phrase_maps(layer_maps, [[token] for token in token_maps_of])
                 if do_cfg:
                     uncond_noise, cond_noise = noise.chunk(2)
                     noise = uncond_noise + guidance_scale * (cond_noise - uncond_noise)
