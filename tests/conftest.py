@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 ARTIFACTS = ROOT / "artifacts"
 
-if os.environ.get("PP_TORCH_THREADS"):  # CI reruns the mechanism tests on one thread: properties must not flip
+if os.environ.get("PP_TORCH_THREADS"):  # CI's two passes differ in threads: properties must not flip
     import torch
 
     torch.set_num_threads(int(os.environ["PP_TORCH_THREADS"]))
@@ -31,7 +31,7 @@ if os.environ.get("PP_TORCH_THREADS"):  # CI reruns the mechanism tests on one t
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "mechanism: a property of a paper's mechanism that floating-point "
                                        "summation order could flip (a margin over seeds, an optimisation lowering "
-                                       "a loss, two computation paths compared); CI reruns these on one thread. "
+                                       "a loss, two computation paths compared); CI reruns these on another thread count. "
                                        "Traces, exact blends and made-up inputs "
                                        "are not marked: thread count cannot change them.")
     config.addinivalue_line("markers", "hub: acceptance on the published checkpoints (network); run with -m hub")
