@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -136,7 +137,7 @@ def call_once(client: Client, app_server, endpoint: str, args: list[Any]) -> str
         job.cancel()
         return f"no answer within {CALL_SECONDS}s"
     except Exception as error:  # noqa: BLE001 - every error the client raises is judged by its message
-        problem, refused = plain_failure(error), True
+        problem, refused = plain_failure(error), isinstance(error, AppError)  # else the client refused to send
     log = app_server.log()[log_before:]
     if CRASH_IN_LOG in log:
         problem = f"{problem or ''} server logged a crash: ...{log[-600:]}"
