@@ -76,6 +76,10 @@ DEMOS: list[Demo] = [
          "arXiv 2211.01095 · Ho & Salimans, Classifier-Free Diffusion Guidance, NeurIPS 2021 Workshop · Dhariwal & "
          "Nichol, Diffusion Models Beat GANs on Image Synthesis, NeurIPS 2021 · Mokady et al., Null-text Inversion, "
          "CVPR 2023", "demos.tabs.samplers_and_guidance", heavy=True, checkpoints=("sd15",), topic='diffusion'),
+    Demo("Imagen-style cascade (DeepFloyd IF)", "Saharia et al., Photorealistic Text-to-Image Diffusion Models with "
+         "Deep Language Understanding (Imagen), NeurIPS 2022 · Ho et al., Cascaded Diffusion Models, JMLR 2022 · "
+         "DeepFloyd IF (StabilityAI, 2023)", "demos.tabs.if_cascade", heavy=True,
+         checkpoints=("if-t5-xxl", "if-i-m", "if-ii-m"), optional=("sd15",), topic='diffusion'),
     Demo("CLIP zero-shot", "Radford et al., Learning Transferable Visual Models From Natural Language "
          "Supervision, ICML 2021", "demos.tabs.clip_zero_shot",
          checkpoints=("clip-vit-base-patch32",), optional=("clip-vit-base-patch16", "clip-vit-large-patch14"), topic='seeing'),
@@ -85,6 +89,9 @@ DEMOS: list[Demo] = [
          "demos.tabs.vqa", heavy=True,
          checkpoints=("blip2-opt-2.7b", "llava-interleave-qwen-0.5b"),
          optional=("blip2-flan-t5-xl", "instructblip-vicuna-7b", "llava-1.5-7b"), topic='seeing'),
+    Demo("BLIP-2 matching", "Li et al., BLIP-2: Bootstrapping Language-Image Pre-training with Frozen Image Encoders "
+         "and Large Language Models, ICML 2023 (stage 1: ITC, ITM, ITG)", "demos.tabs.blip2_matching", heavy=True,
+         checkpoints=("blip2-itm-vit-g",), topic='seeing'),
     Demo("CLIP interrogator", "pharmapsychotic, CLIP Interrogator (github.com/pharmapsychotic/clip-interrogator, 2022): "
          "BLIP-2 caption (Li et al. 2023) + CLIP-ranked phrase banks (Radford et al. 2021)",
          "demos.tabs.clip_interrogator", heavy=True,
@@ -95,12 +102,18 @@ DEMOS: list[Demo] = [
          "2401.14159", "demos.tabs.segment_anything",
          checkpoints=("sam-vit-b", "grounding-dino-tiny"), optional=("sam-vit-h",), topic='seeing'),
     Demo("BEiT vs MAE", "Bao et al., BEiT: BERT Pre-Training of Image Transformers, ICLR 2022 · He et al., Masked "
-         "Autoencoders Are Scalable Vision Learners, CVPR 2022", "demos.tabs.masked_image_modeling",
-         checkpoints=("beit-base-pt22k", "vit-mae-base"), topic='seeing'),
+         "Autoencoders Are Scalable Vision Learners, CVPR 2022 · Zhou et al., Scene Parsing through ADE20K Dataset, "
+         "CVPR 2017", "demos.tabs.masked_image_modeling",
+         checkpoints=("beit-base-pt22k", "vit-mae-base"), optional=("beit-base-ade-640",), topic='seeing'),
     Demo("ControlNet", "Zhang, Rao, Agrawala, Adding Conditional Control to Text-to-Image Diffusion Models, ICCV 2023; "
          "Mou et al., T2I-Adapter: Learning Adapters to Dig out More Controllable Ability for Text-to-Image "
          "Diffusion Models, AAAI 2024", "demos.tabs.controlnet", heavy=True,
          checkpoints=("sd15", "controlnet-canny"), optional=CONTROLNET_OPTIONAL, topic='control'),
+    Demo("Composer-style composition", "Huang et al., Composer: Creative and Controllable Image Synthesis with "
+         "Composable Conditions, ICML 2023 (no published weights; composed here with Mou et al., T2I-Adapter, AAAI "
+         "2024 and Ye et al., IP-Adapter, arXiv 2308.06721)", "demos.tabs.composition", heavy=True,
+         checkpoints=("sd15", "controlnet-t2iadapter-sketch", "controlnet-t2iadapter-depth", "controlnet-annotator-depth",
+                      "t2iadapter-color-sd14", "ip-adapter-sd15"), topic='control'),
     Demo("Layout guidance", "Chen, Laina, Vedaldi, Training-Free Layout Control with Cross-Attention Guidance, "
          "WACV 2024", "demos.tabs.layout_guidance", heavy=True,
          checkpoints=("sd15",), topic='control'),

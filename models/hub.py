@@ -138,7 +138,8 @@ def _choose_weights(files: dict[str, int], half: bool, form: str | None) -> dict
     """One folder's weights as a library reads them: the `fp16` variant on `half` where there is one, in
     `form` (safetensors or bin; None: safetensors if present), shards with their index."""
     standard = {path: match for path in files if (match := _standard(path))}
-    variants = {path for path, match in standard.items() if match["variant"]}
+    # `model.fp16-0000N-of-0000M.safetensors` and its index `model.safetensors.index.fp16.json` (T5 in DeepFloyd IF)
+    variants = {path for path in standard if ".fp16" in Path(path).name}
     wanted = variants if (half and variants) else set(standard) - variants
     forms = {standard[path]["format"] for path in wanted}
     form = form or ("safetensors" if "safetensors" in forms else "bin")

@@ -118,7 +118,7 @@ def _weights_file(build: Path, path: str, repo: Published) -> bytes:
     if ".fp16" in name or path in repo.stored_half:
         tensors = {key: value.half() if value.is_floating_point() else value for key, value in tensors.items()}
     shard = SHARD.search(name)
-    if name.endswith(".index.json"):
+    if re.search(r"\.index(\.fp16)?\.json$", name):  # `model.safetensors.index.fp16.json` too (IF's T5)
         return _index(tensors, name, _sibling_shards(repo, path))
     if shard:
         index, count = int(shard[1]), int(shard[2])

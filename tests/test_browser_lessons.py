@@ -53,7 +53,7 @@ def test_walk_vision_and_language_with_next_only(app_server, page):
     start(page, app_server.url)
     pick(page, "Vision and language")
     counter, text = page.locator("#lesson-counter"), page.locator("#lesson-text")
-    expect(counter).to_contain_text("1 / 4 · CLIP zero-shot")
+    expect(counter).to_contain_text("1 / 5 · CLIP zero-shot")
     assert "CLIP zero-shot" in selected_tabs(page) and "Classify one image" in selected_tabs(page)
     expect(page.get_by_label("Candidate labels (comma or newline separated)")).to_have_value("cat, dog, tiger, lion, fox")
     expect(page.locator("#clip-prompts")).to_contain_text("a photo of a fox.", timeout=60_000)  # the step ran itself
@@ -62,14 +62,14 @@ def test_walk_vision_and_language_with_next_only(app_server, page):
     page.screenshot(path=str(ARTIFACTS / "lesson-step-1.png"))
 
     page.locator("#lesson-next").click()
-    expect(counter).to_contain_text("2 / 4 · CLIP zero-shot")
+    expect(counter).to_contain_text("2 / 5 · CLIP zero-shot")
     expect(text).to_contain_text("Prompt ensembling")
     expect(page.get_by_label("Prompt templates, one per line ({} = label)")).to_have_value(re.compile(r"^itap of a \{\}\."))
     expect(page.locator("#clip-prompts")).to_contain_text("a origami cat.", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-step-2.png"))
 
     page.locator("#lesson-next").click()
-    expect(counter).to_contain_text("3 / 4 · Visual QA: BLIP-2 vs LLaVA")
+    expect(counter).to_contain_text("3 / 5 · Visual QA: BLIP-2 vs LLaVA")
     assert "Visual QA: BLIP-2 vs LLaVA" in selected_tabs(page)
     expect(page.get_by_label("Question", exact=True)).to_have_value("What is the person wearing?")
     expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
@@ -77,14 +77,17 @@ def test_walk_vision_and_language_with_next_only(app_server, page):
     page.screenshot(path=str(ARTIFACTS / "lesson-step-3.png"))
 
     page.locator("#lesson-next").click()
-    expect(counter).to_contain_text("4 / 4")
+    expect(counter).to_contain_text("4 / 5")
     expect(text).to_contain_text("Caption mode")
     expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile("Describe the picture"),
                                                                       timeout=120_000)
+    page.locator("#lesson-next").click()
+    expect(counter).to_contain_text("5 / 5 · BLIP-2 matching")
+    assert "BLIP-2 matching" in selected_tabs(page)
     page.locator("#lesson-next").click()  # past the last step: stays on it
-    expect(counter).to_contain_text("4 / 4")
+    expect(counter).to_contain_text("5 / 5")
     page.locator("#lesson-previous").click()
-    expect(counter).to_contain_text("3 / 4")
+    expect(counter).to_contain_text("4 / 5")
 
 
 def test_a_step_link_opened_in_a_fresh_page_restores_the_tab_and_the_inputs(app_server, browser_context):
@@ -149,7 +152,7 @@ def test_a_lesson_in_chinese(app_server, page):
     """The closing note's screenshots: one lesson's steps with the page in Chinese."""
     start(page, app_server.url + "?lang=zh")
     pick(page, "视觉与语言")
-    expect(page.locator("#lesson-counter")).to_contain_text("1 / 4 · CLIP 零样本分类")
+    expect(page.locator("#lesson-counter")).to_contain_text("1 / 5 · CLIP 零样本分类")
     expect(page.locator("#lesson-text")).to_contain_text("CLIP 把照片和每个标签")
     expect(page.locator("#clip-prompts")).to_contain_text("a photo of a fox.", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-zh-step-1.png"))
@@ -158,7 +161,7 @@ def test_a_lesson_in_chinese(app_server, page):
     expect(page.locator("#clip-prompts")).to_contain_text("a origami cat.", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-zh-step-2.png"))
     page.locator("#lesson-next").click()
-    expect(page.locator("#lesson-counter")).to_contain_text("3 / 4 · 视觉问答")
+    expect(page.locator("#lesson-counter")).to_contain_text("3 / 5 · 视觉问答")
     expect(page.locator("#vqa-llava-prompt textarea")).to_have_value(re.compile("What is the person wearing"),
                                                                       timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "lesson-zh-step-3.png"))

@@ -55,7 +55,7 @@ def test_the_start_page_lists_the_topics_and_opens_a_lesson_from_its_link(app_se
     with page.expect_popup() as opened:  # gradio opens a Markdown link in a new tab
         page.locator("#start-lessons").get_by_role("link", name="Controlling generation").click()
     lesson = opened.value
-    expect(lesson.locator("#lesson-counter")).to_contain_text("1 / 5 · ControlNet", timeout=30_000)
+    expect(lesson.locator("#lesson-counter")).to_contain_text("1 / 6 · ControlNet", timeout=30_000)
     expect(lesson.locator("#lessons.open")).to_have_count(1)
     expect(lesson.get_by_role("tab", name="ControlNet", exact=True)).to_have_attribute("aria-selected", "true")
     lesson.screenshot(path=str(ARTIFACTS / "start-lesson-link.png"))

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import models
-from demos.tabs.masked_image_modeling import (MASK_MODES, blockwise_mask, parse_patches, random_mask,
-                                         run_masked_image_modeling, toggle_patch)
+from demos.tabs.masked_image_modeling import (LEGEND_CLASSES, MASK_MODES, blockwise_mask, class_colours,
+                                              parse_patches, random_mask, run_beit_segmentation,
+                                              run_masked_image_modeling, toggle_patch)
 from models import UserError
-from models.beit import BEIT_BASE, MAE_BASE
+from models.beit import ADE20K_LABELS, BEIT_ADE, BEIT_BASE, MAE_BASE
 from tests.test_masks import scene
 
 
@@ -151,3 +152,77 @@ def test_patch_clicks_and_bad_inputs():
         run_masked_image_modeling(picture, "checkerboard")
     with pytest.raises(UserError, match="Please provide"):
         run_masked_image_modeling(None)
+
+
+# ---- what pre-training buys: BEiT fine-tuned for ADE20K segmentation ---------------------------------
+
+@pytest.fixture
+def segmentation_logits(monkeypatch):
+    """The logits of every call of the model the segmentation loads."""
+    model = models.get(BEIT_ADE).model
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        seen.append(output.logits.detach().clone())
+        return output
+
+    monkeypatch.setitem(vars(model), "forward", spy)
+    return seen
+
+
+@pytest.mark.parametrize("size", [(90, 70), (40, 64)])
+def test_the_class_map_is_the_argmax_of_the_logits_upsampled_to_the_picture(segmentation_logits, size):
+    result = run_beit_segmentation(scene(*size, seed=size[0]), opacity=0.5)
+    (logits,) = segmentation_logits
+    assert logits.shape[1] == 150
+    upsampled = torch.nn.functional.interpolate(logits, size=size[::-1], mode="bilinear", align_corners=False)
+    assert result.class_map.shape == size[::-1] == (result.picture.height, result.picture.width)
+    assert np.array_equal(result.class_map, upsampled[0].argmax(0).numpy())
+    assert len(np.unique(result.class_map)) > 1  # a random tiny model still labels pixels differently
+    expected = np.rint(0.5 * np.asarray(result.picture, np.float32) + 0.5 * class_colours(150)[result.class_map])
+    assert np.abs(np.asarray(result.overlay, np.float32) - expected).max() <= 1
+
+
+def test_the_legend_lists_the_largest_classes_and_its_areas_sum_to_the_image():
+    result = run_beit_segmentation(scene(120, 80, 5), opacity=1.0)
+    ids, counts = np.unique(result.class_map, return_counts=True)
+    by_area = sorted(zip(counts.tolist(), ids.tolist()), key=lambda pair: -pair[0])
+    named = [row for row in result.legend if row[0] >= 0]
+    assert [(row[4], row[0]) for row in named] == by_area[:LEGEND_CLASSES]
+    assert [row[1] for row in named] == [ADE20K_LABELS[row[0]].strip() for row in named]
+    assert sum(row[4] for row in result.legend) == 120 * 80
+    assert abs(sum(row[3] for row in result.legend) - 100) < 0.1
+    assert len(result.legend) == min(len(ids), LEGEND_CLASSES) + (len(ids) > LEGEND_CLASSES)
+    overlay = np.asarray(result.overlay)  # at full opacity, each pixel is its class colour
+    assert np.array_equal(overlay, class_colours(150)[result.class_map])
+
+
+def test_the_segmentation_uses_the_fine_tuned_model_not_the_pre_trained_one():
+    from transformers import BeitForSemanticSegmentation
+
+    handle = models.get(BEIT_ADE)
+    assert models.REGISTRY[BEIT_ADE].checkpoint == "microsoft/beit-base-finetuned-ade-640-640"
+    assert isinstance(handle.model, BeitForSemanticSegmentation)
+    assert [handle.model.config.id2label[i] for i in range(150)] == list(ADE20K_LABELS)
+    result = run_beit_segmentation(scene(64, 64, 1))
+    assert result.parameters["model"] == "microsoft/beit-base-finetuned-ade-640-640"
+    assert models.get(BEIT_BASE).model is not handle.model
+
+
+def test_segmentation_bad_inputs():
+    with pytest.raises(UserError, match="Please provide"):
+        run_beit_segmentation(None)
+    with pytest.raises(UserError, match="opacity"):
+        run_beit_segmentation(scene(64, 64), opacity=1.5)
+
+
+@pytest.mark.hub
+def test_hub_beit_finds_the_person_in_the_astronaut_photo():
+    from PIL import Image
+
+    from demos import ASSETS
+
+    result = run_beit_segmentation(Image.open(ASSETS / "astronaut.jpg"))
+    assert "person" in [row[1] for row in result.legend[:3]]

@@ -57,7 +57,7 @@ def test_every_paper_of_the_course_list_has_a_card_or_a_tab():
 
 
 def test_every_card_is_complete_in_both_languages_and_names_a_real_tab():
-    assert len(CARDS) >= 40 and len({card["id"] for card in CARDS}) == len(CARDS)
+    assert len(CARDS) >= 30 and len({card["id"] for card in CARDS}) == len(CARDS)  # rows with a tab of their own need none
     assert [problem for card in CARDS for problem in problems(card)] == []
     topics = {topic.key for topic in TOPICS}
     assert {card["topic"] for card in CARDS} <= topics and CARD_TAB in TITLES

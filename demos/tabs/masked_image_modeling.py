@@ -7,6 +7,10 @@ image). MAE (He et al. 2022) drops the masked patches from the encoder altogethe
 decoder reconstructs their pixels (75 % random masking in the paper). The DALL·E dVAE decoder that
 would turn BEiT's tokens back into pixels is published only as a pickled module (OpenAI's `dall_e`
 package, not on the Hub), so the tab shows the token ids and BEiT's confidence instead of pixels.
+
+A second sub-tab shows what the pre-training is for: the same BEiT-base, fine-tuned on ADE20K with a UperNet
+head (`microsoft/beit-base-finetuned-ade-640-640`), labels every pixel with one of 150 scene classes; the
+class map is the argmax of its logits upsampled to the picture.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from demos import ASSETS
 from demos.shared.generation import resolve_seed
 from demos.shared.inputs import number_in_range, rgb_image
 from models import ProgressFn, UserError
-from models.beit import BEIT_BASE, MAE_BASE
+from models.beit import BEIT_ADE, BEIT_BASE, MAE_BASE
 
 MASK_MODES = ["blockwise", "random", "patches"]  # BEiT's masking, MAE's masking, or the patches you click
 MIN_BLOCK = 16  # BEiT's smallest block, in patches
@@ -34,6 +38,10 @@ BLOCK_ASPECT = (0.3, 1 / 0.3)
 DISPLAY_SIDE = 448  # the views are drawn at this size, whatever the model's input side
 EXAMPLES = ("chelsea.jpg", "coffee.jpg", "rocket.jpg")
 EXAMPLES_ID = "mim-examples"
+SEGMENTATION_TITLE = "What pre-training buys: BEiT fine-tuned for segmentation (ADE20K)"
+SEGMENTATION_SIDE = 512  # the picture is segmented and shown at most this many px on its longer side
+LEGEND_CLASSES = 8  # the legend lists the largest classes, then the rest as one row
+SEGMENTATION_EXAMPLES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg")
 
 
 def blockwise_mask(side: int, count: int, rng: random.Random) -> np.ndarray:
@@ -238,6 +246,103 @@ def run_masked_image_modeling(image: Any, mask_mode: str = "blockwise", mask_rat
         side=side, seed=seed, parameters=parameters)
 
 
+@dataclass
+class SegmentationResult:
+    picture: Image.Image  # the input at the size it was segmented and shown
+    class_map: np.ndarray  # H×W class ids: argmax of the logits upsampled to the picture
+    overlay: Image.Image  # the picture with each pixel tinted by its class colour
+    legend: list[list[Any]]  # largest classes first: class id, label, colour, share of pixels (%), pixels
+    parameters: dict[str, Any]
+
+
+def class_colours(count: int) -> np.ndarray:
+    """A fixed, bright colour per class id (the same class is always the same colour)."""
+    return np.random.default_rng(150).integers(30, 256, size=(count, 3)).astype(np.uint8)
+
+
+def scaled_to(picture: Image.Image, side: int) -> Image.Image:
+    """The picture with its longer side at most `side` px (aspect kept)."""
+    scale = min(1.0, side / max(picture.size))
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    return picture.resize(size, Image.Resampling.BICUBIC) if size != picture.size else picture
+
+
+def segmentation_map(handle: Any, picture: Image.Image) -> np.ndarray:
+    """Per pixel of `picture`, the class whose logit is highest after bilinear upsampling to its size."""
+    import torch
+
+    inputs = handle.processor(images=picture, return_tensors="pt").to(handle.device, handle.model.dtype)
+    with torch.no_grad():
+        logits = handle.model(**inputs).logits.float()
+    upsampled = torch.nn.functional.interpolate(logits, size=(picture.height, picture.width), mode="bilinear",
+                                                align_corners=False)
+    return upsampled[0].argmax(0).cpu().numpy()
+
+
+def segmentation_legend(class_map: np.ndarray, labels: dict[int, str], colours: np.ndarray) -> list[list[Any]]:
+    """The LEGEND_CLASSES largest classes by area, then one row for all the others: the rows' pixels sum to the
+    image's."""
+    ids, counts = np.unique(class_map, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    total = class_map.size
+    rows = [[int(ids[i]), labels[int(ids[i])].strip(), "#%02x%02x%02x" % tuple(colours[ids[i]]),
+             round(100 * counts[i] / total, 2), int(counts[i])] for i in order[:LEGEND_CLASSES]]
+    rest = int(counts[order[LEGEND_CLASSES:]].sum())
+    if rest:
+        rows.append([-1, f"{len(order) - LEGEND_CLASSES} other classes", "", round(100 * rest / total, 2), rest])
+    return rows
+
+
+def run_beit_segmentation(image: Any, opacity: float = 0.55, progress: ProgressFn | None = None) -> SegmentationResult:
+    """Label every pixel with one of ADE20K's 150 classes using BEiT fine-tuned for segmentation."""
+    picture = scaled_to(rgb_image(image, "an image"), SEGMENTATION_SIDE)
+    opacity = number_in_range(opacity, "The overlay opacity", 0.0, 1.0)
+    handle = models.get(BEIT_ADE, progress)
+    class_map = segmentation_map(handle, picture)
+    labels = {int(key): value for key, value in handle.model.config.id2label.items()}
+    colours = class_colours(len(labels))
+    tinted = (1 - opacity) * np.asarray(picture, dtype=np.float32) + opacity * colours[class_map]
+    overlay = Image.fromarray(np.clip(np.rint(tinted), 0, 255).astype(np.uint8))
+    parameters = dict(model=models.REGISTRY[BEIT_ADE].checkpoint, classes=len(labels), opacity=opacity,
+                      size=list(picture.size), logits_side=handle.model.config.image_size)
+    return SegmentationResult(picture=picture, class_map=class_map, overlay=overlay,
+                              legend=segmentation_legend(class_map, labels, colours), parameters=parameters)
+
+
+def segmentation_tab() -> None:
+    """The fine-tuned BEiT's segmentation: the overlay and the legend of its largest classes."""
+    import gradio as gr
+
+    from demos.shared.handlers import user_errors
+    from demos.shared.widgets import RESULT
+
+    gr.Markdown(
+        "Masked image modelling is pre-training: it is worth what it buys after fine-tuning. This is the same "
+        "BEiT-base, fine-tuned on **ADE20K** (20k scenes, 150 classes) with a UperNet head that reads layers 4, 6, "
+        "8 and 12 of the transformer (in the paper, this beats both supervised ImageNet pre-training and training "
+        "from scratch). Each pixel gets the class with the highest score after the logits (a quarter of "
+        "the 640² input) are upsampled to the picture.")
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(label="Image", type="pil", height=300, elem_id="beit-seg-image")
+            opacity = gr.Slider(0.0, 1.0, value=0.55, step=0.05, label="Overlay opacity")
+            run = gr.Button("Segment", variant="primary", elem_id="beit-seg-run")
+        with gr.Column():
+            overlay = gr.Image(label="Classes (colour per class)", type="pil", format="png", height=320,
+                               elem_id="beit-seg-overlay", elem_classes=RESULT)
+    legend = gr.Dataframe(headers=["class id", "class", "colour", "% of pixels", "pixels"],
+                          label="Largest classes by area", interactive=False, elem_id="beit-seg-legend")
+    gr.Examples([[str(ASSETS / name)] for name in SEGMENTATION_EXAMPLES], inputs=image,
+                label="Examples (public-domain images from scikit-image)", elem_id="beit-seg-examples")
+
+    @user_errors
+    def segment_for_ui(image, opacity, progress=gr.Progress(track_tqdm=True)):
+        result = run_beit_segmentation(image, opacity, progress)
+        return result.overlay, result.legend
+
+    run.click(segment_for_ui, inputs=[image, opacity], outputs=[overlay, legend], api_name="beit_segmentation")
+
+
 def layout() -> SimpleNamespace:
     import gradio as gr
 
@@ -292,7 +397,10 @@ def build_ui() -> None:
     from demos.shared.handlers import user_errors
     from demos.shared.widgets import scroll_into_view_on
 
-    w = layout()
+    with gr.Tab("Masked image modelling"):
+        w = layout()
+    with gr.Tab(SEGMENTATION_TITLE):
+        segmentation_tab()
 
     @user_errors
     def run_for_ui(image, mask_mode, mask_ratio, patches, seed, randomize, progress=gr.Progress(track_tqdm=True)):
