@@ -147,6 +147,7 @@ def browser_context(tmp_path_factory):
 def page(browser_context):
     """A fresh tab; the page language a test switched to (cookie and localStorage) is forgotten after it."""
     page = browser_context.new_page()
+    page.set_default_timeout(60_000)  # a click waits for a busy page: CI runs two test workers on two cores
     yield page
     if page.url.startswith("http"):
         page.evaluate("() => localStorage.removeItem('pp-lang')")

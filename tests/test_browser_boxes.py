@@ -31,7 +31,7 @@ def _load_example_and_set_steps(page, steps: int, open_settings: bool) -> None:
     steps_box.fill(str(steps))
     steps_box.press("Enter")
     steps_box.blur()  # the slider takes the typed value on blur; check it did before generating
-    expect(panel.get_by_label("range slider for Steps", exact=True)).to_have_value(str(steps), timeout=15_000)
+    expect(panel.get_by_label("range slider for Steps", exact=True)).to_have_value(str(steps), timeout=45_000)
 
 
 def test_box_tabs_run_an_example_layout_and_show_images_and_attention_maps(app_server, page):
