@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from demos.tabs.diffusion_basics import counting_calls  # noqa: E402
+from models.pipelines.samplers import counting_calls  # noqa: E402
 from models.few_step import LCM_LORA_TARGETS  # noqa: E402
 from models.pipelines.diffusion_maths import denoise, make_scheduler  # noqa: E402
 from models.stable_diffusion import SD15_SCHEDULER, tiny_unet_config  # noqa: E402

@@ -37,8 +37,18 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "hub: acceptance on the published checkpoints (network); run with -m hub")
 
 
+# Test files that drive the page in Chromium, or hammer the app's API: under pytest-xdist (CI's
+# `--dist loadgroup`) they all run on one worker, one at a time against its one app, as they were timed;
+# two of them at once on two cores made waits for the page time out. Every other file is a group of its own.
+SERVED_PAGE_FILES = ("test_browser_", "test_endpoint_fuzz.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items) -> None:
     """Hub acceptance tests download gigabytes: they run only when `-m hub` asks for them."""
+    for item in items:
+        served = item.path.name.startswith(SERVED_PAGE_FILES)
+        item.add_marker(pytest.mark.xdist_group("served page" if served else item.path.name))
     if "hub" in (config.option.markexpr or ""):
         return
     hub = [item for item in items if item.get_closest_marker("hub")]

@@ -65,7 +65,7 @@ def test_a_run_started_from_an_example_at_the_bottom_shows_its_result(app_server
     page.get_by_role("gridcell", name="a cartoon cat").click()  # the last example, at the bottom
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a cartoon cat", timeout=15_000)
     page.get_by_role("button", name="Generate", exact=True).click()
-    expect(page.locator("#controlnet-maps")).to_be_in_viewport(timeout=5_000)
+    expect(page.locator("#controlnet-maps")).to_be_in_viewport(timeout=20_000)
 
 
 def test_vqa_chat_is_tall_and_model_names_fit_and_the_clip_table_waits_for_a_run(app_server, page):

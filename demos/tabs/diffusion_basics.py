@@ -36,6 +36,7 @@ from models.pipelines.diffusion_maths import (
     SCHEDULER_CLASSES, TRAIN_STEPS, alpha_bars, decode_latent, denoise, encode_to_latent, make_scheduler, noised,
     parameterisations, velocity,
 )
+from models.pipelines.samplers import counting_calls
 from models.safety import screened_images
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
@@ -81,25 +82,6 @@ def channel_images(latent: torch.Tensor, side: int) -> list[Image.Image]:
         picture = Image.fromarray((scaled.numpy() * 255).round().astype(np.uint8))
         images.append(picture.resize((side, side), Image.Resampling.NEAREST))
     return images
-
-
-@dataclass
-class CallCounter:
-    calls: int = 0
-
-
-@contextmanager
-def counting_calls(module: torch.nn.Module) -> Iterator[CallCounter]:
-    """Count the module's forward passes (one UNet call per step, CFG's two halves being one batch)."""
-    counter = CallCounter()
-
-    def count(*_: Any) -> None:
-        counter.calls += 1
-    hook = module.register_forward_hook(count)
-    try:
-        yield counter
-    finally:
-        hook.remove()
 
 
 # ---- validation -----------------------------------------------------------------------------

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import io
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ from demos.shared.inputs import number_in_range, one_of, rgb_image
 from models import ProgressFn
 from models.pipelines.diffusion_maths import TRAIN_STEPS, alpha_bars, denoise, make_scheduler
 from models.pipelines.posterior import posterior, step_coefficients
+from models.pipelines.samplers import counting_calls
 from models.pipelines.score_sde import (
     pc_sample, prepare, probability_flow_sample, score_from_epsilon, ve_sigma,
 )
@@ -71,21 +71,6 @@ def subplots(columns: int, width: float = 8) -> tuple[Any, Any]:
     from matplotlib import pyplot
 
     return pyplot.subplots(1, columns, figsize=(width, 3), dpi=80, squeeze=False)
-
-
-@dataclass
-class CallCounter:
-    calls: int = 0
-
-
-@contextmanager
-def counting_calls(module: torch.nn.Module) -> Iterator[CallCounter]:
-    counter = CallCounter()
-    hook = module.register_forward_hook(lambda *_: setattr(counter, "calls", counter.calls + 1))
-    try:
-        yield counter
-    finally:
-        hook.remove()
 
 
 def _seeds(seed: Any, noise_seed: Any) -> tuple[int, int]:

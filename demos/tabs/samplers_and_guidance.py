@@ -37,7 +37,7 @@ from models.pipelines import null_text_inversion as nti
 from models.pipelines import prompt_to_prompt as p2p
 from models.pipelines.cfg_branches import BRANCHES, Branches, sample_with_branches
 from models.pipelines.diffusion_maths import decode_latent
-from models.pipelines.samplers import SAMPLERS, make_sampler, swapped_scheduler, unet_calls
+from models.pipelines.samplers import SAMPLERS, counting_calls, make_sampler, swapped_scheduler
 from models.safety import screened_images
 from models.stable_diffusion import SD15, TINY_IMAGE_SIDE
 
@@ -152,7 +152,7 @@ def _sample(pipe: Any, prompt: str, negative: str, sampler: str, steps: int, sca
         return tensors
 
     started = time.perf_counter()
-    with swapped_scheduler(pipe, scheduler), unet_calls(pipe.unet) as count:
+    with swapped_scheduler(pipe, scheduler), counting_calls(pipe.unet) as count:
         output = pipe(prompt, negative_prompt=negative or None, num_inference_steps=steps, guidance_scale=scale,
                       generator=generator_for(seed), height=side, width=side, callback_on_step_end=on_step_end)
     return SamplerRun(sampler, steps, output.images[0], count.calls, time.perf_counter() - started,
@@ -294,7 +294,7 @@ def run_guidance_sweep(prompt: str, negative_prompt: str = "", scales: Any = GUI
     seed, side = resolve_seed(seed), _side(resolution)
     setup = _guidance_setup(prompt, negative, steps, seed, side, progress)
     latents = []
-    with torch.inference_mode(), unet_calls(setup.pipe.unet) as count:
+    with torch.inference_mode(), counting_calls(setup.pipe.unet) as count:
         for scale in scales:
             setup.scheduler.set_timesteps(steps, device=setup.x_T.device)  # multistep state starts afresh
             latent, _ = sample_with_branches(setup.pipe.unet, setup.scheduler, setup.x_T, setup.texts, scale,
@@ -355,7 +355,7 @@ def run_inversion_error(photo: Any, prompt: str, steps: Any = INVERSION_STEPS, g
     z0 = nti.encode_image(pipe, image)
     conditional = p2p.encode_text(pipe, [prompt]).to(pipe.unet.dtype)
     trips = []
-    with unet_calls(pipe.unet) as count:
+    with counting_calls(pipe.unet) as count:
         for index, step_count in enumerate(step_counts):
             if progress is not None:
                 progress(index / len(step_counts), desc=f"inverting with {step_count} steps, then back")

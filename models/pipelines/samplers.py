@@ -61,19 +61,20 @@ def swapped_scheduler(pipe: Any, scheduler: Any) -> Iterator[Any]:
 
 
 @dataclass
-class CallCount:
+class CallCounter:
     calls: int = 0
 
 
 @contextmanager
-def unet_calls(unet: torch.nn.Module) -> Iterator[CallCount]:
-    """Count the module's forward passes while the block runs (CFG's two halves in one batch are one call)."""
-    count = CallCount()
+def counting_calls(module: torch.nn.Module) -> Iterator[CallCounter]:
+    """Count the module's forward passes while the block runs (one UNet call per step, CFG's two halves being
+    one batch; Heun's two evaluations two calls): what every sampler view of the diffusion tabs reports."""
+    counter = CallCounter()
 
     def counted(*_: Any) -> None:
-        count.calls += 1
-    hook = unet.register_forward_hook(counted)
+        counter.calls += 1
+    hook = module.register_forward_hook(counted)
     try:
-        yield count
+        yield counter
     finally:
         hook.remove()
