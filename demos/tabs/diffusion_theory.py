@@ -13,6 +13,7 @@ Time steps follow the papers: t = 0 is the clean image and t = 1..1000 are noise
 """
 from __future__ import annotations
 
+import functools
 import io
 import time
 from dataclasses import dataclass
@@ -89,7 +90,12 @@ class PosteriorResult:
 
 def run_posterior(t: Any = 500) -> PosteriorResult:
     """μ̃_t's two coefficients and β̃_t against β_t over t, for the linear and cosine schedules (no network)."""
-    t = number_in_range(t, "The time step t", 1, TRAIN_STEPS, whole=True)
+    return _posterior_view(number_in_range(t, "The time step t", 1, TRAIN_STEPS, whole=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _posterior_view(t: int) -> PosteriorResult:
+    """Drawn once per t: it depends on t alone, and the page draws the default one on every page load."""
     tables = {schedule: posterior(alpha_bars(schedule)[1:]) for schedule in SCHEDULES}
     coefficients = {schedule: {"c0": float(p.x0_coefficient[t - 1]), "ct": float(p.xt_coefficient[t - 1]),
                                "beta": float(p.beta[t - 1]), "beta_tilde": float(p.beta_tilde[t - 1])}
