@@ -41,7 +41,8 @@ def plain_input_errors(app: gr.Blocks) -> None:
         token = LocalContext.request.set(kwargs.get("request"))
         try:
             return await process_api(block_fn, *args, **kwargs)
-        except gr.Error as error:
+        except gr.Error as error:  # every refusal passes here: input checks, handlers, each streamed step
+            error.print_exception = False
             function = app.fns[block_fn] if isinstance(block_fn, int) else block_fn
             log.info("/%s refused a request: %s", function.api_name or function.name, error.message)
             raise
@@ -56,7 +57,7 @@ def plain_input_errors(app: gr.Blocks) -> None:
             raise
         except Exception as error:  # a payload of the wrong shape, caught by gradio's data models
             log.info("refused a malformed request: %s: %s", type(error).__name__, error)
-            raise gr.Error(translate(WRONG_KIND_OF_INPUT, reader_language()), print_exception=False) from None
+            raise gr.Error(translate(WRONG_KIND_OF_INPUT, reader_language())) from None
 
     app.preprocess_data, app.process_api = checked_preprocess_data, process_api_knowing_its_reader
 
@@ -89,7 +90,7 @@ def _plain_preprocess(component: gr.components.Component) -> Callable:
                 reason = translate(f"This value is not one it accepts. Choose one of: {', '.join(choices)}.", language)
             else:
                 reason = translate("This value is not one it accepts.", language)
-            raise gr.Error(f"{_shown_label(component, language)}: {reason}", print_exception=False) from None
+            raise gr.Error(f"{_shown_label(component, language)}: {reason}") from None
     return checked
 
 

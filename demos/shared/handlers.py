@@ -34,7 +34,6 @@ def user_errors(function: Callable) -> Callable:
 
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, gr.Error):
-            error.print_exception = False  # a refusal: the page's server logs it in one line
             return error
         if isinstance(error, (UserError, JobDropped)):
             if isinstance(error, JobDropped):
@@ -47,7 +46,7 @@ def user_errors(function: Callable) -> Callable:
         else:
             log.exception("unexpected error in %s", function.__name__)
             message = f"Something went wrong ({type(error).__name__}: {error}). Details are in the server log."
-        return gr.Error(translate(message, reader_language()), print_exception=False)  # the page's server logs it
+        return gr.Error(translate(message, reader_language()))
 
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)
